@@ -1,0 +1,28 @@
+"""Runtime backends behind one interface; each is imported only when chosen.
+
+The ONNX Runtime and TensorRT paths must not import PyTorch or training code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from inspector.backends.base import Backend
+
+BACKENDS: dict[str, str] = {
+    "torch": "inspector.backends.torch_backend:TorchBackend",
+}
+
+
+def create_backend(name: str, bundle: str | Path, **options: object) -> Backend:
+    """Instantiate backend ``name`` for ``bundle``; options go to its constructor."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; available: {sorted(BACKENDS)}") from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)(bundle, **options)
+
+
+__all__ = ["BACKENDS", "Backend", "create_backend"]

@@ -1,0 +1,11 @@
+"""The ``inspector`` command. Each module below registers its commands on import."""
+
+from __future__ import annotations
+
+from inspector.cli import bundle, predict  # noqa: F401  (registers commands)
+from inspector.cli.app import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

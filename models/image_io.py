@@ -1,0 +1,51 @@
+"""Reading image files as frames: 8- or 16-bit, gray or colour, kept as they are on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm"})
+
+
+class ImageError(ValueError):
+    """An image or frame that cannot be inspected; the message says why."""
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a file unchanged (bit depth kept); colour comes back BGR, alpha is dropped.
+
+    Raises:
+        ImageError: the file is missing, unreadable or not an image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise ImageError(f"{path}: not a readable image")
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: not a directory")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write a lossless PNG (8 or 16 bit), creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise ImageError(f"{path}: could not encode PNG")
+    buf.tofile(path)
+    return path

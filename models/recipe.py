@@ -1,0 +1,107 @@
+"""A bundle's ``recipe.yaml``: what model it is and how its map becomes a verdict.
+
+No torch here: the ONNX Runtime and TensorRT paths read recipes too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+RECIPE_FILE = "recipe.yaml"
+ENCODER_FILE = "encoder.safetensors"
+DECODER_FILE = "decoder.safetensors"
+TEXT_FILE = "text_embeddings.safetensors"
+MEMORY_FILE = "memory_bank.safetensors"
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Prompts(_Strict):
+    """The prompt ensemble (``{}`` stands for the product noun)."""
+
+    normal_states: list[str]
+    abnormal_states: list[str]
+    templates: list[str]
+
+
+class Thresholds(_Strict):
+    """How an anomaly map becomes a verdict.
+
+    A defect region is a connected area of the map at or above ``pixel`` whose area in frame
+    pixels is at least ``min_defect_area_px`` and whose peak is at least ``image``. A frame
+    with one or more defect regions fails.
+    """
+
+    pixel: float = Field(0.5, ge=0.0, le=1.0)
+    image: float = Field(0.5, ge=0.0, le=1.0)
+    min_defect_area_px: float = Field(0.0, ge=0.0)
+    calibrated: bool = False
+
+
+class Recipe(_Strict):
+    """Everything about a bundle that is not a tensor."""
+
+    schema_version: int = SCHEMA_VERSION
+    arch: str
+    product: str = Field(min_length=1)
+    input_size: int = Field(224, gt=0)
+    taps: list[int]
+    prompts: Prompts
+    fusion: Literal["mean", "text", "memory"] = "mean"
+    memory_weight: float = Field(0.5, ge=0.0, le=1.0)
+    smoothing_sigma: float = Field(4.0, ge=0.0)
+    thresholds: Thresholds = Thresholds()
+    pixel_pitch_mm: float | None = Field(None, gt=0.0)
+    bit_depth: int | None = Field(None, ge=1, le=16)
+    backend: Literal["torch", "onnxruntime", "tensorrt"] = "torch"
+    n_reference_images: int = Field(0, ge=0)
+    encoder_sha256: str
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def load_recipe(bundle: str | Path) -> Recipe:
+    """Read and validate ``BUNDLE/recipe.yaml``."""
+    path = Path(bundle) / RECIPE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{bundle} is not a model bundle: {path} is missing")
+    with path.open(encoding="utf-8") as f:
+        return Recipe.model_validate(yaml.safe_load(f))
+
+
+def save_recipe(bundle: str | Path, recipe: Recipe) -> Path:
+    """Write ``recipe.yaml`` atomically (a power cut leaves the old or the new file)."""
+    path = Path(bundle) / RECIPE_FILE
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=False, allow_unicode=True))
+    tmp.replace(path)
+    return path
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_id(bundle: str | Path, recipe: Recipe | None = None) -> str:
+    """A short id that changes whenever any tensor of the model changes: ``tiny-1a2b3c4d5e6f``."""
+    bundle = Path(bundle)
+    recipe = recipe or load_recipe(bundle)
+    h = hashlib.sha256(recipe.encoder_sha256.encode())
+    for name in (DECODER_FILE, TEXT_FILE, MEMORY_FILE):
+        if (bundle / name).is_file():
+            h.update(name.encode())
+            h.update(file_sha256(bundle / name).encode())
+    h.update(f"{recipe.fusion}:{recipe.memory_weight}:{recipe.smoothing_sigma}".encode())
+    return f"{recipe.arch}-{h.hexdigest()[:12]}"
