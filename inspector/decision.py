@@ -19,8 +19,7 @@ COLUMNS = ("left", "centre", "right")
 
 
 def position_word(x: float, y: float, width: int, height: int) -> str:
-    """Where a point lies on a 3x3 grid of the frame: "upper left" ... "centre" ... "lower right".
-    """
+    """The 3x3-grid position of a point: "upper left", "upper centre", ... "lower right"."""
     row = ROWS[min(2, max(0, int(3 * y / height)))]
     col = COLUMNS[min(2, max(0, int(3 * x / width)))]
     return "centre" if row == col == "centre" else f"{row} {col}"

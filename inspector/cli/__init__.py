@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inspector.cli import bundle, predict  # noqa: F401  (registers commands)
+from inspector.cli import bundle, predict, synth  # noqa: F401  (registers commands)
 from inspector.cli.app import app
 
 
