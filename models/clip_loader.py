@@ -16,6 +16,8 @@ import open_clip
 import torch
 from open_clip.model import _build_vision_tower
 
+from models.errors import MissingWeightsError
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 WEIGHTS_DIR_ENV = "INSPECTOR_WEIGHTS_DIR"
 VIT_H_CHECKPOINT = "open_clip_pytorch_model.bin"
@@ -37,10 +39,6 @@ ARCHS: dict[str, ArchSpec] = {
     "tiny": ArchSpec("tiny", "battery-tiny", needs_weights=False),
     "vit-h-14": ArchSpec("vit-h-14", "ViT-H-14", needs_weights=True),
 }
-
-
-class MissingWeightsError(FileNotFoundError):
-    """The architecture needs a weights file that is not where it was expected."""
 
 
 def arch_spec(arch: str) -> ArchSpec:

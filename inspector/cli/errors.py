@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import typer
 from pydantic import ValidationError
 
-from models.clip_loader import MissingWeightsError
+from models.errors import MissingWeightsError
 from models.image_io import ImageError
 
 USER_ERRORS = (MissingWeightsError, ImageError, FileNotFoundError, FileExistsError, ValueError)
