@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from inspector.cli import bundle, predict, synth  # noqa: F401  (registers commands)
+from inspector.cli import (  # noqa: F401  (registers commands)
+    bundle,
+    calibrate,
+    demo,
+    evaluate,
+    explain,
+    export,
+    predict,
+    run,
+    serve,
+    synth,
+    train,
+)
 from inspector.cli.app import app
 
 

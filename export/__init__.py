@@ -1,0 +1,1 @@
+"""The export step: bundle -> ONNX graph -> TensorRT engine."""

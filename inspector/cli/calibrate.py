@@ -1,0 +1,1 @@
+"""``inspector calibrate`` (being built)."""

@@ -1,0 +1,1 @@
+"""``inspector demo`` (being built)."""

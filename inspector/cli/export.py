@@ -1,0 +1,1 @@
+"""``inspector export`` (being built)."""

@@ -1,0 +1,1 @@
+"""``inspector run`` (being built)."""

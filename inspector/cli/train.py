@@ -1,0 +1,1 @@
+"""``inspector train`` (being built)."""

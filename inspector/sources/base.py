@@ -1,0 +1,87 @@
+"""The one interface every frame source implements, and the frame it yields."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+
+class SourceError(RuntimeError):
+    """A source lost its device or stream; the daemon alarms and the source reconnects."""
+
+
+_counter = itertools.count()
+_counter_lock = threading.Lock()
+
+
+def new_cell_id(prefix: str = "cell") -> str:
+    """A unique, sortable id for a frame that arrived without one.
+
+    UTC time to the microsecond, then the process id and a counter, so two ids made in the
+    same microsecond (or by two processes) still differ and still sort by time.
+
+    Example:
+        >>> new_cell_id() < new_cell_id()
+        True
+    """
+    with _counter_lock:
+        n = next(_counter)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{prefix}-{stamp}-{os.getpid():x}-{n:06d}"
+
+
+@dataclass
+class Frame:
+    """One image of one cell, as a source delivers it.
+
+    ``image`` is HxW (8- or 16-bit gray) or HxWx3 (BGR). ``image`` may be None only together
+    with ``error``: a frame the source could not deliver (a failed buffer, a corrupt file),
+    which the daemon turns into an ``error`` verdict instead of dropping it.
+    """
+
+    cell_id: str
+    image: np.ndarray | None
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    product: str | None = None
+    meta: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+class Source(ABC):
+    """A camera, scanner folder or stream that yields frames.
+
+    Life cycle: ``open()``, then ``frames()`` until ``close()``. ``frames()`` blocks waiting
+    for the next frame and returns when the source is closed. A lost device raises
+    ``SourceError`` out of ``frames()``; the daemon alarms, then calls ``open()`` again with
+    back-off. Sources driven by an MQTT trigger implement ``trigger``.
+    """
+
+    name: str = "source"
+
+    @abstractmethod
+    def open(self) -> None:
+        """Connect to the device or folder; raise ``SourceError`` if it is not there."""
+
+    @abstractmethod
+    def frames(self) -> Iterator[Frame]:
+        """Yield frames as they arrive until ``close()`` is called."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the device; makes a blocked ``frames()`` return. Safe to call twice."""
+
+    def trigger(self, cell_id: str, product: str | None = None) -> None:
+        """Ask for one frame of ``cell_id`` (software trigger). Sources without one refuse."""
+        raise NotImplementedError(f"{self.name} source does not take software triggers")
+
+    @property
+    def triggerable(self) -> bool:
+        """Whether ``trigger`` works for this source as configured."""
+        return False
