@@ -1,0 +1,284 @@
+"""Region facts: what an explanation must say about a reject, measured from its anomaly map.
+
+Facts are the ground truth for every backend. Regions come from ``inspector.decision``'s
+``find_regions`` (the same thresholds as the verdict); this module adds shape measures
+(length, width, elongation from ``cv2.minAreaRect``) and renders the facts as text for
+prompts.
+
+Example:
+    >>> amap = np.zeros((300, 300), np.float32); amap[20:60, 130:170] = 0.9
+    >>> f = facts_from_map(amap, Thresholds(pixel=0.5, image=0.5), pixel_pitch_mm=0.1)
+    >>> f.count, f.regions[0].position, f.regions[0].area_px, f.regions[0].area_mm2
+    (1, 'upper centre', 1600.0, 16.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from inspector.decision import Decision, Region, find_regions, position_word
+from models.recipe import Recipe, Thresholds
+
+SCRATCH_ELONGATION = 3.0  # length / width at or above which a region reads as a scratch
+
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def number_word(n: int) -> str:
+    """``2 -> "two"``; digits from ten on."""
+    return NUMBER_WORDS[n] if 0 <= n < len(NUMBER_WORDS) else str(n)
+
+
+@dataclass
+class RegionFacts:
+    """One defect region, in frame pixels (and mm where the pixel pitch is known)."""
+
+    index: int  # 1-based, the number drawn on the overlay (largest peak first)
+    position: str  # 3x3-grid words: "upper left" ... "lower right", "centre"
+    bbox: tuple[int, int, int, int]  # x, y, width, height
+    centroid: tuple[float, float]
+    area_px: float
+    peak: float
+    mean: float
+    length_px: float  # long side of the minimum-area rotated rectangle
+    width_px: float  # short side
+    angle_deg: float  # direction of the long side, 0 = horizontal, 90 = vertical
+    area_mm2: float | None = None
+    length_mm: float | None = None
+    width_mm: float | None = None
+
+    @property
+    def elongation(self) -> float:
+        """Length over width (1 for a disc, large for a scratch)."""
+        return self.length_px / max(self.width_px, 1.0)
+
+    @property
+    def shape(self) -> str:
+        """``"scratch-like"`` (elongated) or ``"blob-like"``."""
+        return "scratch-like" if self.elongation >= SCRATCH_ELONGATION else "blob-like"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["bbox"] = list(self.bbox)
+        d["centroid"] = [round(c, 1) for c in self.centroid]
+        d["elongation"] = round(self.elongation, 2)
+        d["shape"] = self.shape
+        for key in ("area_px", "peak", "mean", "length_px", "width_px", "angle_deg"):
+            d[key] = round(float(d[key]), 4)
+        for key in ("area_mm2", "length_mm", "width_mm"):
+            d[key] = None if d[key] is None else round(float(d[key]), 4)
+        return d
+
+    def size_text(self) -> str:
+        """``"1600 px (16.0 mm^2), about 40 x 40 px"`` style size description."""
+        area = f"{self.area_px:.0f} px"
+        if self.area_mm2 is not None:
+            area += f" ({self.area_mm2:.3g} mm^2)"
+        if self.length_mm is not None and self.width_mm is not None:
+            dims = f"about {self.length_mm:.3g} mm long and {self.width_mm:.3g} mm wide"
+        else:
+            dims = f"about {self.length_px:.0f} px long and {self.width_px:.0f} px wide"
+        return f"{area}, {dims}"
+
+
+@dataclass
+class Facts:
+    """Everything measured about one frame's map."""
+
+    product: str
+    width: int
+    height: int
+    image_score: float
+    thresholds: Thresholds
+    pixel_pitch_mm: float | None
+    regions: list[RegionFacts] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.regions)
+
+    @property
+    def verdict(self) -> str:
+        return "fail" if self.regions else "pass"
+
+    def to_dict(self) -> dict:
+        return {
+            "product": self.product,
+            "width": self.width,
+            "height": self.height,
+            "verdict": self.verdict,
+            "image_score": round(float(self.image_score), 4),
+            "pixel_pitch_mm": self.pixel_pitch_mm,
+            "thresholds": self.thresholds.model_dump(),
+            "count": self.count,
+            "regions": [r.to_dict() for r in self.regions],
+        }
+
+    def decision(self) -> Decision:
+        """The facts as an ``inspector.decision.Decision`` (for ``render_overlay``)."""
+        regions = [
+            Region(r.bbox, r.area_px, r.peak, r.mean, r.centroid, r.position, r.area_mm2)
+            for r in self.regions
+        ]
+        return Decision(self.verdict, self.image_score, regions, self.thresholds)
+
+    def to_prompt(self) -> str:
+        """The facts as plain lines for a language model's system prompt."""
+        pitch = (
+            f"{self.pixel_pitch_mm} mm per pixel"
+            if self.pixel_pitch_mm
+            else "pixel pitch unknown (sizes in pixels only)"
+        )
+        lines = [
+            f"Product: {self.product}. Image {self.width} x {self.height} px, {pitch}.",
+            f"Verdict: {self.verdict}; anomaly score {self.image_score:.2f} "
+            f"(pixel threshold {self.thresholds.pixel:.2f}, image threshold "
+            f"{self.thresholds.image:.2f}).",
+            f"Defect regions: {self.count}.",
+        ]
+        for r in self.regions:
+            x, y, w, h = r.bbox
+            lines.append(
+                f"Region {r.index}: {r.position}; box x={x} y={y} w={w} h={h} px; "
+                f"area {r.size_text()}; {r.shape} (elongation {r.elongation:.1f}); "
+                f"peak score {r.peak:.2f}, mean {r.mean:.2f}."
+            )
+        return "\n".join(lines)
+
+
+def _component_points(amap: np.ndarray, region: Region, threshold: float) -> np.ndarray:
+    """Pixel coordinates (x, y) of the connected component that ``region`` was made from."""
+    x, y, w, h = region.bbox
+    crop = (amap[y : y + h, x : x + w] >= threshold).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
+    if n <= 1:
+        return np.array([[x, y]], np.float32)
+    # the region's own component is the one whose area matches (others only clip the box)
+    best = 1 + int(np.argmin(np.abs(stats[1:, cv2.CC_STAT_AREA] - region.area_px)))
+    ys, xs = np.nonzero(labels == best)
+    return np.stack([xs + x, ys + y], axis=1).astype(np.float32)
+
+
+def _shape(points: np.ndarray) -> tuple[float, float, float]:
+    """(length, width, angle in degrees) of the minimum-area rectangle around pixel centres."""
+    (_, _), (w, h), angle = cv2.minAreaRect(points)
+    w, h = w + 1.0, h + 1.0  # pixel centres -> pixel extents
+    if w >= h:
+        length, width, direction = w, h, angle
+    else:
+        length, width, direction = h, w, angle + 90.0
+    direction = direction % 180.0
+    return float(length), float(width), float(min(direction, 180.0 - direction))
+
+
+def facts_from_map(
+    amap: np.ndarray,
+    thresholds: Thresholds,
+    pixel_pitch_mm: float | None = None,
+    product: str = "battery cell",
+    image_score: float | None = None,
+) -> Facts:
+    """Measure the defect regions of a map at the frame's resolution.
+
+    Regions are those of the verdict: connected areas at or above ``thresholds.pixel``, at
+    least ``thresholds.min_defect_area_px`` large, whose peak reaches ``thresholds.image``.
+
+    Args:
+        amap: float map ``[H, W]`` in [0, 1] at the frame's own resolution.
+        thresholds: the bundle's thresholds.
+        pixel_pitch_mm: size of a frame pixel, for mm and mm^2.
+        product: the product noun, for the text.
+        image_score: the image score reported with the verdict (the map's maximum if None).
+    """
+    amap = np.asarray(amap, dtype=np.float32)
+    if amap.ndim != 2:
+        raise ValueError(f"anomaly map must be HxW, got shape {amap.shape}")
+    h, w = amap.shape
+    found = [
+        r
+        for r in find_regions(
+            amap, amap.shape, thresholds.pixel, thresholds.min_defect_area_px, pixel_pitch_mm
+        )
+        if r.peak >= thresholds.image
+    ]
+    regions = []
+    for i, r in enumerate(found, start=1):
+        length, width, angle = _shape(_component_points(amap, r, thresholds.pixel))
+        regions.append(
+            RegionFacts(
+                index=i,
+                position=r.position,
+                bbox=r.bbox,
+                centroid=r.centroid,
+                area_px=r.area_px,
+                peak=r.peak,
+                mean=r.mean,
+                length_px=length,
+                width_px=width,
+                angle_deg=angle,
+                area_mm2=r.area_mm2,
+                length_mm=length * pixel_pitch_mm if pixel_pitch_mm else None,
+                width_mm=width * pixel_pitch_mm if pixel_pitch_mm else None,
+            )
+        )
+    score = float(amap.max()) if image_score is None else float(image_score)
+    return Facts(product, w, h, score, thresholds, pixel_pitch_mm, regions)
+
+
+def facts_for_recipe(amap: np.ndarray, recipe: Recipe, image_score: float | None = None) -> Facts:
+    """``facts_from_map`` with a bundle recipe's thresholds, pixel pitch and product noun."""
+    return facts_from_map(
+        amap, recipe.thresholds, recipe.pixel_pitch_mm, recipe.product, image_score
+    )
+
+
+def facts_from_result(result: dict, product: str = "battery cell") -> Facts:
+    """Facts from a result payload alone (its ``regions``), for when the map file is missing.
+
+    Shape measures fall back to the bounding box (length and width of the box).
+    """
+    t = result.get("thresholds") or {}
+    thresholds = Thresholds(**{k: v for k, v in t.items() if k in Thresholds.model_fields})
+    width, height = int(result.get("width") or 0), int(result.get("height") or 0)
+    regions = []
+    for i, r in enumerate(result.get("regions") or [], start=1):
+        x, y, bw, bh = (int(v) for v in r["bbox"])
+        cx, cy = r.get("centroid") or (x + bw / 2, y + bh / 2)
+        area_px = float(r.get("area_px", bw * bh))
+        area_mm2 = r.get("area_mm2")
+        pitch = (area_mm2 / area_px) ** 0.5 if area_mm2 and area_px else None
+        position = r.get("position") or (
+            position_word(cx, cy, width, height) if width and height else "unknown position"
+        )
+        regions.append(
+            RegionFacts(
+                index=i,
+                position=position,
+                bbox=(x, y, bw, bh),
+                centroid=(float(cx), float(cy)),
+                area_px=area_px,
+                peak=float(r.get("peak", 0.0)),
+                mean=float(r.get("mean", 0.0)),
+                length_px=float(max(bw, bh)),
+                width_px=float(min(bw, bh)),
+                angle_deg=0.0 if bw >= bh else 90.0,
+                area_mm2=area_mm2,
+                length_mm=max(bw, bh) * pitch if pitch else None,
+                width_mm=min(bw, bh) * pitch if pitch else None,
+            )
+        )
+    pitch = (
+        regions[0].length_mm / regions[0].length_px if regions and regions[0].length_mm else None
+    )
+    return Facts(
+        result.get("product") or product,
+        width,
+        height,
+        float(result.get("image_score", 0.0)),
+        thresholds,
+        pitch,
+        regions,
+    )
