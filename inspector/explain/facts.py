@@ -8,7 +8,7 @@ prompts.
 Example:
     >>> amap = np.zeros((300, 300), np.float32); amap[20:60, 130:170] = 0.9
     >>> f = facts_from_map(amap, Thresholds(pixel=0.5, image=0.5), pixel_pitch_mm=0.1)
-    >>> f.count, f.regions[0].position, f.regions[0].area_px, f.regions[0].area_mm2
+    >>> f.count, f.regions[0].position, f.regions[0].area_px, round(f.regions[0].area_mm2, 3)
     (1, 'upper centre', 1600.0, 16.0)
 """
 
