@@ -77,6 +77,14 @@ class Source(ABC):
     def close(self) -> None:
         """Release the device; makes a blocked ``frames()`` return. Safe to call twice."""
 
+    def ack(self, frame: Frame, ok: bool) -> None:
+        """Tell the source the daemon is done with ``frame``; ``ok`` False for an error verdict.
+
+        Called once per frame after its result is stored. Sources that keep something per
+        frame (the hot folder's file) finish it here; the default does nothing.
+        """
+        return None
+
     def trigger(self, cell_id: str, product: str | None = None) -> None:
         """Ask for one frame of ``cell_id`` (software trigger). Sources without one refuse."""
         raise NotImplementedError(f"{self.name} source does not take software triggers")
