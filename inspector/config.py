@@ -1,0 +1,248 @@
+"""The daemon's one YAML configuration file, validated in full before anything starts.
+
+Unknown keys and bad values stop the start with the key path and the reason. Secrets need
+not sit in the file: ``password_env: NAME`` (and ``token_env``) read them from the
+environment, which a systemd ``EnvironmentFile`` can hold.
+
+Example:
+    >>> cfg = load_config("systemd/inspector.example.yaml")  # doctest: +SKIP
+    >>> cfg.mqtt.host                                       # doctest: +SKIP
+    'localhost'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+try:  # the frame sources' own config models (discriminated by ``kind``)
+    from inspector.sources import SourceConfig
+except ImportError:  # sources package without its configs: accept the mapping as it is
+    SourceConfig = dict[str, Any]  # type: ignore[misc]
+
+try:  # the explainer worker's settings, owned by inspector/explain
+    from inspector.explain.config import ExplainerConfig
+
+    _EXPLAINER_DEFAULT: Any = ExplainerConfig
+except ImportError:  # explainer not installed in this tree: keep its section as a mapping
+    ExplainerConfig = dict[str, Any]  # type: ignore[misc]
+    _EXPLAINER_DEFAULT = dict
+
+# MQTT topic levels: no wildcards, no separators, no NUL, not empty
+_TOPIC_LEVEL = re.compile(r"^[^/+#\x00]+$")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names each key path and reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _env_secret(name: str | None) -> str | None:
+    if name is not None and name not in os.environ:
+        raise ValueError(f"environment variable {name} is not set")
+    return name
+
+
+class StationConfig(_Strict):
+    """Where this box stands: the names that form the MQTT topic root."""
+
+    line: str = Field(min_length=1, max_length=64)
+    station: str = Field(min_length=1, max_length=64)
+
+    @field_validator("line", "station")
+    @classmethod
+    def _topic_safe(cls, v: str) -> str:
+        if not _TOPIC_LEVEL.match(v):
+            raise ValueError("must not contain '/', '+', '#' or NUL (it is an MQTT topic level)")
+        return v
+
+
+class TLSConfig(_Strict):
+    """TLS towards the broker; files are PEM. No CA file means the system's trust store."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False  # skip host name verification (test benches only)
+
+
+class MqttConfig(_Strict):
+    """The broker connection and the publishing behaviour."""
+
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    tls: TLSConfig | None = None
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    topic_prefix: str = "inspector/v1"
+    heartbeat_s: float = Field(10.0, gt=0)
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    inflight_window: int = Field(100, ge=1, le=10_000)
+    backlog_alarm: int = Field(1000, ge=1)
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_is_set(cls, v: str | None) -> str | None:
+        return _env_secret(v)
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttConfig:
+        if self.password is not None and self.password_env is not None:
+            raise ValueError("give password or password_env, not both")
+        return self
+
+    def resolved_password(self) -> str | None:
+        """The password from the file or from the environment variable it names."""
+        if self.password_env:
+            return os.environ[self.password_env]
+        return self.password.get_secret_value() if self.password else None
+
+
+class PipelineConfig(_Strict):
+    """Stage queues (bounded: a slow stage holds the previous one back) and batching."""
+
+    frame_queue: int = Field(16, ge=1, le=10_000)
+    result_queue: int = Field(64, ge=1, le=10_000)
+    max_batch: int = Field(8, ge=1, le=256)
+    batch_wait_ms: float = Field(5.0, ge=0, le=10_000)
+    channel_order: Literal["bgr", "rgb"] = "bgr"
+
+
+class RetentionConfig(_Strict):
+    """How long results and reject pictures are kept, and how much disk they may take.
+
+    Unpublished results and rejects that still wait for an explanation are never deleted.
+    """
+
+    max_age_days: float = Field(30.0, gt=0)
+    max_disk_gb: float = Field(20.0, gt=0)
+    check_every_s: float = Field(600.0, gt=0)
+    disk_low_alarm_gb: float = Field(1.0, ge=0)
+
+
+class HealthConfig(_Strict):
+    """systemd watchdog, Prometheus metrics and log format."""
+
+    metrics_port: int | None = Field(9108, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    stall_s: float = Field(30.0, gt=0)
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class WebConfig(_Strict):
+    """The technicians' page (``inspector serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    token: SecretStr | None = None
+    token_env: str | None = None
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_is_set(cls, v: str | None) -> str | None:
+        return _env_secret(v)
+
+    def resolved_token(self) -> str | None:
+        """The access token from the file or from the environment variable it names."""
+        if self.token_env:
+            return os.environ[self.token_env]
+        return self.token.get_secret_value() if self.token else None
+
+
+class Config(_Strict):
+    """The whole file. Relative paths are taken relative to the file's folder."""
+
+    station: StationConfig
+    data_dir: Path
+    bundle: Path
+    backend: Literal["torch", "onnxruntime", "tensorrt"] | None = None
+    source: SourceConfig
+    mqtt: MqttConfig = MqttConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    retention: RetentionConfig = RetentionConfig()
+    health: HealthConfig = HealthConfig()
+    # the explainer worker's section, default-constructed when absent
+    explainer: ExplainerConfig = Field(default_factory=_EXPLAINER_DEFAULT)
+    web: WebConfig = WebConfig()
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}")
+    return lines
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else base / p).expanduser()
+
+    cfg.data_dir = fix(cfg.data_dir)
+    cfg.bundle = fix(cfg.bundle)
+    if cfg.mqtt.tls:
+        tls = cfg.mqtt.tls
+        tls.ca_file, tls.cert_file, tls.key_file = (
+            fix(tls.ca_file),
+            fix(tls.cert_file),
+            fix(tls.key_file),
+        )
+    return cfg
+
+
+def parse_config(data: object, base: Path = Path(".")) -> Config:
+    """Validate an already-parsed mapping; raise ``ConfigError`` listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a mapping of sections (station, source, ...)")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("invalid configuration: " + "; ".join(_describe(exc))) from None
+    return _resolve_paths(cfg, base)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the YAML file at ``path``.
+
+    Raises:
+        ConfigError: missing file, YAML syntax error, unknown key or bad value; the message
+            names the file, each key path (``mqtt.port``) and the reason.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    try:
+        return parse_config(data, path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,473 @@
+"""Results, reject pictures and explanation jobs in SQLite (WAL) under the data directory.
+
+The result table is the MQTT outbox: every result is committed here before it is published
+and marked published when the broker acknowledges it, so a crash or a broker outage loses
+nothing (a result may be published twice, with the same ``frame_id``). A reject also saves
+its frame (lossless PNG) and anomaly map (``.npy`` float32, frame size) and becomes an
+explanation job for the explainer process, which opens the same database.
+
+Example:
+    >>> store = Store(Path(tempfile.mkdtemp()))                     # doctest: +SKIP
+    >>> row = store.record({"frame_id": "f1", "cell_id": "c1", "verdict": "pass"}, None, None)
+    >>> [r["frame_id"] for r in store.unpublished()]                  # doctest: +SKIP
+    ['f1']
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DB_FILE = "inspector.db"
+REJECTS_DIR = "rejects"
+JOB_LEASE_S = 600.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    frame_id TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    product TEXT,
+    station TEXT,
+    verdict TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    created REAL NOT NULL,
+    payload TEXT NOT NULL,
+    published_at REAL,
+    image_path TEXT,
+    map_path TEXT,
+    file_bytes INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS results_frame ON results(frame_id);
+CREATE INDEX IF NOT EXISTS results_unpublished ON results(id) WHERE published_at IS NULL;
+CREATE INDEX IF NOT EXISTS results_rejects ON results(verdict, ts);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    result_id INTEGER NOT NULL REFERENCES results(id),
+    frame_id TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0,
+    lease_until REAL,
+    error TEXT,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_open ON jobs(state, id);
+CREATE TABLE IF NOT EXISTS explanations (
+    frame_id TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chat (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    frame_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    text TEXT NOT NULL,
+    ts TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chat_frame ON chat(frame_id, id);
+"""
+
+
+@dataclass
+class Job:
+    """One reject waiting for an explanation."""
+
+    id: int
+    frame_id: str
+    cell_id: str
+    product: str | None
+    result: dict
+    image_path: Path | None
+    map_path: Path | None
+    attempts: int
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120] or "frame"
+
+
+class Store:
+    """The daemon's SQLite store; safe to share between threads of one process.
+
+    Several processes (daemon, explainer, web page) may open the same data directory: WAL
+    lets readers run beside the one writer, and writes wait up to 30 s for the lock.
+    """
+
+    def __init__(self, data_dir: Path, synchronous: str = "NORMAL") -> None:
+        self.data_dir = Path(data_dir)
+        self.rejects_dir = self.data_dir / REJECTS_DIR
+        self.rejects_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.data_dir / DB_FILE
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            self.path, timeout=30.0, check_same_thread=False, isolation_level=None
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash; a power cut may lose the last commits
+        # but never corrupts the database. FULL also survives a power cut, at an fsync per result.
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the database (a checkpoint folds the WAL back into the main file)."""
+        with self._lock:
+            with suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+
+    # --- results: the outbox -------------------------------------------------------------
+
+    def record(self, result: dict, image: np.ndarray | None, amap: np.ndarray | None) -> int:
+        """Store one result before it is published; a reject also saves its pictures and job.
+
+        Args:
+            result: the MQTT result payload (``frame_id``, ``cell_id``, ``verdict``, ...).
+            image: the frame, saved losslessly for rejects (ignored otherwise).
+            amap: the anomaly map at frame resolution, saved for rejects as float32 ``.npy``.
+
+        Returns:
+            The row id, which ``mark_published`` takes once the broker has it.
+        """
+        reject = result.get("verdict") == "fail"
+        image_path = map_path = None
+        file_bytes = 0
+        if reject:
+            day = datetime.now(UTC).strftime("%Y-%m-%d")
+            folder = self.rejects_dir / day
+            folder.mkdir(parents=True, exist_ok=True)
+            stem = _safe_name(str(result["frame_id"]))
+            if image is not None:
+                image_path = folder / f"{stem}.png"
+                ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                if not ok:
+                    raise OSError(f"could not encode the PNG of {result['frame_id']}")
+                buf.tofile(image_path)
+                file_bytes += image_path.stat().st_size
+            if amap is not None:
+                map_path = folder / f"{stem}_map.npy"
+                np.save(map_path, np.asarray(amap, dtype=np.float32))
+                file_bytes += map_path.stat().st_size
+        now = time.time()
+        payload = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO results (frame_id, cell_id, product, station, verdict, ts, created,"
+                " payload, image_path, map_path, file_bytes) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    str(result["frame_id"]),
+                    str(result.get("cell_id", "")),
+                    result.get("product"),
+                    result.get("station"),
+                    str(result["verdict"]),
+                    str(result.get("ts") or _now_iso()),
+                    now,
+                    payload,
+                    str(image_path) if image_path else None,
+                    str(map_path) if map_path else None,
+                    file_bytes,
+                ),
+            )
+            row_id = int(cur.lastrowid)
+            if reject:
+                db.execute(
+                    "INSERT INTO jobs (result_id, frame_id, created) VALUES (?,?,?)",
+                    (row_id, str(result["frame_id"]), now),
+                )
+        return row_id
+
+    def mark_published(self, row_id: int) -> None:
+        """The broker acknowledged this result (PUBACK): it leaves the outbox."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE results SET published_at=? WHERE id=? AND published_at IS NULL",
+                (time.time(), row_id),
+            )
+
+    def unpublished(self, after_id: int = 0, limit: int | None = None) -> list[dict]:
+        """Results not yet acknowledged, oldest first: ``{"id", "payload"}`` per row.
+
+        ``after_id`` skips rows up to that id (the ones already handed to the client).
+        """
+        sql = "SELECT id, payload FROM results WHERE published_at IS NULL AND id > ? ORDER BY id"
+        args: tuple = (after_id,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            args += (limit,)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [{"id": r["id"], "payload": json.loads(r["payload"])} for r in rows]
+
+    def backlog(self) -> int:
+        """How many results wait for the broker."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT COUNT(*) FROM results WHERE published_at IS NULL"
+            ).fetchone()[0]
+
+    def result(self, frame_id: str) -> dict | None:
+        """The latest result payload stored for ``frame_id``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT payload FROM results WHERE frame_id=? ORDER BY id DESC LIMIT 1",
+                (frame_id,),
+            ).fetchone()
+        return json.loads(row["payload"]) if row else None
+
+    # --- explanation jobs ----------------------------------------------------------------
+
+    def pending_jobs(self) -> int:
+        """Rejects still waiting for an explanation."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE state != 'done'").fetchone()[0]
+
+    def claim_job(self, lease_s: float = JOB_LEASE_S) -> Job | None:
+        """The oldest job that is due, leased to the caller; None when there is none.
+
+        A job whose worker died (lease expired without ``finish_job``/``fail_job``) is
+        claimable again.
+        """
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT j.id, j.frame_id, j.attempts, r.cell_id, r.product, r.payload,"
+                " r.image_path, r.map_path FROM jobs j JOIN results r ON r.id = j.result_id"
+                " WHERE (j.state='queued' AND j.not_before <= ?)"
+                " OR (j.state='claimed' AND j.lease_until < ?) ORDER BY j.id LIMIT 1",
+                (now, now),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET state='claimed', lease_until=?, attempts=attempts+1 WHERE id=?",
+                (now + lease_s, row["id"]),
+            )
+        return Job(
+            id=row["id"],
+            frame_id=row["frame_id"],
+            cell_id=row["cell_id"],
+            product=row["product"],
+            result=json.loads(row["payload"]),
+            image_path=Path(row["image_path"]) if row["image_path"] else None,
+            map_path=Path(row["map_path"]) if row["map_path"] else None,
+            attempts=row["attempts"] + 1,
+        )
+
+    def finish_job(self, job_id: int, text: str, backend: str) -> None:
+        """Store the explanation of a claimed job and close the job."""
+        with self._tx() as db:
+            row = db.execute("SELECT frame_id FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no explanation job {job_id}")
+            db.execute(
+                "INSERT OR REPLACE INTO explanations (frame_id, text, backend, created)"
+                " VALUES (?,?,?,?)",
+                (row["frame_id"], text, backend, time.time()),
+            )
+            db.execute(
+                "UPDATE jobs SET state='done', lease_until=NULL, error=NULL WHERE id=?",
+                (job_id,),
+            )
+
+    def fail_job(self, job_id: int, error: str, retry_in_s: float) -> None:
+        """Give a claimed job back; it is due again after ``retry_in_s`` seconds."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state='queued', lease_until=NULL, error=?, not_before=?"
+                " WHERE id=?",
+                (error, time.time() + retry_in_s, job_id),
+            )
+
+    def explanation(self, frame_id: str) -> dict | None:
+        """``{frame_id, text, backend, ts}`` of an explained reject, else None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT frame_id, text, backend, created FROM explanations WHERE frame_id=?",
+                (frame_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        ts = datetime.fromtimestamp(row["created"], UTC).isoformat(timespec="seconds")
+        return {
+            "frame_id": row["frame_id"],
+            "text": row["text"],
+            "backend": row["backend"],
+            "ts": ts,
+        }
+
+    # --- rejects and chat, for the technicians' page ------------------------------------
+
+    def _reject_dict(self, row: sqlite3.Row) -> dict:
+        return {
+            "id": row["id"],
+            "frame_id": row["frame_id"],
+            "cell_id": row["cell_id"],
+            "product": row["product"],
+            "station": row["station"],
+            "ts": row["ts"],
+            "result": json.loads(row["payload"]),
+            "image_path": Path(row["image_path"]) if row["image_path"] else None,
+            "map_path": Path(row["map_path"]) if row["map_path"] else None,
+            "job_state": row["job_state"],
+            "explanation": row["text"],
+        }
+
+    _REJECT_SELECT = (
+        "SELECT r.*, j.state AS job_state, e.text AS text FROM results r"
+        " LEFT JOIN jobs j ON j.result_id = r.id LEFT JOIN explanations e"
+        " ON e.frame_id = r.frame_id WHERE r.verdict='fail'"
+    )
+
+    def rejects(
+        self,
+        since: datetime | str | None = None,
+        product: str | None = None,
+        station: str | None = None,
+        limit: int = 100,
+    ) -> list[dict]:
+        """Rejects, newest first, optionally since a time (ISO string or datetime)."""
+        sql, args = self._REJECT_SELECT, []
+        if since is not None:
+            if isinstance(since, datetime):
+                since = since.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            sql += " AND r.ts >= ?"
+            args.append(since)
+        if product is not None:
+            sql += " AND r.product = ?"
+            args.append(product)
+        if station is not None:
+            sql += " AND r.station = ?"
+            args.append(station)
+        sql += " ORDER BY r.id DESC LIMIT ?"
+        args.append(int(limit))
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [self._reject_dict(r) for r in rows]
+
+    def reject(self, frame_id: str) -> dict | None:
+        """One reject by frame id, else None."""
+        with self._lock:
+            row = self._db.execute(
+                self._REJECT_SELECT + " AND r.frame_id = ? ORDER BY r.id DESC LIMIT 1",
+                (frame_id,),
+            ).fetchone()
+        return self._reject_dict(row) if row else None
+
+    def chat_history(self, frame_id: str) -> list[dict]:
+        """The chat about one reject, oldest first: ``{role, text, ts}``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT role, text, ts FROM chat WHERE frame_id=? ORDER BY id", (frame_id,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def append_chat(self, frame_id: str, role: str, text: str) -> None:
+        """Add one turn (``user`` or ``assistant``) to the chat about a reject."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO chat (frame_id, role, text, ts) VALUES (?,?,?,?)",
+                (frame_id, role, text, _now_iso()),
+            )
+
+    # --- retention -----------------------------------------------------------------------
+
+    def disk_bytes(self) -> int:
+        """Bytes used by the database's live pages and the saved reject pictures."""
+        with self._lock:
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+            page = self._db.execute("PRAGMA page_size").fetchone()[0]
+            files = self._db.execute("SELECT COALESCE(SUM(file_bytes),0) FROM results").fetchone()
+        return int((pages - free) * page + files[0])
+
+    def free_bytes(self) -> int:
+        """Free space on the data directory's file system."""
+        return shutil.disk_usage(self.data_dir).free
+
+    _DELETABLE = (
+        "published_at IS NOT NULL AND NOT EXISTS"
+        " (SELECT 1 FROM jobs j WHERE j.result_id = results.id AND j.state != 'done')"
+    )
+
+    def _delete(self, rows: list[sqlite3.Row]) -> int:
+        ids = [r["id"] for r in rows]
+        for r in rows:
+            for p in (r["image_path"], r["map_path"]):
+                if p:
+                    Path(p).unlink(missing_ok=True)
+        with self._tx() as db:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                frames = [
+                    r["frame_id"]
+                    for r in db.execute(
+                        f"SELECT frame_id FROM results WHERE id IN ({marks}) AND verdict='fail'",
+                        chunk,
+                    )
+                ]
+                db.execute(f"DELETE FROM jobs WHERE result_id IN ({marks})", chunk)
+                db.execute(f"DELETE FROM results WHERE id IN ({marks})", chunk)
+                for f in frames:
+                    db.execute("DELETE FROM explanations WHERE frame_id=?", (f,))
+                    db.execute("DELETE FROM chat WHERE frame_id=?", (f,))
+        return len(ids)
+
+    def apply_retention(self, max_age_s: float, max_bytes: int) -> int:
+        """Delete old results, then the oldest until the store fits in ``max_bytes``.
+
+        Never deletes a result that is not yet published or a reject whose explanation job is
+        not done. Returns the number of results deleted.
+        """
+        deleted = 0
+        cutoff = time.time() - max_age_s
+        with self._lock:
+            old = self._db.execute(
+                f"SELECT id, frame_id, image_path, map_path FROM results WHERE created < ?"
+                f" AND {self._DELETABLE} ORDER BY id",
+                (cutoff,),
+            ).fetchall()
+        deleted += self._delete(old)
+        while self.disk_bytes() > max_bytes:
+            with self._lock:
+                batch = self._db.execute(
+                    f"SELECT id, frame_id, image_path, map_path FROM results WHERE"
+                    f" {self._DELETABLE} ORDER BY (file_bytes > 0) DESC, id LIMIT 200"
+                ).fetchall()
+            if not batch:
+                break
+            deleted += self._delete(batch)
+        if deleted:
+            with self._lock:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted
