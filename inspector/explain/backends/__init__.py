@@ -1,0 +1,37 @@
+"""Explanation backends behind one interface; ``create_backend`` picks one from the config."""
+
+from __future__ import annotations
+
+from inspector.explain.backends.base import (
+    INITIAL_QUESTION,
+    Backend,
+    BackendError,
+    ChatTurn,
+    RejectContext,
+)
+from inspector.explain.backends.template import TemplateBackend
+from inspector.explain.config import ExplainerConfig
+
+
+def create_backend(cfg: ExplainerConfig, bundle=None) -> Backend:
+    """The backend named by ``cfg.backend`` (``bundle``: the station's, for batterygpt)."""
+    if cfg.backend == "openai":
+        from inspector.explain.backends.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(cfg.openai)
+    if cfg.backend == "batterygpt":
+        from inspector.explain.backends.batterygpt import BatteryGPTBackend
+
+        return BatteryGPTBackend.from_settings(cfg.batterygpt, bundle)
+    return TemplateBackend()
+
+
+__all__ = [
+    "INITIAL_QUESTION",
+    "Backend",
+    "BackendError",
+    "ChatTurn",
+    "RejectContext",
+    "TemplateBackend",
+    "create_backend",
+]

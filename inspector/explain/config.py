@@ -1,0 +1,87 @@
+"""The ``explainer`` section of the station config: which backend explains rejects, and how.
+
+Example YAML::
+
+    explainer:
+      backend: openai            # template | openai | batterygpt
+      openai:
+        base_url: http://127.0.0.1:8080/v1
+        model: vicuna-13b-v1.5
+        api_key_env: OPENAI_API_KEY
+      retry: {max_attempts: 3, backoff_s: 10}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenAISettings(_Strict):
+    """Any OpenAI-compatible chat server (llama.cpp server, vLLM, Ollama, ...)."""
+
+    base_url: str = Field("http://127.0.0.1:8080/v1", description="up to and including /v1")
+    model: str = "default"
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="environment variable holding the API key (may be unset)"
+    )
+    timeout_s: float = Field(60.0, gt=0)
+    send_image: bool = Field(True, description="attach the overlay PNG (vision models)")
+    max_tokens: int = Field(400, gt=0)
+    temperature: float = Field(0.2, ge=0.0, le=2.0)
+
+
+class BatteryGPTSettings(_Strict):
+    """The paper's chat: a local Vicuna-style model with image and anomaly-map tokens."""
+
+    llm_path: Path | None = Field(
+        None, description="local folder of a transformers causal LM (Vicuna v1.5 by default)"
+    )
+    chat_weights: Path | None = Field(
+        None, description="prompt learner + projection trained by models.chat_training"
+    )
+    bundle: Path | None = Field(
+        None, description="bundle whose encoder initialises image encoder 2 (station's if unset)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    max_new_tokens: int = Field(256, gt=0)
+    stop_strings: list[str] = Field(default_factory=lambda: ["</s>", "USER:", "###"])
+    temperature: float = Field(0.0, ge=0.0, description="0 = greedy")
+
+
+class RetrySettings(_Strict):
+    """A failing job is retried with exponential back-off, then explained by the template."""
+
+    max_attempts: int = Field(3, ge=1, description="attempts with the chosen backend")
+    backoff_s: float = Field(5.0, ge=0.0)
+    backoff_factor: float = Field(2.0, ge=1.0)
+    max_backoff_s: float = Field(300.0, ge=0.0)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return min(self.max_backoff_s, self.backoff_s * self.backoff_factor ** (attempt - 1))
+
+
+class ExplainerConfig(_Strict):
+    """How rejects are explained (the ``explainer`` section; defaults need nothing)."""
+
+    backend: Literal["template", "openai", "batterygpt"] = "template"
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    batterygpt: BatteryGPTSettings = Field(default_factory=BatteryGPTSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    poll_interval_s: float = Field(1.0, gt=0, description="wait between empty queue checks")
+
+    @model_validator(mode="after")
+    def _backend_is_configured(self) -> ExplainerConfig:
+        if self.backend == "batterygpt" and self.batterygpt.llm_path is None:
+            raise ValueError(
+                "backend 'batterygpt' needs batterygpt.llm_path (a local model folder)"
+            )
+        return self

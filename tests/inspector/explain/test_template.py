@@ -1,0 +1,48 @@
+"""The template backend: a complete explanation and follow-up answers from the facts."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from inspector.explain.backends import TemplateBackend
+from inspector.explain.backends.base import RejectContext
+from inspector.explain.facts import facts_from_map
+from models.recipe import Thresholds
+
+
+def two_blob_context() -> RejectContext:
+    amap = np.zeros((300, 400), np.float32)
+    cv2.circle(amap, (200, 50), 20, 0.9, -1)
+    amap[230:250, 190:210] = 0.7
+    return RejectContext(facts_from_map(amap, Thresholds(), 0.1, "pouch cell"))
+
+
+def test_the_explanation_names_every_region_with_position_and_size() -> None:
+    ctx = two_blob_context()
+    text = TemplateBackend().explain(ctx)
+    assert "two defect regions" in text
+    assert "Region 1 (upper centre)" in text and "Region 2 (lower centre)" in text
+    assert "400 px (4 mm^2)" in text  # the 20x20 square at 0.1 mm per pixel
+    assert "pouch cell" in text
+
+
+def test_follow_up_questions_are_answered_from_the_facts() -> None:
+    ctx = two_blob_context()
+    t = TemplateBackend()
+    big = t.reply(ctx, [], "How big is the upper bubble?")
+    assert big.startswith("Region 1 (upper centre) covers") and "lower" not in big
+    assert "mm^2" in big
+    assert t.reply(ctx, [], "Is there any anomaly?") == (
+        "Yes: two defect regions, in the upper centre and lower centre."
+    )
+    assert "Region 2 (lower centre) peaks at an anomaly score of 0.70" in t.reply(
+        ctx, [], "how confident are you about the second one?"
+    )
+    assert "no defect region there" in t.reply(ctx, [], "what about the lower left corner?")
+    assert "blob-like" in t.reply(ctx, [], "what shape is the bottom defect?")
+
+
+def test_a_clean_map_is_explained_as_having_no_defect() -> None:
+    ctx = RejectContext(facts_from_map(np.zeros((64, 64), np.float32), Thresholds()))
+    assert TemplateBackend().explain(ctx).startswith("No defect region was found")
