@@ -12,6 +12,8 @@ from inspector.backends.base import Backend
 
 BACKENDS: dict[str, str] = {
     "torch": "inspector.backends.torch_backend:TorchBackend",
+    "onnxruntime": "inspector.backends.onnxruntime_backend:OnnxRuntimeBackend",
+    "tensorrt": "inspector.backends.tensorrt_backend:TensorRTBackend",
 }
 
 

@@ -1,1 +1,92 @@
-"""``inspector export`` (being built)."""
+"""``inspector export onnx|tensorrt``: a bundle's detector as an ONNX graph or TensorRT engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from inspector.cli.app import app
+from inspector.cli.errors import user_errors
+
+export_app = typer.Typer(
+    help="Export a bundle's detector for fast inference (ONNX Runtime, TensorRT).",
+    no_args_is_help=True,
+)
+app.add_typer(export_app, name="export")
+
+
+@contextmanager
+def steps(total: int) -> Iterator[Callable[[str], None]]:
+    """A progress bar over the named steps of one long job; yields ``step(description)``."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="step", bar_format="{n_fmt}/{total_fmt} {desc} [{elapsed}]")
+    started = False
+
+    def step(message: str) -> None:
+        nonlocal started
+        if started:
+            bar.update(1)
+        started = True
+        bar.set_description_str(message)
+
+    try:
+        yield step
+        bar.update(bar.total - bar.n)
+    finally:
+        bar.close()
+
+
+@export_app.command("onnx")
+def onnx(
+    bundle: Path = typer.Option(..., help="Model bundle folder; the graph is written into it."),
+    int8: bool = typer.Option(
+        False, "--int8", help="Also write model.int8.onnx (dynamically quantised encoder)."
+    ),
+    opset: int = typer.Option(18, min=17, help="ONNX opset (17 or later)."),
+) -> None:
+    """Export encoder, decoder, prompts and memory bank as one graph: BUNDLE/model.onnx.
+
+    Input: float32 images [batch, 3, S, S] (any batch); outputs: anomaly_map [batch, S, S] and
+    score [batch]. Checks ONNX Runtime against PyTorch and stores the differences in
+    BUNDLE/export_report.json. Use it with 'inspector predict --backend onnxruntime'.
+    """
+    from export.onnx_export import REPORT_FILE, export_bundle
+
+    with user_errors(), steps(5 if int8 else 3) as step:
+        report = export_bundle(bundle, opset=opset, int8=int8, step=step)
+    for key in ("fp32", "int8"):
+        if key in report:
+            r = report[key]
+            typer.echo(
+                f"{bundle / r['file']}: max |map diff| {r['max_abs_map_diff']:.2e}, "
+                f"max |score diff| {r['max_abs_score_diff']:.2e} vs PyTorch "
+                f"(batch {', '.join(map(str, r['batch_sizes']))})"
+            )
+    typer.echo(f"report: {bundle / REPORT_FILE}")
+
+
+@export_app.command("tensorrt")
+def tensorrt(
+    bundle: Path = typer.Option(..., help="Model bundle folder with model.onnx."),
+    max_batch: int = typer.Option(32, min=1, help="Largest batch the engine accepts."),
+    opt_batch: int | None = typer.Option(
+        None, min=1, help="Batch size TensorRT tunes for (default: --max-batch)."
+    ),
+    fp32: bool = typer.Option(False, "--fp32", help="Build in FP32 instead of FP16."),
+) -> None:
+    """Build a TensorRT engine for this machine's GPU: BUNDLE/model.plan + model.plan.json.
+
+    Needs 'inspector export onnx' first, an NVIDIA GPU and the tensorrt package. The engine
+    runs only on this GPU model and TensorRT version; the backend refuses it elsewhere.
+    """
+    from export.tensorrt_build import build_engine
+
+    with user_errors(), steps(2) as step:
+        path = build_engine(
+            bundle, max_batch=max_batch, opt_batch=opt_batch, fp16=not fp32, step=step
+        )
+    typer.echo(f"engine {path} (batch 1..{max_batch}, {'FP32' if fp32 else 'FP16'})")

@@ -1,0 +1,209 @@
+"""Bundle -> one ONNX graph: image batch in, (anomaly map at model resolution, image score) out.
+
+The whole ``BatteryDetector`` (encoder taps, decoder, cached text embeddings, memory bank,
+fusion, smoothing, score) is traced into a single graph with a dynamic batch and a static
+input size; resizing the map to the frame's resolution stays outside, in ``inspector``.
+
+Example:
+    >>> report = export_bundle("bundles/pouch", int8=True)      # doctest: +SKIP
+    >>> report["onnx"]["max_abs_map_diff"] < 1e-4               # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import onnx
+import torch
+
+from export.parity import parity
+from inspector.backends.onnxruntime_backend import ONNX_FILE, ONNX_INT8_FILE
+from models.bundle import load_detector
+from models.detector import BatteryDetector
+from models.recipe import load_recipe, model_id
+
+REPORT_FILE = "export_report.json"
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("anomaly_map", "score")
+DEFAULT_OPSET = 18
+MIN_OPSET = 17  # LayerNormalization is one op from opset 17 on
+PROTOBUF_LIMIT = 2**31 - 1  # a single ONNX protobuf cannot exceed 2 GB
+
+
+@contextlib.contextmanager
+def mha_fastpath_disabled() -> Iterator[None]:
+    """Turn off ``nn.MultiheadAttention``'s fused eval path (it does not export); restore after."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
+def _param_bytes(module: torch.nn.Module) -> int:
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def export_detector(
+    detector: BatteryDetector,
+    path: str | Path,
+    opset: int = DEFAULT_OPSET,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Trace ``detector`` into ``path``; weights go to ``path.name + '.data'`` when over 2 GB.
+
+    Args:
+        detector: the detector, on the CPU, in eval mode.
+        path: the ``.onnx`` file to write (its folder must exist).
+        opset: ONNX opset, at least 17.
+        metadata: string key/values stored in the model's ``metadata_props``.
+    """
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be at least {MIN_OPSET} (one LayerNormalization op)")
+    path = Path(path)
+    size = detector.image_size
+    example = torch.zeros(2, 3, size, size)
+    dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    big = _param_bytes(detector) > PROTOBUF_LIMIT // 2
+    detector = detector.eval()
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        # The TorchScript exporter scatters >2 GB weights over one file per tensor; trace into
+        # a scratch folder, then gather everything into at most two files in the bundle.
+        raw = Path(tmp) / "raw.onnx"
+        with mha_fastpath_disabled(), torch.no_grad(), _quiet_export():
+            torch.onnx.export(
+                detector,
+                (example,),
+                str(raw),
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes=dynamic,
+                do_constant_folding=True,
+            )
+        model = onnx.load(str(raw), load_external_data=True)
+        for key, value in (metadata or {}).items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, str(value)
+        tmp_out = Path(tmp) / path.name
+        data_name = path.name + ".data"
+        onnx.save_model(
+            model,
+            str(tmp_out),
+            save_as_external_data=big,
+            all_tensors_to_one_file=True,
+            location=data_name,
+            size_threshold=1024,
+        )
+        del model
+        if big:
+            os.replace(Path(tmp) / data_name, path.parent / data_name)
+        elif (path.parent / data_name).exists():
+            (path.parent / data_name).unlink()
+        os.replace(tmp_out, path)
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Silence the exporter's known, harmless warnings (legacy exporter, tracer constants)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Constant folding")
+        yield
+
+
+def graph_summary(path: str | Path) -> dict:
+    """Opset, input shape (``"batch"`` for the dynamic dim) and op counts of an ONNX file."""
+    model = onnx.load(str(path), load_external_data=False)
+    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    shape = [d.dim_param or d.dim_value for d in dims]
+    ops: dict[str, int] = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return {"opset": opset, "input_shape": shape, "ops": dict(sorted(ops.items()))}
+
+
+def export_bundle(
+    bundle: str | Path,
+    opset: int = DEFAULT_OPSET,
+    int8: bool = False,
+    parity_batch: int = 2,
+    step: Callable[[str], None] | None = None,
+) -> dict:
+    """Export a bundle's detector to ``BUNDLE/model.onnx`` (and ``model.int8.onnx``).
+
+    Checks each file against PyTorch with ONNX Runtime on the same inputs, and stores the
+    report as ``BUNDLE/export_report.json``.
+
+    Args:
+        bundle: the bundle folder.
+        opset: ONNX opset (>= 17).
+        int8: also write a dynamically quantised int8 variant of the encoder.
+        parity_batch: images in the parity check (batch 1 is always checked as well).
+        step: called with a short description before each long step (progress display).
+
+    Returns:
+        The report: file names, graph summary, max abs map and score differences, versions.
+    """
+    import onnxruntime as ort
+
+    step = step or (lambda _msg: None)
+    bundle = Path(bundle)
+    recipe = load_recipe(bundle)
+    mid = model_id(bundle, recipe)
+    step("loading the detector")
+    detector = load_detector(bundle, "cpu")
+    step(f"tracing {recipe.arch} into ONNX (opset {opset})")
+    onnx_path = export_detector(
+        detector,
+        bundle / ONNX_FILE,
+        opset,
+        metadata={"model_id": mid, "arch": recipe.arch, "input_size": str(recipe.input_size)},
+    )
+    report: dict = {
+        "model_id": mid,
+        "arch": recipe.arch,
+        "input_size": recipe.input_size,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+    }
+    step("checking ONNX Runtime against PyTorch")
+    graph = graph_summary(onnx_path)
+    report["fp32"] = {
+        "file": ONNX_FILE,
+        "opset": graph["opset"],
+        "input_shape": graph["input_shape"],
+        "layer_norm_nodes": graph["ops"].get("LayerNormalization", 0),
+        **parity(detector, onnx_path, parity_batch),
+    }
+    int8_path = bundle / ONNX_INT8_FILE
+    if int8:
+        from export.quantize import quantize_int8
+
+        step("quantising the encoder to int8")
+        quantize_int8(onnx_path, int8_path)
+        step("checking the int8 model against PyTorch")
+        report["int8"] = {"file": ONNX_INT8_FILE, **parity(detector, int8_path, parity_batch)}
+    elif int8_path.exists():
+        int8_path.unlink()  # an int8 file from an older export would no longer match
+    tmp = bundle / f".{REPORT_FILE}.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(bundle / REPORT_FILE)
+    return report

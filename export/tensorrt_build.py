@@ -1,0 +1,170 @@
+"""ONNX graph -> TensorRT engine for the GPU of this machine, with a JSON sidecar.
+
+FP16 with LayerNormalization (and the softmax/normalisation of the decoder) kept in FP32, one
+optimisation profile for batch 1..N, and a timing cache beside the engine so a rebuild after
+retraining takes seconds instead of minutes. ``tensorrt`` is imported only when building.
+
+Example:
+    >>> build_engine("bundles/pouch", max_batch=32)             # doctest: +SKIP
+    PosixPath('bundles/pouch/model.plan')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from inspector.backends.onnxruntime_backend import ONNX_FILE
+from inspector.backends.tensorrt_backend import (
+    ENGINE_FILE,
+    SIDECAR_FILE,
+    describe_gpu,
+    import_tensorrt,
+)
+from models.recipe import load_recipe, model_id
+
+TIMING_CACHE_FILE = "tensorrt.timing-cache"
+INPUT_NAME = "images"
+
+
+def profile_shapes(max_batch: int, size: int, opt_batch: int | None = None) -> dict[str, tuple]:
+    """Min/opt/max input shapes of the batch profile (opt defaults to the largest batch)."""
+    if max_batch < 1:
+        raise ValueError(f"--max-batch must be at least 1, got {max_batch}")
+    opt = min(max(opt_batch or max_batch, 1), max_batch)
+    return {
+        "min": (1, 3, size, size),
+        "opt": (opt, 3, size, size),
+        "max": (max_batch, 3, size, size),
+    }
+
+
+def engine_sidecar(
+    *,
+    tensorrt_version: str,
+    gpu: dict[str, str],
+    size: int,
+    max_batch: int,
+    opt_batch: int,
+    precision: str,
+    fp32_layers: int,
+    bundle_model_id: str,
+    onnx_sha256: str,
+) -> dict:
+    """What the engine was built for; ``check_engine_compatible`` reads it before loading."""
+    return {
+        "tensorrt": tensorrt_version,
+        "gpu": dict(gpu),
+        "input_name": INPUT_NAME,
+        "input_shape": [-1, 3, size, size],
+        "min_batch": 1,
+        "opt_batch": opt_batch,
+        "max_batch": max_batch,
+        "precision": precision,
+        "fp32_layers": fp32_layers,
+        "model_id": bundle_model_id,
+        "onnx_sha256": onnx_sha256,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in [path, path.with_name(path.name + ".data")]:
+        if p.is_file():
+            with p.open("rb") as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def _keep_norms_fp32(trt, network) -> int:
+    """Pin normalisation, softmax and reductions to FP32 (FP16 sums of squares overflow)."""
+    kinds = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX, trt.LayerType.REDUCE}
+    pinned = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type in kinds:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+            pinned += 1
+    return pinned
+
+
+def build_engine(
+    bundle: str | Path,
+    max_batch: int = 32,
+    opt_batch: int | None = None,
+    fp16: bool = True,
+    workspace_gib: float | None = None,
+    step: Callable[[str], None] | None = None,
+) -> Path:
+    """Build ``BUNDLE/model.plan`` and ``model.plan.json`` from ``BUNDLE/model.onnx``.
+
+    Raises:
+        FileNotFoundError: the bundle has no ONNX export yet.
+        TensorRTMissingError: ``tensorrt`` cannot be imported.
+        RuntimeError: TensorRT could not parse the graph or build the engine.
+    """
+    step = step or (lambda _msg: None)
+    bundle = Path(bundle)
+    onnx_path = bundle / ONNX_FILE
+    if not onnx_path.is_file():
+        raise FileNotFoundError(
+            f"{onnx_path} is missing: run 'inspector export onnx --bundle {bundle}' first"
+        )
+    recipe = load_recipe(bundle)
+    shapes = profile_shapes(max_batch, recipe.input_size, opt_batch)
+    trt = import_tensorrt()
+    gpu = describe_gpu()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    parser = trt.OnnxParser(network, logger)
+    step("parsing the ONNX graph")
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    if workspace_gib:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * 2**30))
+    pinned = 0
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+        pinned = _keep_norms_fp32(trt, network)
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(INPUT_NAME, shapes["min"], shapes["opt"], shapes["max"])
+    config.add_optimization_profile(profile)
+    cache_path = bundle / TIMING_CACHE_FILE
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    step(
+        f"building the {'FP16' if fp16 else 'FP32'} engine for batch 1..{max_batch} on "
+        f"{gpu['name']} (minutes; faster with a timing cache)"
+    )
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError("TensorRT failed to build the engine (see the messages above)")
+    engine_path = bundle / ENGINE_FILE
+    tmp = engine_path.with_suffix(".plan.tmp")
+    tmp.write_bytes(bytes(serialized))
+    tmp.replace(engine_path)
+    cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    sidecar = engine_sidecar(
+        tensorrt_version=trt.__version__,
+        gpu=gpu,
+        size=recipe.input_size,
+        max_batch=max_batch,
+        opt_batch=shapes["opt"][0],
+        precision="fp16" if fp16 else "fp32",
+        fp32_layers=pinned,
+        bundle_model_id=model_id(bundle, recipe),
+        onnx_sha256=_sha256(onnx_path),
+    )
+    (bundle / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
+    return engine_path

@@ -1,0 +1,95 @@
+"""ONNX Runtime backend: the bundle's exported graph, without PyTorch or training code.
+
+Uses the CUDA execution provider where the installed ONNX Runtime has it, otherwise the CPU
+with all graph optimisations and one intra-op thread per core this process may run on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from inspector.backends.base import Backend
+from models.recipe import load_recipe, model_id
+
+ONNX_FILE = "model.onnx"  # written by export/onnx_export.py
+ONNX_INT8_FILE = "model.int8.onnx"
+
+
+class StaleExportError(ValueError):
+    """The exported graph belongs to an older state of the bundle's tensors."""
+
+
+def cpu_threads() -> int:
+    """Cores this process may run on (respects taskset/cgroup affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def choose_providers(available: list[str], device: str | None = None) -> list[str]:
+    """Execution providers to ask for: CUDA first where present (unless ``device='cpu'``)."""
+    if device != "cpu" and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise ValueError("ONNX Runtime has no CUDA provider here; install onnxruntime-gpu")
+    return ["CPUExecutionProvider"]
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs ``BUNDLE/model.onnx`` (or ``model.int8.onnx`` with ``int8=True``).
+
+    Example:
+        >>> b = OnnxRuntimeBackend("bundles/pouch")                # doctest: +SKIP
+        >>> maps, scores = b.infer(batch)                          # doctest: +SKIP
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        bundle: str | Path,
+        int8: bool = False,
+        device: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        bundle = Path(bundle)
+        path = bundle / (ONNX_INT8_FILE if int8 else ONNX_FILE)
+        if not path.is_file():
+            flag = " --int8" if int8 else ""
+            raise FileNotFoundError(
+                f"{path} is missing: run 'inspector export onnx --bundle {bundle}{flag}' first"
+            )
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.intra_op_num_threads = threads or cpu_threads()
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        providers = choose_providers(ort.get_available_providers(), device)
+        self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        self.providers = self.session.get_providers()
+        self.precision = "int8" if int8 else "fp32"
+        if int8:
+            self.name = "onnxruntime-int8"
+        exported = self.session.get_modelmeta().custom_metadata_map.get("model_id")
+        current = model_id(bundle, load_recipe(bundle))
+        if exported != current:
+            raise StaleExportError(
+                f"{path.name} was exported from model {exported}, but the bundle is now "
+                f"{current}: run 'inspector export onnx --bundle {bundle}' again"
+            )
+        self.input_name = self.session.get_inputs()[0].name
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        maps, scores = self.session.run(None, {self.input_name: x})
+        return maps, scores
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]
