@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import (
@@ -28,18 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-try:  # the frame sources' own config models (discriminated by ``kind``)
-    from inspector.sources import SourceConfig
-except ImportError:  # sources package without its configs: accept the mapping as it is
-    SourceConfig = dict[str, Any]  # type: ignore[misc]
-
-try:  # the explainer worker's settings, owned by inspector/explain
-    from inspector.explain.config import ExplainerConfig
-
-    _EXPLAINER_DEFAULT: Any = ExplainerConfig
-except ImportError:  # explainer not installed in this tree: keep its section as a mapping
-    ExplainerConfig = dict[str, Any]  # type: ignore[misc]
-    _EXPLAINER_DEFAULT = dict
+from inspector.explain.config import ExplainerConfig
+from inspector.sources.config import SourceConfig
 
 # MQTT topic levels: no wildcards, no separators, no NUL, not empty
 _TOPIC_LEVEL = re.compile(r"^[^/+#\x00]+$")
@@ -183,8 +173,7 @@ class Config(_Strict):
     pipeline: PipelineConfig = PipelineConfig()
     retention: RetentionConfig = RetentionConfig()
     health: HealthConfig = HealthConfig()
-    # the explainer worker's section, default-constructed when absent
-    explainer: ExplainerConfig = Field(default_factory=_EXPLAINER_DEFAULT)
+    explainer: ExplainerConfig = Field(default_factory=ExplainerConfig)
     web: WebConfig = WebConfig()
 
 
@@ -202,6 +191,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         return None if p is None else (p if p.is_absolute() else base / p).expanduser()
 
     cfg.data_dir = fix(cfg.data_dir)
+    for name, value in list(cfg.source):  # folder, emulation_images, done_dir, failed_dir
+        if isinstance(value, Path):
+            setattr(cfg.source, name, fix(value))
     cfg.bundle = fix(cfg.bundle)
     if cfg.mqtt.tls:
         tls = cfg.mqtt.tls

@@ -1,0 +1,485 @@
+"""The line daemon: grab -> infer -> decide -> store -> publish, in stages with bounded queues.
+
+Each stage is one thread; the queues between them are bounded, so a slow stage holds the one
+before it back instead of eating memory. Every result is stored before it is published (the
+store is the outbox). SIGTERM finishes the frames already grabbed, flushes the outbox,
+publishes the offline status and returns 0.
+
+Example:
+    >>> daemon = Daemon(load_config("station.yaml"))   # doctest: +SKIP
+    >>> daemon.run()                                    # blocks until SIGTERM   # doctest: +SKIP
+    0
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
+
+import numpy as np
+
+from inspector.batcher import STOP, next_batch
+from inspector.config import Config
+from inspector.health import Metrics, Progress, Watchdog, sd_notify
+from inspector.mqtt import RESULT_SCHEMA, MqttLink, OutboxPublisher
+from inspector.sources.base import Frame, Source, SourceError, new_cell_id
+from inspector.store import Store
+
+log = logging.getLogger("inspector.daemon")
+
+MAX_BACKOFF_S = 30.0
+FLUSH_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Grabbed:
+    """A frame with the monotonic time it left the source."""
+
+    frame: Frame
+    t_grab: float
+
+
+@dataclass
+class Outcome:
+    """A decided frame on its way to the store."""
+
+    payload: dict
+    frame: Frame
+    amap: np.ndarray | None
+    t_grab: float
+
+
+def _iso(ts) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _plain_meta(meta: dict) -> dict:
+    return {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
+
+
+def create_configured_source(cfg: Config) -> Source:
+    """The source the config names (via ``inspector.sources.create_source``)."""
+    from inspector.sources import create_source
+
+    return create_source(cfg.source, cfg.data_dir)
+
+
+class Daemon:
+    """Runs one station until ``stop()`` (or SIGTERM/SIGINT when ``run`` installs handlers).
+
+    Args:
+        cfg: the validated configuration.
+        source: a ready source (tests, demo); by default the one ``cfg.source`` describes.
+        predictor: a ready ``Predictor``; by default one for ``cfg.bundle`` and ``cfg.backend``.
+        on_result: called as ``on_result(row_id, payload)`` after each result is stored.
+        on_delivered: called as ``on_delivered(row_id, monotonic_time)`` on each PUBACK.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        source: Source | None = None,
+        predictor=None,
+        on_result: Callable[[int, dict, Frame], None] | None = None,
+        on_delivered: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.on_result = on_result
+        self._stop = threading.Event()
+        self.stopped = threading.Event()
+        self.ready = threading.Event()
+        self.progress = Progress()
+        self.metrics = Metrics()
+        self.counts = {"frames": 0, "pass": 0, "fail": 0, "error": 0, "triggers": 0}
+        self._faults: dict[str, str] = {}
+        self._fault_lock = threading.Lock()
+        p = cfg.pipeline
+        self.frame_q: queue.Queue = queue.Queue(p.frame_queue)
+        self.result_q: queue.Queue = queue.Queue(p.result_queue)
+        self.trigger_q: queue.Queue = queue.Queue(1000)
+        self._started = time.monotonic()
+
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        if predictor is None:
+            from inspector.predictor import Predictor
+
+            predictor = Predictor(cfg.bundle, cfg.backend)
+        self.predictor = predictor
+        self.source = source if source is not None else create_configured_source(cfg)
+        self.store = Store(cfg.data_dir)
+        self.link: MqttLink | None = None
+        self.outbox: OutboxPublisher | None = None
+        if cfg.mqtt.enabled:
+            self.link = MqttLink(
+                cfg.mqtt,
+                cfg.station.line,
+                cfg.station.station,
+                role="daemon",
+                on_trigger=self._on_trigger,
+            )
+            self.outbox = OutboxPublisher(
+                self.store, self.link, cfg.mqtt.inflight_window, on_delivered=on_delivered
+            )
+        self.watchdog = Watchdog(self.progress, cfg.health.stall_s, self._threads_alive)
+        self._threads: list[threading.Thread] = []
+
+    # --- faults, alarms and status -------------------------------------------------------
+
+    def alarm(self, kind: str, severity: str, message: str, **extra: object) -> None:
+        """Log an alarm and publish it (when MQTT is enabled)."""
+        level = logging.ERROR if severity == "critical" else logging.WARNING
+        log.log(level, "alarm %s: %s", kind, message, extra={"alarm": kind, **extra})
+        if self.link is not None:
+            self.link.alarm(kind, severity, message, **extra)
+
+    def _set_fault(self, name: str, detail: str | None) -> None:
+        with self._fault_lock:
+            if detail is None:
+                self._faults.pop(name, None)
+            else:
+                self._faults[name] = detail
+            faults = dict(self._faults)
+        state = "degraded" if faults else "online"
+        text = "; ".join(f"{k}: {v}" for k, v in sorted(faults.items()))
+        if self.link is not None:
+            self.link.set_status(state, text)
+        sd_notify(f"STATUS={state}{': ' + text if text else ''}")
+
+    # --- stages --------------------------------------------------------------------------
+
+    def _on_trigger(self, cell_id: str, product: str | None) -> None:
+        try:
+            self.trigger_q.put_nowait((cell_id, product))
+        except queue.Full:
+            self.alarm("trigger_overflow", "critical", f"trigger {cell_id} dropped: queue full")
+
+    def _trigger_stage(self) -> None:
+        while True:
+            item = self.trigger_q.get()
+            if item is STOP:
+                return
+            cell_id, product = item
+            self.counts["triggers"] += 1
+            if not self.source.triggerable:
+                self.alarm(
+                    "trigger_unsupported",
+                    "warning",
+                    f"trigger for {cell_id} ignored: the {self.source.name} source takes none",
+                    cell_id=cell_id,
+                )
+                continue
+            try:
+                self.source.trigger(cell_id, product)
+            except Exception as exc:  # the frame is lost: say so with an error verdict
+                self.alarm("trigger_failed", "critical", f"{cell_id}: {exc}", cell_id=cell_id)
+                frame = Frame(cell_id, None, product=product, error=f"trigger failed: {exc}")
+                self.frame_q.put(Grabbed(frame, time.monotonic()))
+
+    def _grab_stage(self) -> None:
+        backoff = 1.0
+        opened = False
+        while not self._stop.is_set():
+            try:
+                if not opened:
+                    self.source.open()
+                    opened = True
+                    if "source" in self._faults:
+                        self.alarm("source_restored", "info", f"{self.source.name} source is back")
+                        self._set_fault("source", None)
+                    backoff = 1.0
+                for frame in self.source.frames():
+                    t = time.monotonic()
+                    self.metrics.frames.inc()
+                    self.counts["frames"] += 1
+                    if not frame.cell_id:
+                        frame.cell_id = new_cell_id()
+                    self.frame_q.put(Grabbed(frame, t))
+                if self._stop.is_set():
+                    break
+                raise SourceError(f"{self.source.name} source stopped delivering frames")
+            except Exception as exc:  # SourceError, or a bug in a source: alarm, back off, reopen
+                opened = False
+                self.metrics.source_errors.inc()
+                reason = (
+                    str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+                )
+                if not isinstance(exc, SourceError):
+                    log.exception("source failed")
+                if "source" not in self._faults:
+                    self.alarm("source_lost", "critical", reason, source=self.source.name)
+                self._set_fault("source", reason)
+                try:
+                    self.source.close()
+                except Exception:
+                    log.exception("closing the failed source")
+                log.info("reopening the source in %.1f s", backoff)
+                if self._stop.wait(backoff):
+                    break
+                backoff = min(MAX_BACKOFF_S, backoff * 2)
+        self.frame_q.put(STOP)
+
+    def _base_payload(self, g: Grabbed) -> dict:
+        f = g.frame
+        return {
+            "schema": RESULT_SCHEMA,
+            "line": self.cfg.station.line,
+            "station": self.cfg.station.station,
+            "cell_id": f.cell_id,
+            "frame_id": new_cell_id(self.cfg.station.station),
+            "ts": _iso(f.timestamp),
+            "product": f.product or self.predictor.recipe.product,
+            "model_id": self.predictor.model_id,
+            "backend": self.predictor.backend.name,
+            "source": {"kind": self.source.name, **_plain_meta(f.meta)},
+        }
+
+    def _error_outcome(self, g: Grabbed, reason: str, t0: float) -> Outcome:
+        payload = self._base_payload(g) | {
+            "verdict": "error",
+            "error": reason,
+            "image_score": None,
+            "defect_area_px": None,
+            "regions": [],
+            "thresholds": self.predictor.recipe.thresholds.model_dump(),
+            "latency_ms": {"wait": round((t0 - g.t_grab) * 1e3, 2)},
+        }
+        return Outcome(payload, g.frame, None, g.t_grab)
+
+    def _infer_stage(self) -> None:
+        p = self.cfg.pipeline
+        while True:
+            batch = next_batch(self.frame_q, p.max_batch, p.batch_wait_ms / 1e3)
+            if batch is None:
+                break
+            self.progress.busy("infer")
+            self.metrics.batch_size.observe(len(batch))
+            for outcome in self._infer(batch):
+                self.result_q.put(outcome)
+            self.metrics.queue_depth.labels("results").set(self.result_q.qsize())
+            self.progress.idle("infer")
+        self.result_q.put(STOP)
+
+    def _infer(self, batch: list[Grabbed]) -> list[Outcome]:
+        from models.image_io import ImageError
+
+        t0 = time.monotonic()
+        good = [g for g in batch if g.frame.image is not None and g.frame.error is None]
+        outcomes: dict[int, Outcome] = {}
+        for g in batch:
+            if g.frame.image is None or g.frame.error is not None:
+                outcomes[id(g)] = self._error_outcome(g, g.frame.error or "no image", t0)
+        if good:
+            try:
+                results = self.predictor.inspect_batch(
+                    [g.frame.image for g in good], self.cfg.pipeline.channel_order
+                )
+            except Exception as exc:
+                log.exception("backend failed on a batch of %d", len(good))
+                self.alarm("backend_error", "critical", f"{type(exc).__name__}: {exc}")
+                results = [exc] * len(good)
+            t1 = time.monotonic()
+            self.metrics.latency.labels("infer").observe(t1 - t0)
+            for g, r in zip(good, results, strict=True):
+                if isinstance(r, ImageError | Exception):
+                    outcomes[id(g)] = self._error_outcome(g, str(r) or type(r).__name__, t0)
+                    continue
+                t2 = time.monotonic()
+                amap = r.full_map() if r.verdict == "fail" else None
+                t3 = time.monotonic()
+                payload = self._base_payload(g) | {
+                    "width": int(r.frame_shape[1]),
+                    "height": int(r.frame_shape[0]),
+                    **r.decision.to_dict(),
+                    "latency_ms": {
+                        "wait": round((t0 - g.t_grab) * 1e3, 2),
+                        "infer": round((t1 - t0) * 1e3, 2),
+                        "map": round((t3 - t2) * 1e3, 2),
+                    },
+                }
+                outcomes[id(g)] = Outcome(payload, g.frame, amap, g.t_grab)
+        return [outcomes[id(g)] for g in batch]
+
+    def _store_stage(self) -> None:
+        while True:
+            item = self.result_q.get()
+            if item is STOP:
+                return
+            self.progress.busy("store")
+            try:
+                self._store_one(item)
+                ok = item.payload["verdict"] != "error"
+            except Exception as exc:  # disk full, permissions: loud, but keep inspecting
+                log.exception("could not store %s", item.payload.get("frame_id"))
+                self.alarm("store_failed", "critical", f"{type(exc).__name__}: {exc}")
+                ok = False
+            try:
+                self.source.ack(item.frame, ok)
+            except Exception:
+                log.exception("source ack of %s failed", item.frame.cell_id)
+            self.progress.idle("store")
+
+    def _store_one(self, o: Outcome) -> None:
+        payload = o.payload
+        t0 = time.monotonic()
+        payload["latency_ms"]["total"] = round((t0 - o.t_grab) * 1e3, 2)
+        image = o.frame.image if payload["verdict"] == "fail" else None
+        row_id = self.store.record(payload, image, o.amap)
+        self.metrics.latency.labels("store").observe(time.monotonic() - t0)
+        if self.outbox is not None:
+            self.outbox.wake()
+        verdict = payload["verdict"]
+        self.counts[verdict] += 1
+        self.metrics.verdicts.labels(verdict).inc()
+        if verdict == "fail":
+            where = ", ".join(r["position"] for r in payload["regions"])
+            self.alarm(
+                "reject",
+                "warning",
+                f"cell {payload['cell_id']} rejected: {len(payload['regions'])} region(s), {where}",
+                cell_id=payload["cell_id"],
+                frame_id=payload["frame_id"],
+                image_score=payload["image_score"],
+            )
+        elif verdict == "error":
+            self.alarm(
+                "frame_error",
+                "warning",
+                f"cell {payload['cell_id']} not inspected: {payload['error']}",
+                cell_id=payload["cell_id"],
+                frame_id=payload["frame_id"],
+            )
+        if self.on_result is not None:
+            self.on_result(row_id, payload, o.frame)
+
+    def _housekeeping(self) -> None:
+        hb = self.cfg.mqtt.heartbeat_s
+        ret = self.cfg.retention
+        next_retention = time.monotonic()
+        last = dict(self.counts)
+        last_t = time.monotonic()
+        while not self._stop.wait(hb):
+            try:
+                now = time.monotonic()
+                backlog = self.store.backlog()
+                self.metrics.backlog.set(backlog)
+                self.metrics.pending_jobs.set(self.store.pending_jobs())
+                self.metrics.queue_depth.labels("frames").set(self.frame_q.qsize())
+                self.metrics.queue_depth.labels("results").set(self.result_q.qsize())
+                if backlog > self.cfg.mqtt.backlog_alarm:
+                    if "backlog" not in self._faults:
+                        self.alarm("broker_backlog", "warning", f"{backlog} results unpublished")
+                    self._set_fault("backlog", f"{backlog} results unpublished")
+                elif "backlog" in self._faults:
+                    self._set_fault("backlog", None)
+                if now >= next_retention:
+                    next_retention = now + ret.check_every_s
+                    self.store.apply_retention(ret.max_age_days * 86400, int(ret.max_disk_gb * 1e9))
+                    free_gb = self.store.free_bytes() / 1e9
+                    if free_gb < ret.disk_low_alarm_gb:
+                        if "disk" not in self._faults:
+                            self.alarm("disk_low", "critical", f"{free_gb:.2f} GB free")
+                        self._set_fault("disk", f"{free_gb:.2f} GB free")
+                    elif "disk" in self._faults:
+                        self._set_fault("disk", None)
+                if self.link is not None:
+                    dt = max(1e-6, now - last_t)
+                    self.link.heartbeat(
+                        {
+                            **self.counts,
+                            "frames_per_s": round((self.counts["frames"] - last["frames"]) / dt, 2),
+                            "backlog": backlog,
+                            "uptime_s": round(now - self._started, 1),
+                            "status": self.link.status,
+                        }
+                    )
+                last, last_t = dict(self.counts), now
+            except Exception:
+                log.exception("housekeeping failed")
+
+    # --- running -------------------------------------------------------------------------
+
+    def _threads_alive(self) -> bool:
+        return all(t.is_alive() for t in self._threads)
+
+    def start(self) -> None:
+        """Connect, start every stage, tell systemd we are ready."""
+        if self.cfg.health.metrics_port is not None:
+            try:
+                port = self.metrics.serve(
+                    self.cfg.health.metrics_port, self.cfg.health.metrics_host
+                )
+                log.info("metrics on http://%s:%d/metrics", self.cfg.health.metrics_host, port)
+            except OSError as exc:
+                log.error("metrics endpoint not started: %s", exc)
+        if self.link is not None:
+            self.link.start()
+            self.outbox.start()
+        for name, target in (
+            ("grab", self._grab_stage),
+            ("infer", self._infer_stage),
+            ("store", self._store_stage),
+            ("trigger", self._trigger_stage),
+            ("housekeeping", self._housekeeping),
+        ):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        self.watchdog.start()
+        sd_notify("READY=1", "STATUS=online")
+        self.ready.set()
+        log.info(
+            "inspecting on %s/%s with %s",
+            self.cfg.station.line,
+            self.cfg.station.station,
+            self.predictor.model_id,
+        )
+
+    def stop(self) -> None:
+        """Ask the daemon to finish (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+    def wait_stopped(self) -> None:
+        """Finish the frames in flight, flush the outbox, publish offline, close."""
+        sd_notify("STOPPING=1", "STATUS=stopping")
+        self.trigger_q.put(STOP)
+        try:
+            self.source.close()
+        except Exception:
+            log.exception("closing the source")
+        by_name = {t.name: t for t in self._threads}
+        for name in ("grab", "infer", "store", "trigger"):
+            by_name[name].join(FLUSH_TIMEOUT_S * 3)
+        by_name["housekeeping"].join(1.0)
+        if self.link is not None:
+            if self.link.connected.is_set() and not self.outbox.flush(FLUSH_TIMEOUT_S):
+                log.warning(
+                    "%d result(s) stay in the outbox for the next start", self.store.backlog()
+                )
+            self.outbox.stop()
+            self.link.stop("offline")
+        self.watchdog.stop()
+        self.metrics.close()
+        self.store.close()
+        try:
+            self.predictor.close()
+        except Exception:
+            log.exception("closing the backend")
+        self.stopped.set()
+        log.info("stopped")
+
+    def run(self, install_signals: bool = True) -> int:
+        """Start, wait for SIGTERM/SIGINT (or ``stop()``), shut down cleanly; returns 0."""
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop())
+        self.start()
+        while not self._stop.wait(1.0):
+            pass
+        self.wait_stopped()
+        return 0

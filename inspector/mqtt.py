@@ -1,0 +1,407 @@
+"""The station's MQTT link (paho-mqtt 2.x): results, alarms, status, heartbeat and triggers.
+
+Topics under ``{prefix}/{line}/{station}/`` (prefix ``inspector/v1``), JSON payloads in UTF-8:
+
+- ``result`` QoS 1, one per frame, drained in order from the store's outbox; the broker's
+  PUBACK marks a row delivered. A result may be repeated after a crash (same ``frame_id``).
+- ``alarm`` QoS 1: rejects and station faults, with a severity.
+- ``status`` QoS 1 retained: ``online`` / ``degraded`` / ``offline``; the will sets offline.
+- ``heartbeat`` QoS 0: counters and rates.
+- ``trigger`` subscribed QoS 1: ``{"cell_id": "...", "product": "..."}`` from the PLC.
+- ``explanation`` QoS 1: published by the explainer through the same class.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+
+from inspector.config import MqttConfig
+
+log = logging.getLogger("inspector.mqtt")
+
+RESULT_SCHEMA = "inspector.result/1"
+ALARM_SCHEMA = "inspector.alarm/1"
+STATUS_SCHEMA = "inspector.status/1"
+HEARTBEAT_SCHEMA = "inspector.heartbeat/1"
+EXPLANATION_SCHEMA = "inspector.explanation/1"
+TOPICS = ("result", "alarm", "status", "heartbeat", "trigger", "explanation")
+SEVERITIES = ("info", "warning", "critical")
+CELL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+PRODUCT = re.compile(r"^[\w .:\-]{1,64}$")
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC time with milliseconds, e.g. ``2026-11-25T09:30:00.123Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TriggerError(ValueError):
+    """A trigger payload that cannot be acted on; the message says why."""
+
+
+def parse_trigger(payload: bytes) -> tuple[str, str | None]:
+    """``(cell_id, product)`` of a trigger message, or ``TriggerError`` saying what is wrong.
+
+    Example:
+        >>> parse_trigger(b'{"cell_id": "C-0001", "product": "pouch"}')
+        ('C-0001', 'pouch')
+    """
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TriggerError(f"not JSON in UTF-8: {exc}") from None
+    if not isinstance(data, dict):
+        raise TriggerError("payload must be a JSON object with cell_id")
+    cell_id, product = data.get("cell_id"), data.get("product")
+    if not isinstance(cell_id, str) or not CELL_ID.match(cell_id):
+        raise TriggerError(
+            "cell_id must be a string of 1-128 letters, digits or . _ : - starting with a"
+            f" letter or digit, got {cell_id!r}"[:300]
+        )
+    if product is not None and (not isinstance(product, str) or not PRODUCT.match(product)):
+        raise TriggerError(f"product must be a short name, got {product!r}"[:300])
+    return cell_id, product
+
+
+class MqttLink:
+    """One paho client for a station: publishes JSON, tracks PUBACKs, receives triggers.
+
+    ``publish_result(row_id, payload)`` reports ``on_delivered(row_id)`` (from a queue the
+    caller drains with ``delivered()``) once the broker acknowledges it. Everything else is
+    fire-and-forget at its QoS; paho keeps QoS 1 messages through a reconnect.
+
+    Example:
+        >>> link = MqttLink(cfg.mqtt, "line1", "st1", role="daemon")   # doctest: +SKIP
+        >>> link.start(); link.set_status("online")                    # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        line: str,
+        station: str,
+        role: str = "daemon",
+        on_trigger: Callable[[str, str | None], None] | None = None,
+        on_bad_trigger: Callable[[str], None] | None = None,
+        will: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.root = f"{cfg.topic_prefix.rstrip('/')}/{line}/{station}/"
+        self.line, self.station = line, station
+        self.on_trigger = on_trigger
+        self.on_bad_trigger = on_bad_trigger
+        self.connected = threading.Event()
+        self.connect_count = 0
+        self._status = {"state": "online", "detail": ""}
+        self._acks: queue.SimpleQueue[tuple[int, float]] = queue.SimpleQueue()
+        self._pending: dict[int, int] = {}  # mid -> result row id
+        self._early: dict[int, float] = {}  # mids acknowledged before publish() returned
+        self._lock = threading.Lock()
+        self.on_ack_signal: Callable[[], None] | None = None
+
+        client_id = cfg.client_id or f"inspector-{role}-{line}-{station}"
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        self.client.enable_logger(logging.getLogger("inspector.mqtt.paho"))
+        self.client.max_inflight_messages_set(max(20, min(cfg.inflight_window, 1000)))
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        if cfg.username:
+            self.client.username_pw_set(cfg.username, cfg.resolved_password())
+        if cfg.tls is not None:
+            self.client.tls_set(
+                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            self.client.tls_insecure_set(cfg.tls.insecure)
+        if will:
+            self.client.will_set(
+                self.topic("status"), self._status_payload("offline", "connection lost"), 1, True
+            )
+        self._will = will
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    def topic(self, name: str) -> str:
+        """The full topic of ``result``, ``alarm``, ``status``, ``heartbeat``, ``trigger``..."""
+        if name not in TOPICS:
+            raise ValueError(f"unknown topic {name!r}; one of {TOPICS}")
+        return self.root + name
+
+    def start(self) -> None:
+        """Connect in the background; paho reconnects by itself with back-off."""
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until the broker accepted the connection (True) or ``timeout`` passed."""
+        return self.connected.wait(timeout)
+
+    def stop(self, final_status: str | None = "offline", timeout: float = 5.0) -> None:
+        """Publish the final status (when connected), then disconnect cleanly."""
+        if final_status and self.connected.is_set() and self._will:
+            info = self.client.publish(
+                self.topic("status"), self._status_payload(final_status, "stopped"), 1, True
+            )
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("final status not confirmed: %s", exc)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        self.connect_count += 1
+        log.info("connected to %s:%s", self.cfg.host, self.cfg.port)
+        if self.on_trigger is not None:
+            client.subscribe(self.topic("trigger"), qos=1)
+        if self._will:
+            st = self._status
+            client.publish(
+                self.topic("status"), self._status_payload(st["state"], st["detail"]), 1, True
+            )
+        self.connected.set()
+        if self.on_ack_signal:
+            self.on_ack_signal()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.connected.is_set():
+            log.warning("disconnected from the broker: %s", reason_code)
+        self.connected.clear()
+
+    # --- publishing ----------------------------------------------------------------------
+
+    def publish_json(
+        self, name: str, payload: dict, qos: int = 1, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo:
+        """Publish ``payload`` as compact UTF-8 JSON on topic ``name``."""
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return self.client.publish(self.topic(name), data, qos=qos, retain=retain)
+
+    def publish_result(self, row_id: int, payload: dict) -> int:
+        """Hand one outbox row to the client; its PUBACK shows up in ``delivered()``."""
+        info = self.publish_json("result", payload, qos=1)
+        with self._lock:
+            if self._early.pop(info.mid, None) is not None:
+                self._acks.put((row_id, time.monotonic()))
+            else:
+                self._pending[info.mid] = row_id
+        return info.mid
+
+    def in_flight(self) -> int:
+        """Results handed to the client and not yet acknowledged."""
+        with self._lock:
+            return len(self._pending)
+
+    def delivered(self) -> list[tuple[int, float]]:
+        """``(row_id, monotonic time of PUBACK)`` of results acknowledged since the last call."""
+        out = []
+        while True:
+            try:
+                out.append(self._acks.get_nowait())
+            except queue.Empty:
+                return out
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # runs on paho's thread with its message lock held: only bookkeeping here
+        if reason_code.is_failure:
+            log.error("broker rejected message %s: %s", mid, reason_code)
+            return
+        now = time.monotonic()
+        with self._lock:
+            row = self._pending.pop(mid, None)
+            if row is None:
+                self._early[mid] = now
+                if len(self._early) > 4096:  # acks of alarms/status: forget the oldest
+                    for old in sorted(self._early, key=self._early.get)[:2048]:
+                        del self._early[old]
+                return
+        self._acks.put((row, now))
+        if self.on_ack_signal:
+            self.on_ack_signal()
+
+    def _status_payload(self, state: str, detail: str) -> bytes:
+        return json.dumps(
+            {
+                "schema": STATUS_SCHEMA,
+                "line": self.line,
+                "station": self.station,
+                "state": state,
+                "detail": detail,
+                "ts": utc_now(),
+            }
+        ).encode("utf-8")
+
+    def set_status(self, state: str, detail: str = "") -> None:
+        """Publish the retained status (``online``/``degraded``/``offline``) if it changed."""
+        if {"state": state, "detail": detail} == self._status:
+            return
+        self._status = {"state": state, "detail": detail}
+        log.info("status %s %s", state, detail)
+        if self.connected.is_set():
+            self.client.publish(self.topic("status"), self._status_payload(state, detail), 1, True)
+
+    @property
+    def status(self) -> str:
+        return self._status["state"]
+
+    def alarm(self, kind: str, severity: str, message: str, **extra: object) -> None:
+        """Publish an alarm (QoS 1; kept by the client through a short outage)."""
+        if severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}")
+        payload = {
+            "schema": ALARM_SCHEMA,
+            "line": self.line,
+            "station": self.station,
+            "ts": utc_now(),
+            "kind": kind,
+            "severity": severity,
+            "message": message,
+            **extra,
+        }
+        self.publish_json("alarm", payload, qos=1)
+
+    def heartbeat(self, counters: dict) -> None:
+        """Publish the heartbeat (QoS 0, only while connected)."""
+        if self.connected.is_set():
+            payload = {"schema": HEARTBEAT_SCHEMA, "ts": utc_now(), **counters}
+            self.publish_json("heartbeat", payload, qos=0)
+
+    def publish_explanation(
+        self, cell_id: str, frame_id: str, text: str, backend: str
+    ) -> mqtt.MQTTMessageInfo:
+        """Publish an explanation of a reject (QoS 1)."""
+        payload = {
+            "schema": EXPLANATION_SCHEMA,
+            "cell_id": cell_id,
+            "frame_id": frame_id,
+            "ts": utc_now(),
+            "text": text,
+            "backend": backend,
+        }
+        return self.publish_json("explanation", payload, qos=1)
+
+    # --- triggers ------------------------------------------------------------------------
+
+    def _on_message(self, client, userdata, message) -> None:
+        if message.topic != self.topic("trigger") or self.on_trigger is None:
+            return
+        try:
+            cell_id, product = parse_trigger(message.payload)
+        except TriggerError as exc:
+            log.warning("bad trigger ignored: %s", exc)
+            self.alarm("bad_trigger", "warning", f"trigger ignored: {exc}")
+            if self.on_bad_trigger:
+                self.on_bad_trigger(str(exc))
+            return
+        try:
+            self.on_trigger(cell_id, product)
+        except Exception as exc:  # a failing handler must not kill paho's thread
+            log.exception("trigger for %s failed", cell_id)
+            self.alarm("trigger_failed", "warning", f"trigger {cell_id}: {exc}", cell_id=cell_id)
+
+
+class OutboxPublisher:
+    """Drains the store's unpublished results in order, a window at a time, and marks PUBACKs.
+
+    Rows are handed to the client only while it is connected; rows handed before an outage
+    are re-sent by paho itself on reconnect (same order), the rest follow from the store.
+    A restart starts again from the oldest unpublished row.
+    """
+
+    def __init__(
+        self,
+        store,
+        link: MqttLink,
+        window: int = 100,
+        on_delivered: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.link = link
+        self.window = window
+        self.on_delivered = on_delivered
+        self._wake = threading.Event()
+        self._acked = threading.Event()
+        self._stop = threading.Event()
+        self._last_handed = 0
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        link.on_ack_signal = self.wake
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New rows or acknowledgements: drain now."""
+        self._wake.set()
+
+    def _step(self) -> None:
+        self._mark(self.link.delivered())
+        if not self.link.connected.is_set():
+            return
+        room = self.window - self.link.in_flight()
+        if room <= 0:
+            return
+        for row in self.store.unpublished(after_id=self._last_handed, limit=room):
+            self.link.publish_result(row["id"], row["payload"])
+            self._last_handed = row["id"]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            try:
+                self._step()
+            except Exception:
+                log.exception("outbox step failed; retrying")
+                time.sleep(0.5)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every stored result is acknowledged (True) or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while self.store.backlog() > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._acked.clear()
+            self.wake()
+            self._acked.wait(min(left, 0.1))
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(5)
+        self._mark(self.link.delivered())
+
+    def _mark(self, acks: list[tuple[int, float]]) -> None:
+        if not acks:
+            return
+        self.store.mark_published_many([row_id for row_id, _ in acks])
+        if self.on_delivered:
+            for row_id, t in acks:
+                self.on_delivered(row_id, t)
+        self._acked.set()

@@ -1,0 +1,155 @@
+"""A real Mosquitto broker for tests, on a free port, plus a subscriber that collects messages.
+
+The machine's own broker on 1883 is never used. ``Broker.stop()`` / ``start()`` simulate an
+outage; persistence keeps durable sessions (``clean_session=False``) across it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """One ``mosquitto`` process with a generated config in ``folder``."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.conf = self.folder / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.folder}/\n"
+            "max_queued_messages 10000\n"
+            f"log_dest file {self.folder}/mosquitto.log\n"
+        )
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> Broker:
+        """Start the broker and return once it accepts TCP connections."""
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"mosquitto not listening on {self.port}") from None
+                # pace the retries by waiting on the process: an early exit shows at once
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=0.02)
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM: it saves its persistent sessions)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+class Collector:
+    """Subscribes to ``topic_root#`` and keeps every message; wait on them with a timeout."""
+
+    def __init__(self, broker: Broker, topic_root: str, client_id: str = "test-collector") -> None:
+        self.messages: list[tuple[str, dict | str, bool]] = []
+        self._cond = threading.Condition()
+        self.topic_root = topic_root
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise RuntimeError("collector did not subscribe")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        client.subscribe(self.topic_root + "#", qos=1)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            payload: dict | str = json.loads(msg.payload.decode())
+        except ValueError:
+            payload = msg.payload.decode(errors="replace")
+        with self._cond:
+            self.messages.append((msg.topic, payload, bool(msg.retain)))
+            self._cond.notify_all()
+
+    def on(self, name: str) -> list[dict]:
+        """Payloads received on ``topic_root + name``, in arrival order."""
+        with self._cond:
+            return [p for t, p, _ in self.messages if t == self.topic_root + name]
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 30.0, where=None) -> list[dict]:
+        """Block until ``count`` messages on ``name`` (matching ``where``) arrived."""
+
+        def matching() -> list[dict]:
+            return [p for p in self.on(name) if where is None or where(p)]
+
+        with self._cond:
+            ok = self._cond.wait_for(lambda: len(matching()) >= count, timeout)
+        found = matching()
+        if not ok:
+            raise AssertionError(f"{len(found)} of {count} {name} message(s) within {timeout}s")
+        return found
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def publish(broker: Broker, topic: str, payload: dict | str | bytes) -> None:
+    """Publish one QoS 1 message and wait for the broker's PUBACK."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    if isinstance(payload, dict):
+        payload = json.dumps(payload)
+    client.publish(topic, payload, qos=1).wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A fresh Mosquitto on a free port, stopped after the test."""
+    if not Path(MOSQUITTO).exists():
+        pytest.skip("the mosquitto binary is missing (make test installs it)")
+    b = Broker(tmp_path / "broker").start()
+    yield b
+    b.stop()
