@@ -1,0 +1,149 @@
+"""``scripts/install.sh`` into a temporary root: the expected tree, idempotent, data kept.
+
+The installer runs with ``--root`` (nothing outside the temporary root is touched, systemctl
+is never called) and ``--no-venv`` (pip-installing torch into a temporary root is too heavy
+for a test; the venv step is the only one not covered here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+INSTALL = REPO / "scripts" / "install.sh"
+AS_ROOT = os.geteuid() == 0
+
+UNITS = [
+    "inspector-engine.service",
+    "inspector.service",
+    "inspector-explainer.service",
+    "inspector-web.service",
+]
+
+
+def run_installer(root: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        ["bash", str(INSTALL), "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under ``root`` with its type, mode, owner, mtime and content hash/target."""
+    tree: dict[str, tuple] = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        st = path.lstat()
+        rel = str(path.relative_to(root))
+        if stat.S_ISLNK(st.st_mode):
+            what = "->" + os.readlink(path)
+        elif stat.S_ISREG(st.st_mode):
+            what = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            what = "dir"
+        tree[rel] = (what, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
+    return tree
+
+
+def id_in_root(root: Path, table: str, name: str) -> int:
+    """The numeric id of ``name`` in ``root``'s ``etc/passwd`` or ``etc/group``."""
+    for line in (root / "etc" / table).read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return int(fields[2])
+    raise AssertionError(f"no {name} in {root}/etc/{table}")
+
+
+@pytest.fixture()
+def installed(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    run_installer(root, "--no-venv")
+    return root
+
+
+def test_help_is_true_about_the_test_flags() -> None:
+    out = subprocess.run(["bash", str(INSTALL), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for flag in ("--root", "--no-venv", "--uninstall", "--wheelhouse"):
+        assert flag in out.stdout
+
+
+def test_unknown_option_is_one_clear_line(tmp_path: Path) -> None:
+    out = subprocess.run(
+        ["bash", str(INSTALL), "--root", str(tmp_path), "--frobnicate"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: unknown option --frobnicate (see --help)"
+
+
+def test_install_produces_the_expected_tree(installed: Path) -> None:
+    tree = snapshot(installed)
+    for unit in UNITS:
+        assert (installed / "etc/systemd/system" / unit).read_bytes() == (
+            REPO / "systemd" / unit
+        ).read_bytes()
+        link = installed / "etc/systemd/system/multi-user.target.wants" / unit
+        assert os.readlink(link) == f"/etc/systemd/system/{unit}"
+    assert (installed / "etc/inspector/inspector.yaml").read_bytes() == (
+        REPO / "systemd/inspector.example.yaml"
+    ).read_bytes()
+    assert tree["etc/inspector/inspector.env"][1] == 0o640  # holds secrets
+    assert tree["etc/inspector"][1] == 0o750
+    assert tree["var/lib/inspector"][1] == 0o750
+    assert (installed / "var/lib/inspector/bundles").is_dir()
+    assert (installed / "usr/lib/sysusers.d/inspector.conf").is_file()
+    assert (installed / "usr/lib/tmpfiles.d/inspector.conf").is_file()
+    for doc in sorted((REPO / "docs").glob("*.md")):
+        assert (installed / "opt/battery-inspector/docs" / doc.name).is_file()
+    assert not (installed / "opt/battery-inspector/venv").exists()  # --no-venv
+    if AS_ROOT:  # ownership is only set when the installer runs as root
+        uid = id_in_root(installed, "passwd", "inspector")
+        gid = id_in_root(installed, "group", "inspector")
+        assert tree["var/lib/inspector"][2:4] == (uid, gid)
+        assert tree["etc/inspector/inspector.env"][2:4] == (0, gid)
+
+
+def test_second_run_changes_nothing(installed: Path) -> None:
+    before = snapshot(installed)
+    proc = run_installer(installed, "--no-venv")
+    assert snapshot(installed) == before
+    assert "nothing changed" in proc.stdout
+
+
+def test_operator_config_is_never_overwritten(installed: Path) -> None:
+    config = installed / "etc/inspector/inspector.yaml"
+    config.write_text("station: {line: L7, station: S2}\n")
+    run_installer(installed, "--no-venv")
+    assert config.read_text() == "station: {line: L7, station: S2}\n"
+
+
+def test_changed_unit_is_reinstalled(installed: Path) -> None:
+    unit = installed / "etc/systemd/system/inspector.service"
+    unit.write_text("stale\n")
+    proc = run_installer(installed, "--no-venv")
+    assert unit.read_bytes() == (REPO / "systemd/inspector.service").read_bytes()
+    assert "installed /etc/systemd/system/inspector.service" in proc.stdout
+
+
+def test_uninstall_keeps_data_and_config(installed: Path) -> None:
+    db = installed / "var/lib/inspector/inspector.db"
+    db.write_bytes(b"results")
+    proc = run_installer(installed, "--uninstall")
+    assert db.read_bytes() == b"results"
+    assert (installed / "etc/inspector/inspector.yaml").is_file()
+    assert not (installed / "opt/battery-inspector").exists()
+    assert not list((installed / "etc/systemd/system").rglob("inspector*.service"))
+    assert "kept /var/lib/inspector" in proc.stdout
+    again = run_installer(installed, "--uninstall")
+    assert "nothing to remove" in again.stdout
