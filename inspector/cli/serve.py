@@ -1,1 +1,55 @@
-"""``inspector serve`` (being built)."""
+"""``inspector serve``: the technicians' page (rejects, heat maps, explanations, chat)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from inspector.cli.app import app
+from inspector.cli.errors import user_errors
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@app.command()
+def serve(
+    config: Path = typer.Option(..., "--config", help="The station's YAML configuration."),
+    host: str | None = typer.Option(None, help="Address to bind (default: web.host, 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default: web.port, 8080; 0 picks one)."),
+) -> None:
+    """Serve the technicians' page for the station's data directory.
+
+    Lists recent rejects (filter by time, product, station); each reject shows the frame, the
+    heat-map overlay with numbered regions, the explanation and a chat for follow-up questions.
+    Everything but /health needs the access token (env INSPECTOR_WEB_TOKEN unless web.token_env
+    names another) or web.username with its password. Binds to 127.0.0.1 unless configured.
+    """
+    import uvicorn
+
+    from inspector.config import load_config
+    from inspector.store import Store
+    from inspector.web.app import create_app
+    from inspector.web.chat import template_chat
+    from inspector.web.config import WebConfig
+
+    with user_errors():
+        cfg = load_config(config)
+        web = cfg.web
+        if not isinstance(web, WebConfig):  # the station config's own model, same field names
+            web = WebConfig.model_validate(web.model_dump(exclude_unset=True))
+        web = web.model_copy(
+            update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        )
+        store = Store(cfg.data_dir)
+        application = create_app(store, template_chat, web)
+    if web.host not in LOCAL_HOSTS:
+        typer.secho(
+            f"note: listening on {web.host}, reachable from the network; put HTTPS in front "
+            "and set web.cookie_secure",
+            err=True,
+        )
+    try:
+        uvicorn.run(application, host=web.host, port=web.port, log_level="info", access_log=False)
+    finally:
+        store.close()

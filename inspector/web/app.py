@@ -1,0 +1,361 @@
+"""The technicians' page: recent rejects, one reject with its pictures, explanation and chat.
+
+``create_app(store, chat_fn, settings)`` builds the FastAPI application; ``inspector serve``
+runs it under uvicorn. Everything but ``/health``, the login form and the stylesheet needs a
+login (bearer token, HTTP Basic or the cookie the login form sets). Pages are Jinja2 templates
+with autoescaping on; pictures are looked up by frame id in the store, never by a path taken
+from the request.
+
+Example:
+    >>> app = create_app(Store(data_dir), template_chat, WebConfig(token=...))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, quote, urlsplit
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from inspector.web import present
+from inspector.web.auth import COOKIE_NAME, Authenticator
+from inspector.web.config import WebConfig
+from inspector.web.pictures import PictureMissing, Pictures
+
+log = logging.getLogger(__name__)
+
+ChatFn = Callable[[dict, list[dict], str], str]
+MAX_FORM_BYTES = 16_384
+MAX_QUESTION_CHARS = 2000
+PUBLIC_PATHS = frozenset({"/health", "/login"})
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class RejectStore(Protocol):
+    """The part of ``inspector.store.Store`` the page reads and writes."""
+
+    data_dir: Path
+
+    def rejects(self, since=None, product=None, station=None, limit=100) -> list[dict]: ...
+    def reject(self, frame_id: str) -> dict | None: ...
+    def explanation(self, frame_id: str) -> dict | None: ...
+    def chat_history(self, frame_id: str) -> list[dict]: ...
+    def append_chat(self, frame_id: str, role: str, text: str) -> None: ...
+
+
+def _bundled(folder: str) -> resources.abc.Traversable:
+    return resources.files("inspector.web").joinpath(folder)
+
+
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    """The stylesheet and icons, read once into memory (so no request touches the disk)."""
+    types = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+    out = {}
+    for entry in _bundled("static").iterdir():
+        suffix = Path(entry.name).suffix
+        if entry.is_file() and suffix in types:
+            out[entry.name] = (entry.read_bytes(), types[suffix])
+    return out
+
+
+def result_of(reject: dict) -> dict:
+    """A reject row with its MQTT result payload folded in; the row's own columns win."""
+    nested = reject.get("result")
+    return {**nested, **reject} if isinstance(nested, dict) else reject
+
+
+def _safe_next(target: str | None) -> str:
+    """A same-site path to go to after login; anything else goes to the list."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/rejects"
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else "/rejects"
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A small url-encoded form body as a dict (first value of each field)."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {k: v[0] for k, v in fields.items()}
+
+
+def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> FastAPI:
+    """The technicians' page over ``store``, answering chat questions with ``chat_fn``.
+
+    Args:
+        store: the station's store (``inspector.store.Store``); its ``data_dir`` bounds every
+            file the page reads.
+        chat_fn: ``chat_fn(reject, history, question) -> answer``; ``history`` holds the earlier
+            turns of this reject as ``{role, text, ts}``.
+        settings: the ``web`` section of the config; its credentials are read now.
+
+    Raises:
+        CredentialsError: no token or username/password is configured.
+    """
+    auth = Authenticator(settings.credentials(), settings.session_hours)
+    data_dir = Path(store.data_dir)
+    pictures = Pictures(data_dir)
+    static = _static_files()
+    chat_lock = threading.Lock()  # one question at a time to the language model
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(_bundled("templates"))),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["clock"] = present.clock
+    env.filters["ago"] = present.ago
+    env.filters["seg"] = lambda value: quote(str(value), safe="")  # one URL path segment
+
+    app = FastAPI(
+        title="battery-inspector: technicians' page",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    def page(
+        request: Request, name: str, status: int = 200, headers: dict | None = None, **ctx: Any
+    ) -> HTMLResponse:
+        html = env.get_template(name).render(request=request, logged_in=name != "login.html", **ctx)
+        return HTMLResponse(html, status_code=status, headers=headers)
+
+    def not_found(request: Request, what: str = "No such reject") -> HTMLResponse:
+        return page(request, "missing.html", status=404, what=what)
+
+    def is_authorized(request: Request) -> bool:
+        return auth.check_header(request.headers.get("authorization")) or auth.check_cookie(
+            request.cookies.get(COOKIE_NAME)
+        )
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        path = request.scope.get("path", "")
+        public = path in PUBLIC_PATHS or path.removeprefix("/static/") in static
+        if not public and not is_authorized(request):
+            wants_html = "text/html" in request.headers.get("accept", "")
+            if request.method == "GET" and wants_html:
+                target = quote(path + ("?" + request.url.query if request.url.query else ""))
+                response = RedirectResponse(f"/login?next={target}", status_code=303)
+            else:
+                response = JSONResponse(
+                    {"detail": "login required"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="inspector"'},
+                )
+        elif request.method == "POST" and not _same_origin(request):
+            response = JSONResponse({"detail": "cross-site form refused"}, status_code=403)
+        else:
+            response = await call_next(request)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    @app.get("/health")
+    def health() -> dict:
+        """Liveness for monitoring; open to all and says nothing about the rejects."""
+        return {"status": "ok"}
+
+    @app.get("/static/{name}")
+    def static_file(name: str) -> Response:
+        if name not in static:
+            return Response("not found", status_code=404, media_type="text/plain")
+        body, media_type = static[name]
+        return Response(body, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+        return page(request, "login.html", next=_safe_next(next), error=None)
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        form = await _form(request)
+        target = _safe_next(form.get("next"))
+        if not auth.check_login(form.get("username", ""), form.get("secret", "")):
+            log.warning("failed login from %s", request.client.host if request.client else "?")
+            return page(
+                request, "login.html", status=401, next=target, error="Wrong token or password."
+            )
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            COOKIE_NAME,
+            auth.new_session(),
+            max_age=auth.session_s,
+            httponly=True,
+            samesite="strict",
+            secure=settings.cookie_secure,
+        )
+        return response
+
+    @app.post("/logout")
+    def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE_NAME)
+        return response
+
+    @app.get("/")
+    def home() -> Response:
+        return RedirectResponse("/rejects", status_code=303)
+
+    @app.get("/rejects", response_class=HTMLResponse)
+    def reject_list(
+        request: Request,
+        period: str | None = None,
+        product: str | None = None,
+        station: str | None = None,
+        n: int | None = None,
+    ) -> HTMLResponse:
+        filters = present.Filters.parse(period, product, station)
+        limit = min(max(n or settings.page_size, 1), 20 * settings.page_size)
+        rows = store.rejects(
+            since=filters.since(),
+            product=filters.product or None,
+            station=filters.station or None,
+            limit=limit + 1,
+        )
+        more = len(rows) > limit
+        rows = [result_of(r) for r in rows[:limit]]
+        return page(
+            request,
+            "list.html",
+            rows=rows,
+            filters=filters,
+            periods=present.PERIODS,
+            more=more,
+            more_n=limit + settings.page_size,
+        )
+
+    def load(frame_id: str) -> dict | None:
+        reject = store.reject(frame_id)
+        return result_of(reject) if reject else None
+
+    def reject_page(
+        request: Request, reject: dict, status: int = 200, question: str = "", error: str = ""
+    ) -> HTMLResponse:
+        frame_id = reject["frame_id"]
+        return page(
+            request,
+            "reject.html",
+            status=status,
+            r=reject,
+            regions=present.region_rows(reject),
+            explanation=store.explanation(frame_id),
+            history=store.chat_history(frame_id),
+            has_image=_has(data_dir, reject.get("image_path")),
+            has_map=_has(data_dir, reject.get("map_path")),
+            question=question,
+            error=error,
+        )
+
+    @app.get("/rejects/{frame_id}", response_class=HTMLResponse)
+    def reject_view(request: Request, frame_id: str) -> HTMLResponse:
+        reject = load(frame_id)
+        return reject_page(request, reject) if reject else not_found(request)
+
+    def picture(frame_id: str, kind: str) -> Response:
+        reject = load(frame_id)
+        if reject is None:
+            return Response("no such reject", status_code=404, media_type="text/plain")
+        make = {
+            "image": pictures.image_png,
+            "overlay": pictures.overlay_png,
+            "thumb": pictures.thumb_png,
+        }[kind]
+        try:
+            data = make(reject)
+        except PictureMissing as exc:
+            return Response(f"no picture: {exc}", status_code=404, media_type="text/plain")
+        return Response(data, media_type="image/png", headers={"Cache-Control": "private"})
+
+    @app.get("/rejects/{frame_id}/image")
+    def image(frame_id: str) -> Response:
+        """The frame as stored, as an 8-bit PNG."""
+        return picture(frame_id, "image")
+
+    @app.get("/rejects/{frame_id}/overlay")
+    def overlay(frame_id: str) -> Response:
+        """The frame with heat map and numbered region boxes, at the frame's size."""
+        return picture(frame_id, "overlay")
+
+    @app.get("/rejects/{frame_id}/thumb")
+    def thumb(frame_id: str) -> Response:
+        return picture(frame_id, "thumb")
+
+    @app.post("/rejects/{frame_id}/chat")
+    async def ask(request: Request, frame_id: str) -> Response:
+        """A follow-up question: answered by ``chat_fn``, both turns kept with the reject."""
+        reject = await run_in_threadpool(load, frame_id)
+        if reject is None:
+            return not_found(request)
+        question = (await _form(request)).get("question", "").strip()
+        if not question:
+            return RedirectResponse(f"/rejects/{quote(frame_id, safe='')}#chat", 303)
+        if len(question) > MAX_QUESTION_CHARS:
+            return await run_in_threadpool(
+                reject_page,
+                request,
+                reject,
+                413,
+                question[:MAX_QUESTION_CHARS],
+                f"Please keep a question under {MAX_QUESTION_CHARS} characters.",
+            )
+
+        def answer() -> str:
+            with chat_lock:
+                history = store.chat_history(frame_id)
+                text = chat_fn(reject, history, question)
+                store.append_chat(frame_id, "user", question)
+                store.append_chat(frame_id, "assistant", text)
+                return text
+
+        try:
+            await run_in_threadpool(answer)
+        except Exception as exc:  # the assistant's failure must not lose the question
+            log.exception("chat failed for %s", frame_id)
+            return await run_in_threadpool(
+                reject_page,
+                request,
+                reject,
+                502,
+                question,
+                f"The assistant could not answer ({type(exc).__name__}). Please try again.",
+            )
+        return RedirectResponse(f"/rejects/{quote(frame_id, safe='')}#chat-end", 303)
+
+    return app
+
+
+def _has(data_dir: Path, stored: object) -> bool:
+    from inspector.web.pictures import inside
+
+    try:
+        inside(data_dir, stored)  # type: ignore[arg-type]
+    except PictureMissing:
+        return False
+    return True
+
+
+def _same_origin(request: Request) -> bool:
+    """False for a form posted from another site (a second wall behind the SameSite cookie)."""
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("host", "")

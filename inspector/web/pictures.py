@@ -1,0 +1,177 @@
+"""The pictures of a reject as PNG bytes: the frame, the heat-map overlay and a thumbnail.
+
+Files are found through the store's record of a reject, never from a path in a request, and
+every path is resolved and checked to lie inside the data directory before it is opened.
+Rendered pictures are kept in a small in-memory cache: a reject never changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inspector.decision import Decision, Region
+from inspector.overlay import MIN_LONG_SIDE, display_image, render_overlay
+from models.image_io import ImageError, read_image
+from models.recipe import Thresholds
+
+THUMB_WIDTH = 320
+
+
+class PictureMissing(LookupError):
+    """The reject has no stored picture, or its file is gone or outside the data directory."""
+
+
+def inside(data_dir: Path, stored: str | Path | None) -> Path:
+    """The stored path resolved, if it is an existing file inside ``data_dir``.
+
+    Relative paths are taken relative to ``data_dir``. Symbolic links are followed before the
+    check, so a link pointing out of the data directory is refused too.
+
+    Raises:
+        PictureMissing: no path, no such file, or a file outside ``data_dir``.
+    """
+    if stored is None or str(stored) == "" or "\x00" in str(stored):
+        raise PictureMissing("no file recorded")
+    root = data_dir.resolve()
+    path = Path(stored)
+    path = (path if path.is_absolute() else root / path).resolve()
+    if not path.is_relative_to(root):
+        raise PictureMissing("file outside the data directory")
+    if not path.is_file():
+        raise PictureMissing("file is gone")
+    return path
+
+
+def decision_of(result: dict, verdict: str = "fail") -> Decision:
+    """Rebuild the verdict, score, thresholds and regions of a stored result for drawing."""
+    fields = set(Thresholds.model_fields)
+    raw = result.get("thresholds") or {}
+    try:
+        thresholds = Thresholds(**{k: v for k, v in raw.items() if k in fields})
+    except (ValueError, TypeError):
+        thresholds = Thresholds()
+    regions = []
+    for r in result.get("regions") or []:
+        try:
+            regions.append(
+                Region(
+                    bbox=tuple(int(v) for v in r["bbox"]),
+                    area_px=float(r.get("area_px", 0.0)),
+                    peak=float(r.get("peak", 0.0)),
+                    mean=float(r.get("mean", 0.0)),
+                    centroid=tuple(float(v) for v in r.get("centroid", (0.0, 0.0))),
+                    position=str(r.get("position", "")),
+                    area_mm2=r.get("area_mm2"),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue  # a malformed region is not drawn; the rest still are
+    score = float(result.get("image_score") or 0.0)
+    return Decision(str(result.get("verdict") or verdict), score, regions, thresholds)
+
+
+def png(image: np.ndarray) -> bytes:
+    """Encode an image as PNG bytes."""
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise ImageError("could not encode PNG")
+    return buf.tobytes()
+
+
+def frame_part(rendered: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
+    """The frame area of a ``render_overlay`` picture, scaled back to the frame's size.
+
+    ``render_overlay`` enlarges frames whose long side is under ``MIN_LONG_SIDE``, puts a
+    header above and a colour bar to the right; the frame area is the bottom-left block.
+    """
+    h, w = int(frame_shape[0]), int(frame_shape[1])
+    zoom = max(1.0, MIN_LONG_SIDE / max(h, w))
+    zh, zw = int(round(h * zoom)), int(round(w * zoom))
+    body = rendered[rendered.shape[0] - zh :, :zw]
+    if (zh, zw) != (h, w):
+        body = cv2.resize(body, (w, h), interpolation=cv2.INTER_AREA)
+    return body
+
+
+class Pictures:
+    """Renders and caches the pictures of rejects under one data directory."""
+
+    def __init__(self, data_dir: Path, cache_size: int = 64) -> None:
+        self.data_dir = Path(data_dir)
+        self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def _cached(self, key: tuple[str, str], make) -> bytes:
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        data = make()
+        with self._lock:
+            self._cache[key] = data
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return data
+
+    def _image(self, stored: str | Path | None) -> np.ndarray:
+        try:
+            return read_image(inside(self.data_dir, stored))
+        except ImageError as exc:
+            raise PictureMissing(str(exc)) from None
+
+    def _map(self, stored: str | Path | None, shape: tuple[int, int]) -> np.ndarray:
+        try:
+            amap = np.load(inside(self.data_dir, stored), allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise PictureMissing(f"map unreadable: {exc}") from None
+        amap = np.nan_to_num(np.asarray(amap, dtype=np.float32).squeeze(), nan=0.0)
+        if amap.ndim != 2:
+            raise PictureMissing("map is not 2-D")
+        if amap.shape != shape:
+            amap = cv2.resize(amap, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+        return amap
+
+    def image_png(self, reject: dict) -> bytes:
+        """The frame as an 8-bit PNG a browser shows (16-bit and float stretched).
+
+        ``reject`` is the store's record (``frame_id``, ``image_path``, ``map_path``) with its
+        result payload (``regions``, ``thresholds``, ``image_score``) folded in.
+        """
+        return self._cached(
+            (reject["frame_id"], "image"),
+            lambda: png(display_image(self._image(reject.get("image_path")))),
+        )
+
+    def overlay_png(self, reject: dict) -> bytes:
+        """The heat map and numbered region boxes over the frame, at the frame's own size.
+
+        Drawn by ``render_overlay``; its verdict header and colour bar are cut off because the
+        page shows both as text, and a frame-sized overlay lines up with the plain frame.
+        """
+
+        def make() -> bytes:
+            image = self._image(reject.get("image_path"))
+            amap = self._map(reject.get("map_path"), image.shape[:2])
+            return png(frame_part(render_overlay(image, amap, decision_of(reject)), image.shape))
+
+        return self._cached((reject["frame_id"], "overlay"), make)
+
+    def thumb_png(self, reject: dict) -> bytes:
+        """The overlay scaled down to ``THUMB_WIDTH`` pixels wide, for the list."""
+
+        def make() -> bytes:
+            full = cv2.imdecode(
+                np.frombuffer(self.overlay_png(reject), np.uint8),
+                cv2.IMREAD_COLOR,
+            )
+            h, w = full.shape[:2]
+            size = (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w)))
+            return png(cv2.resize(full, size, interpolation=cv2.INTER_AREA))
+
+        return self._cached((reject["frame_id"], "thumb"), make)

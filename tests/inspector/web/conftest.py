@@ -1,0 +1,75 @@
+"""A real Store (SQLite in a temporary data directory) with rejects recorded as the daemon does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspector.decision import decide
+from inspector.store import Store
+from models.recipe import Thresholds
+from tests.conftest import textured
+
+HOSTILE_CELL = "<script>alert('x')</script>"
+FRAME_SHAPE = (240, 320)  # height, width of the recorded frames
+
+
+def blob_map(shape: tuple[int, int], centres: list[tuple[int, int]]) -> np.ndarray:
+    """A float32 map at frame size with a bright square blob (0.9) at each (x, y) centre."""
+    amap = np.full(shape, 0.05, np.float32)
+    for x, y in centres:
+        amap[y - 15 : y + 15, x - 15 : x + 15] = 0.9
+    return amap
+
+
+def record_reject(
+    store: Store,
+    frame_id: str,
+    cell_id: str,
+    product: str,
+    station: str,
+    age: timedelta,
+    centres: list[tuple[int, int]],
+) -> dict:
+    """Record a fail result with its frame and map, as the daemon does; returns the result."""
+    image = textured(*FRAME_SHAPE, seed=len(frame_id))
+    amap = blob_map(FRAME_SHAPE, centres)
+    decision = decide(amap, float(amap.max()), amap.shape, Thresholds(pixel=0.5, image=0.5))
+    assert decision.verdict == "fail"
+    ts = (datetime.now(UTC) - age).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    result = {
+        "schema": 1,
+        "frame_id": frame_id,
+        "cell_id": cell_id,
+        "ts": ts,
+        "product": product,
+        "station": station,
+        "width": FRAME_SHAPE[1],
+        "height": FRAME_SHAPE[0],
+        "model_id": "tiny-test",
+        **decision.to_dict(),
+    }
+    store.record(result, image, amap)
+    return result
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[Store]:
+    """Two rejects (one recent with two regions, one three days old with a hostile cell id) and
+    one pass, in a real SQLite store."""
+    s = Store(tmp_path / "data")
+    record_reject(s, "f-1", "cell-001", "pouch cell", "S1", timedelta(minutes=10), [(60, 50)])
+    record_reject(
+        s, "f-2", HOSTILE_CELL, "ultrasound", "S2", timedelta(days=3), [(200, 60), (150, 190)]
+    )
+    s.record(
+        {"frame_id": "f-3", "cell_id": "cell-pass", "verdict": "pass", "station": "S1"},
+        None,
+        None,
+    )
+    yield s
+    s.close()
