@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,43 +10,24 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.sources import Frame, HotFolderSourceConfig
+from inspector.sources import HotFolderSourceConfig
 from inspector.sources.hotfolder import CORRUPT, DONE, FAILED, INCOMPLETE, HotFolderSource
 from tests.conftest import textured
+from tests.inspector.sources.reader import TIMEOUT, Reader
 
-TIMEOUT = 10.0
 
-
-class Running:
-    """A hot-folder source read by a background thread into ``frames``; events into ``events``."""
+class Running(Reader):
+    """A hot-folder source read in the background; its file events go into ``events``."""
 
     def __init__(self, cfg: HotFolderSourceConfig) -> None:
-        self.frames: queue.Queue[Frame] = queue.Queue()
         self.events: queue.Queue[tuple[str, str]] = queue.Queue()
-        self.source = HotFolderSource(cfg, on_event=lambda s, p: self.events.put((s, p.name)))
-        self.error: BaseException | None = None
-        self.source.open()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for frame in self.source.frames():
-                self.frames.put(frame)
-        except BaseException as exc:  # surfaced by the test through .error
-            self.error = exc
+        super().__init__(HotFolderSource(cfg, on_event=lambda s, p: self.events.put((s, p.name))))
 
     def wait_event(self, state: str, name: str) -> None:
         """Block until the source reports ``state`` for the file ``name``."""
         while True:
-            got = self.events.get(timeout=TIMEOUT)
-            if got == (state, name):
+            if self.events.get(timeout=TIMEOUT) == (state, name):
                 return
-
-    def close(self) -> None:
-        self.source.close()
-        self._thread.join(timeout=TIMEOUT)
-        assert not self._thread.is_alive(), "frames() did not return after close()"
 
 
 @pytest.fixture
