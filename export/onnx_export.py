@@ -92,6 +92,7 @@ def export_detector(
                 do_constant_folding=True,
             )
         model = onnx.load(str(raw), load_external_data=True)
+        _declare_output_shapes(model, size)
         for key, value in (metadata or {}).items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, str(value)
@@ -112,6 +113,20 @@ def export_detector(
             (path.parent / data_name).unlink()
         os.replace(tmp_out, path)
     return path
+
+
+def _declare_output_shapes(model: onnx.ModelProto, size: int) -> None:
+    """State the outputs' shapes; the tracer loses the map's sides after the reflect-pad blur."""
+    shapes = {OUTPUT_NAMES[0]: ["batch", size, size], OUTPUT_NAMES[1]: ["batch"]}
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        del dims[:]
+        for value in shapes[output.name]:
+            dim = dims.add()
+            if isinstance(value, str):
+                dim.dim_param = value
+            else:
+                dim.dim_value = value
 
 
 @contextlib.contextmanager
