@@ -121,8 +121,8 @@ class HotFolderSource(Source):
         self.close()
         self._closed.clear()
         self._messages = queue.Queue()
-        with self._lock:
-            self._in_flight.clear()
+        # Files handed out before a reopen keep their place in _in_flight: the daemon still
+        # acks them, and they must not be taken a second time meanwhile.
         observer = PollingObserver(timeout=self.cfg.settle_s) if self.cfg.polling else Observer()
         observer.schedule(_Handler(self._messages.put), str(self._folder))
         observer.daemon = True

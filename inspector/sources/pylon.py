@@ -95,6 +95,10 @@ class PylonSource(Source):
         pylon, genicam = _pylon()
         self._release()
         self._closed.clear()
+        with self._pending_lock:  # triggers of the previous session will get no image now
+            lost, self._pending = list(self._pending), collections.deque()
+        for trig in lost:
+            self._ready.append(self._error_frame(trig, "camera reopened before the image came"))
         try:
             factory = pylon.TlFactory.GetInstance()
             info = self._pick(list(factory.EnumerateDevices()))
