@@ -181,9 +181,18 @@ class Daemon:
                 frame = Frame(cell_id, None, product=product, error=f"trigger failed: {exc}")
                 self.frame_q.put(Grabbed(frame, time.monotonic()))
 
-    def _grab_stage(self) -> None:
+    def _open_source_once(self) -> bool:
+        try:
+            self.source.open()
+            return True
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+            self._faults["source"] = reason  # alarmed once MQTT is up
+            log.error("source not opened: %s", reason)
+            return False
+
+    def _grab_stage(self, opened: bool) -> None:
         backoff = 1.0
-        opened = False
         while not self._stop.is_set():
             try:
                 if not opened:
@@ -417,11 +426,15 @@ class Daemon:
                 log.info("metrics on http://%s:%d/metrics", self.cfg.health.metrics_host, port)
             except OSError as exc:
                 log.error("metrics endpoint not started: %s", exc)
+        opened = self._open_source_once()  # before triggers can arrive
         if self.link is not None:
             self.link.start()
             self.outbox.start()
+        if not opened:
+            self.alarm("source_lost", "critical", self._faults["source"], source=self.source.name)
+            self._set_fault("source", self._faults["source"])
         for name, target in (
-            ("grab", self._grab_stage),
+            ("grab", lambda: self._grab_stage(opened)),
             ("infer", self._infer_stage),
             ("store", self._store_stage),
             ("trigger", self._trigger_stage),
