@@ -43,7 +43,7 @@ SECURITY_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -354,8 +354,15 @@ def _has(data_dir: Path, stored: object) -> bool:
 
 
 def _same_origin(request: Request) -> bool:
-    """False for a form posted from another site (a second wall behind the SameSite cookie)."""
+    """False for a form posted from another site (a second wall behind the SameSite cookie).
+
+    Browsers say where a request comes from in ``Sec-Fetch-Site`` (or at least ``Origin``);
+    clients that send neither (curl, scripts) are not browsers and carry no cookie of ours.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if not origin or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    if origin is None:
+        return True
+    return origin != "null" and urlsplit(origin).netloc == request.headers.get("host", "")

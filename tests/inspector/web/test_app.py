@@ -224,11 +224,11 @@ def test_a_failing_assistant_keeps_the_question(store: Store) -> None:
     assert store.chat_history("f-1") == []
 
 
-def test_cross_site_form_posts_are_refused(client: TestClient, store: Store) -> None:
-    response = client.post(
-        "/rejects/f-1/chat",
-        data={"question": "hi"},
-        headers={**AUTH, "Origin": "http://evil.example"},
-    )
+@pytest.mark.parametrize(
+    "where",
+    [{"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}],
+)
+def test_cross_site_form_posts_are_refused(client: TestClient, store: Store, where: dict) -> None:
+    response = client.post("/rejects/f-1/chat", data={"question": "hi"}, headers={**AUTH, **where})
     assert response.status_code == 403
     assert store.chat_history("f-1") == []

@@ -2,65 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import queue
-import re
 import socket
-import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from inspector.store import Store
-from tests.cli_helpers import INSPECTOR, run_inspector
-
-TOKEN = "serve-token-51"
-CONFIG = """\
-station: {line: L1, station: S1}
-data_dir: data
-bundle: bundle
-source: {kind: video, url: line.mp4}
-web: {token_env: INSPECTOR_WEB_TEST_TOKEN}
-"""
-
-
-def write_config(folder: Path) -> Path:
-    path = folder / "inspector.yaml"
-    path.write_text(CONFIG)
-    return path
-
-
-@pytest.fixture()
-def server(tmp_path: Path, store: Store) -> Iterator[str]:
-    """``inspector serve`` on a free port over the test store's data directory; yields its URL."""
-    store.close()
-    (tmp_path / "bundle").mkdir()
-    env = {**os.environ, "INSPECTOR_WEB_TEST_TOKEN": TOKEN, "NO_COLOR": "1"}
-    proc = subprocess.Popen(
-        [INSPECTOR, "serve", "--config", str(write_config(tmp_path)), "--port", "0"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
-    url, seen = None, []
-    try:
-        while url is None:
-            line = lines.get(timeout=60)
-            seen.append(line)
-            found = re.search(r"running on (http://127\.0\.0\.1:\d+)", line)
-            url = found.group(1) if found else None
-        yield url
-    except queue.Empty:
-        pytest.fail("inspector serve did not start:\n" + "".join(seen))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+from tests.cli_helpers import run_inspector
+from tests.inspector.web.conftest import SERVE_TOKEN as TOKEN
+from tests.inspector.web.conftest import write_config
 
 
 def raw_get(url: str, path: str) -> bytes:
