@@ -1,0 +1,314 @@
+"""Latency and throughput of each backend, against the CPU's fp32 peak, with int8's accuracy cost.
+
+For ``tiny`` and ``vit-h-14`` (random weights: timing does not depend on their values) it makes
+a bundle with a memory bank, exports it to ONNX (fp32 and int8), then in this one process and
+on the same inputs measures each available backend (torch eager, onnxruntime fp32,
+onnxruntime int8; tensorrt where it imports): median and p99 latency at batch 1, throughput at
+batch 8 and 32. GFLOP per image are counted with ``torch.utils.flop_counter``; achieved
+GFLOP/s are compared with the CPU's fp32 peak (cores x 2 FMA units x 8 lanes x 2 FLOP x clock).
+The int8 map difference and its image/pixel AUROC change are measured on procedural pouch and
+ultrasound test sets.
+
+Usage:
+    python -m bench.latency            # tiny and ViT-H-14 (about 15 minutes on 2 cores)
+    python -m bench.latency --quick    # tiny only
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.results import update_results
+from export.onnx_export import export_bundle, mha_fastpath_disabled
+from inspector.backends import create_backend
+from models import clip_loader
+from models.bundle import _make_decoder, create_bundle, encode_references, save_tensors
+from models.detector import BatteryDetector
+from models.encoder import TapEncoder
+from models.image_io import list_images, read_image
+from models.preprocess import preprocess
+from models.recipe import ENCODER_FILE, Prompts, Recipe, file_sha256, save_recipe
+from models.synth import write_dataset
+
+SECTION = "Latency and throughput (bench/latency.py)"
+
+
+@dataclass
+class Plan:
+    """How many repetitions an architecture gets (ViT-H takes seconds per image on a CPU)."""
+
+    arch: str
+    shots: int
+    reps_b1: int
+    reps_batch: dict[int, int]
+    test_good: int
+    test_defect: int
+
+
+PLANS = {
+    "tiny": Plan("tiny", 4, 50, {8: 10, 32: 4}, 10, 3),
+    "vit-h-14": Plan("vit-h-14", 2, 5, {8: 1, 32: 1}, 3, 1),
+}
+
+
+def cpu_peak() -> dict:
+    """fp32 peak: cores x 2 FMA units x 8 lanes x 2 FLOP x clock (clock from /proc/cpuinfo)."""
+    mhz = None
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("cpu MHz"):
+            mhz = float(line.split(":")[1])
+            break
+    cores = len(os.sched_getaffinity(0))
+    ghz = (mhz or 0.0) / 1000
+    flags = Path("/proc/cpuinfo").read_text()
+    isa = "AVX-512 VNNI" if "avx512_vnni" in flags else ("AVX2 FMA" if "fma" in flags else "?")
+    return {"cores": cores, "ghz": ghz, "gflops": cores * 2 * 8 * 2 * ghz, "isa": isa}
+
+
+def count_gflop(detector: BatteryDetector, size: int) -> float:
+    """GFLOP of one image's forward pass (matmuls, convolutions and attention)."""
+
+    def sdpa(q, k, v, *args, out_shape=None, **kwargs):  # the CPU attention kernel
+        b, h, l_q, e = q
+        return 2 * b * h * l_q * k[-2] * e + 2 * b * h * l_q * k[-2] * v[-1]
+
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: sdpa}
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
+    with mha_fastpath_disabled(), torch.inference_mode(), counter:
+        detector(torch.zeros(1, 3, size, size))
+    return counter.get_total_flops() / 1e9
+
+
+def make_bundle(plan: Plan, out: Path, refs: list[np.ndarray]) -> tuple[Path, float]:
+    """A bundle with random weights and a memory bank; returns it and its GFLOP per image."""
+    if plan.arch == "tiny":
+        create_bundle(out, "tiny", "pouch cell", reference_images=refs[: plan.shots])
+        from models.bundle import load_detector
+
+        det = load_detector(out)
+    else:
+        # Only the image tower is needed at inference; random init, no weights file.
+        torch.manual_seed(0)
+        cfg = clip_loader.model_config(plan.arch)
+        from open_clip.model import _build_vision_tower
+
+        visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"]).eval()
+        encoder = TapEncoder(visual)
+        text = F.normalize(torch.randn(2, cfg["embed_dim"]), dim=-1)
+        bank = encode_references(encoder, refs[: plan.shots])
+        det = BatteryDetector(encoder, _make_decoder(encoder, cfg["embed_dim"]), text, bank).eval()
+        save_tensors(out, det, encoder=True)
+        save_recipe(
+            out,
+            Recipe(
+                arch=plan.arch,
+                product="pouch cell",
+                taps=encoder.taps,
+                prompts=Prompts(
+                    normal_states=["{}"], abnormal_states=["broken {}"], templates=["{}"]
+                ),
+                n_reference_images=plan.shots,
+                encoder_sha256=file_sha256(out / ENCODER_FILE),
+            ),
+        )
+    gflop = count_gflop(det, det.image_size)
+    del det
+    gc.collect()
+    return out, gflop
+
+
+def time_backend(backend, x: np.ndarray, plan: Plan) -> dict:
+    """Median/p99 latency at batch 1 and throughput at the larger batches (after a warm-up)."""
+    backend.infer(x[:1])  # warm-up: allocations, kernel selection
+    lat = []
+    for i in range(plan.reps_b1):
+        t = time.perf_counter()
+        backend.infer(x[i % len(x) : i % len(x) + 1])
+        lat.append(time.perf_counter() - t)
+    out = {
+        "median_ms": statistics.median(lat) * 1e3,
+        "p99_ms": float(np.percentile(lat, 99)) * 1e3,
+        "reps": plan.reps_b1,
+    }
+    for batch, reps in plan.reps_batch.items():
+        xb = np.resize(x, (batch, *x.shape[1:]))
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            backend.infer(xb)
+            times.append(time.perf_counter() - t)
+        out[f"ips_b{batch}"] = batch / statistics.median(times)
+    return out
+
+
+def accuracy(backend, sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
+    """Maps, image AUROC and pixel AUROC on each procedural set."""
+    out = {}
+    for kind, (x, labels, masks) in sets.items():
+        maps, scores = [], []
+        for i in range(0, len(x), 8):
+            m, s = backend.infer(x[i : i + 8])
+            maps.append(m)
+            scores.append(s)
+        maps, scores = np.concatenate(maps), np.concatenate(scores)
+        out[kind] = {
+            "maps": maps,
+            "image_auroc": float(roc_auc_score(labels, scores)),
+            "pixel_auroc": float(roc_auc_score(masks.ravel() > 0, maps.ravel())),
+        }
+    return out
+
+
+def procedural_sets(root: Path, plan: Plan, size: int) -> tuple[dict, list[np.ndarray]]:
+    """Preprocessed test images, labels and 224-px masks of pouch and ultrasound sets."""
+    sets, refs = {}, []
+    for kind in ("pouch", "ultrasound"):
+        ds = root / kind
+        write_dataset(ds, kind, plan.shots, plan.test_good, plan.test_defect, seed=3)
+        if kind == "pouch":
+            refs = [read_image(p) for p in list_images(ds / "train" / "good")]
+        xs, labels, masks = [], [], []
+        for folder in sorted((ds / "test").iterdir()):
+            for p in list_images(folder):
+                img = read_image(p)
+                xs.append(preprocess(img, size))
+                labels.append(int(folder.name != "good"))
+                mask = np.zeros(img.shape[:2], np.uint8)
+                if folder.name != "good":
+                    mask = cv2.imread(
+                        str(ds / "ground_truth" / folder.name / f"{p.stem}_mask.png"), 0
+                    )
+                masks.append(cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST))
+        sets[kind] = (np.stack(xs), np.array(labels), np.stack(masks))
+    return sets, refs
+
+
+def bench_arch(plan: Plan, work: Path, peak: dict) -> dict:
+    size = 224
+    print(f"== {plan.arch}: data, bundle, export", flush=True)
+    sets, refs = procedural_sets(work / "data", plan, size)
+    bundle, gflop = make_bundle(plan, work / plan.arch, refs)
+    t = time.perf_counter()
+    report = export_bundle(bundle, int8=True, step=lambda m: print(f"   {m}", flush=True))
+    export_s = time.perf_counter() - t
+    x = np.concatenate([s[0] for s in sets.values()])
+    backends = [("torch", {"device": "cpu"}), ("onnxruntime", {}), ("onnxruntime", {"int8": True})]
+    try:
+        import tensorrt  # noqa: F401
+
+        backends.append(("tensorrt", {}))
+    except ImportError:
+        pass
+    rows, acc = {}, {}
+    for name, opts in backends:
+        label = f"{name}{'-int8' if opts.get('int8') else ''}"
+        print(f"== {plan.arch}: {label}", flush=True)
+        backend = create_backend(name, bundle, **opts)
+        rows[label] = time_backend(backend, x, plan)
+        rows[label]["gflops"] = gflop / (rows[label]["median_ms"] / 1e3)
+        if name == "onnxruntime":  # the int8 question: same graph, fp32 vs int8 weights
+            acc[label] = accuracy(backend, sets)
+        print(f"   {rows[label]}", flush=True)
+        backend.close()
+        del backend
+        gc.collect()
+    return {
+        "arch": plan.arch,
+        "gflop": gflop,
+        "rows": rows,
+        "acc": acc,
+        "report": report,
+        "export_s": export_s,
+        "plan": plan,
+        "n_images": {k: len(v[0]) for k, v in sets.items()},
+    }
+
+
+def render_results(results: list[dict], peak: dict, load: tuple[float, ...]) -> str:
+    lines = [
+        f"CPU fp32 peak: {peak['cores']} cores x 2 FMA x 8 lanes x 2 FLOP x {peak['ghz']:.2f} GHz "
+        f"(`cpu MHz` of /proc/cpuinfo) = **{peak['gflops']:.0f} GFLOP/s** ({peak['isa']}). "
+        f"torch threads: {torch.get_num_threads()}; ONNX Runtime intra-op threads: "
+        f"{peak['cores']}. Load average at start/end: {load[0]:.2f} / {load[1]:.2f} "
+        "(the machine is shared; ratios within one run are the figures to trust).",
+        "",
+        "| arch | backend | GFLOP/img | b1 median ms | b1 p99 ms (reps) | img/s b8 | img/s b32 "
+        "| GFLOP/s b1 | % fp32 peak | vs torch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    notes = []
+    for r in results:
+        torch_ms = r["rows"]["torch"]["median_ms"]
+        for label, row in r["rows"].items():
+            lines.append(
+                f"| {r['arch']} | {label} | {r['gflop']:.1f} | {row['median_ms']:.1f} | "
+                f"{row['p99_ms']:.1f} ({row['reps']}) | {row.get('ips_b8', 0):.2f} | "
+                f"{row.get('ips_b32', 0):.2f} | {row['gflops']:.1f} | "
+                f"{100 * row['gflops'] / peak['gflops']:.0f}% | "
+                f"{torch_ms / row['median_ms']:.2f}x |"
+            )
+        best_fp32 = min(r["rows"][k]["median_ms"] for k in ("torch", "onnxruntime"))
+        int8 = r["rows"]["onnxruntime-int8"]["median_ms"]
+        parts = []
+        for kind in r["acc"]["onnxruntime"]:
+            a32, a8 = r["acc"]["onnxruntime"][kind], r["acc"]["onnxruntime-int8"][kind]
+            diff = np.abs(a32["maps"] - a8["maps"])
+            parts.append(
+                f"{kind} ({r['n_images'][kind]} images): max |map diff| {diff.max():.4f}, "
+                f"mean {diff.mean():.5f}; image AUROC {a32['image_auroc']:.3f} -> "
+                f"{a8['image_auroc']:.3f} ({a8['image_auroc'] - a32['image_auroc']:+.3f}), "
+                f"pixel AUROC {a32['pixel_auroc']:.4f} -> {a8['pixel_auroc']:.4f} "
+                f"({a8['pixel_auroc'] - a32['pixel_auroc']:+.4f})"
+            )
+        rep = r["report"]
+        notes.append(
+            f"- **{r['arch']}**: int8 speed-up over the best fp32 backend at batch 1: "
+            f"**{best_fp32 / int8:.2f}x**; " + "; ".join(parts) + ". Export "
+            f"({r['export_s']:.0f} s) parity vs PyTorch: fp32 max |map diff| "
+            f"{rep['fp32']['max_abs_map_diff']:.1e}, int8 {rep['int8']['max_abs_map_diff']:.1e}."
+        )
+    lines += ["", *notes, ""]
+    lines.append(
+        "Random weights (timing does not depend on their values; AUROCs of random weights are "
+        "near chance, only their int8-vs-fp32 change matters). One bundle per arch with a "
+        "memory bank of pouch references, evaluated on both procedural sets. Latency includes "
+        "the host-side batch copy, not preprocessing. p99 over few reps is the maximum."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny only (about a minute)")
+    parser.add_argument("--no-write", action="store_true", help="print, do not write RESULTS.md")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    peak = cpu_peak()
+    load_start = os.getloadavg()[0]
+    archs = ["tiny"] if args.quick else ["tiny", "vit-h-14"]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        for arch in archs:
+            results.append(bench_arch(PLANS[arch], Path(tmp) / arch, peak))
+    body = render_results(results, peak, (load_start, os.getloadavg()[0]))
+    print(body)
+    if not args.no_write:
+        update_results(SECTION, body)
+
+
+if __name__ == "__main__":
+    main()
