@@ -100,7 +100,7 @@ class HotFolderSource(Source):
         self.cfg = cfg
         self._folder = Path(cfg.folder).absolute()
         self._pattern = re.compile(cfg.cell_id_pattern) if cfg.cell_id_pattern else None
-        self._on_event = on_event
+        self.on_event = on_event
         self._messages: queue.Queue[tuple[str, Path]] = queue.Queue()
         self._observer = None
         self._closed = threading.Event()
@@ -270,8 +270,8 @@ class HotFolderSource(Source):
 
     def _emit(self, state: str, path: Path) -> None:
         log.debug("%s: %s", state, path)
-        if self._on_event is not None:
-            self._on_event(state, path)
+        if self.on_event is not None:
+            self.on_event(state, path)
 
 
 def _signature(path: Path) -> tuple[int, int] | None:

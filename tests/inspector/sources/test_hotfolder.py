@@ -19,9 +19,13 @@ from tests.inspector.sources.reader import TIMEOUT, Reader
 class Running(Reader):
     """A hot-folder source read in the background; its file events go into ``events``."""
 
-    def __init__(self, cfg: HotFolderSourceConfig) -> None:
+    def __init__(self, cfg: HotFolderSourceConfig, source: HotFolderSource | None = None) -> None:
         self.events: queue.Queue[tuple[str, str]] = queue.Queue()
-        super().__init__(HotFolderSource(cfg, on_event=lambda s, p: self.events.put((s, p.name))))
+        if source is None:
+            source = HotFolderSource(cfg, on_event=lambda s, p: self.events.put((s, p.name)))
+        else:
+            source.on_event = lambda s, p: self.events.put((s, p.name))
+        super().__init__(source)
 
     def wait_event(self, state: str, name: str) -> None:
         """Block until the source reports ``state`` for the file ``name``."""
@@ -145,3 +149,21 @@ def test_corrupt_event_is_reported(running, tmp_path: Path) -> None:
     (tmp_path / "scans" / "C0005_pouch.png").write_bytes(b"")
     run.wait_event(CORRUPT, "C0005_pouch.png")
     assert run.frames.get(timeout=TIMEOUT).error.endswith("empty file")
+
+
+def test_a_reopen_does_not_hand_out_a_file_whose_result_is_pending(running, tmp_path) -> None:
+    run = running()
+    folder = tmp_path / "scans"
+    cv2.imwrite(str(folder / "C0010_pouch.png"), textured(32, 48, seed=1))
+    (first,) = run.take()
+    run.close()  # the daemon reopens a source after a fault, with this frame still in its queue
+    again = Running(run.source.cfg, source=run.source)
+    try:
+        cv2.imwrite(str(folder / "C0011_pouch.png"), textured(32, 48, seed=2))
+        (second,) = again.take()
+        assert second.cell_id == "C0011"
+        again.source.ack(first, ok=True)
+        again.wait_event(DONE, "C0010_pouch.png")
+        assert (folder / "done" / "C0010_pouch.png").exists()
+    finally:
+        again.close()

@@ -142,3 +142,11 @@ def test_reopen_after_close_re_enumerates_and_grabs_again(camera, images) -> Non
     again.source.trigger("C0601")
     (frame,) = again.take()
     assert frame.cell_id == "C0601" and frame.error is None
+
+
+def test_a_trigger_outstanding_at_close_comes_out_as_an_error_frame(camera, images) -> None:
+    cam = camera(exposure_us=300_000)
+    cam.source.trigger("C0700")
+    cam.close()  # before the 300 ms exposure is over
+    (frame,) = cam.take()
+    assert frame.cell_id == "C0700" and frame.image is None and "closed" in frame.error
