@@ -1,1 +1,42 @@
-"""``inspector run`` (being built)."""
+"""``inspector run``: the line daemon, as systemd starts it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from inspector.cli.app import app
+from inspector.cli.errors import user_errors
+
+
+@app.command()
+def run(
+    config: Path = typer.Option(..., "--config", "-c", help="The station's YAML config file."),
+    check: bool = typer.Option(
+        False, "--check", help="Only validate the config (and the bundle) and exit."
+    ),
+) -> None:
+    """Run the line daemon: grab frames, inspect them, store and publish verdicts over MQTT.
+
+    Runs until SIGTERM or Ctrl-C, then finishes the frames in flight, publishes the offline
+    status and exits 0. A bad config stops the start with the key path and the reason
+    (exit status 2).
+    """
+    from inspector.config import load_config
+
+    with user_errors():
+        cfg = load_config(config)
+        if check:
+            from models.recipe import load_recipe
+
+            load_recipe(cfg.bundle)
+            typer.echo(f"{config}: OK (station {cfg.station.line}/{cfg.station.station})")
+            return
+    from inspector.daemon import Daemon
+    from inspector.health import setup_logging
+
+    setup_logging(cfg.health.log_format, cfg.health.log_level)
+    with user_errors():
+        daemon = Daemon(cfg)
+    raise typer.Exit(daemon.run())
