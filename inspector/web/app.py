@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 ChatFn = Callable[[dict, list[dict], str], str]
 MAX_FORM_BYTES = 16_384
 MAX_QUESTION_CHARS = 2000
+LOGIN_FAILURES_PER_MINUTE = 10
 PUBLIC_PATHS = frozenset({"/health", "/login"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -110,7 +113,9 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
     Raises:
         CredentialsError: no token or username/password is configured.
     """
-    auth = Authenticator(settings.credentials(), settings.session_hours)
+    credentials = settings.credentials()
+    auth = Authenticator(credentials, settings.session_hours)
+    failures: deque[float] = deque(maxlen=LOGIN_FAILURES_PER_MINUTE)
     data_dir = Path(store.data_dir)
     pictures = Pictures(data_dir)
     static = _static_files()
@@ -189,7 +194,17 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
     async def login(request: Request) -> Response:
         form = await _form(request)
         target = _safe_next(form.get("next"))
+        now = time.monotonic()
+        if len(failures) == failures.maxlen and now - failures[0] < 60.0:
+            return page(
+                request,
+                "login.html",
+                status=429,
+                next=target,
+                error="Too many wrong attempts. Wait a minute and try again.",
+            )
         if not auth.check_login(form.get("username", ""), form.get("secret", "")):
+            failures.append(now)
             log.warning("failed login from %s", request.client.host if request.client else "?")
             return page(
                 request, "login.html", status=401, next=target, error="Wrong token or password."

@@ -68,6 +68,7 @@ def test_health_is_open_and_chat_needs_a_login(client: TestClient, store: Store)
 def test_login_form_sets_a_cookie_that_opens_the_pages(client: TestClient) -> None:
     page = client.get("/login?next=/rejects/f-1")
     assert page.status_code == 200 and 'name="secret"' in page.text
+    assert 'name="username"' not in page.text  # token only: no user name to type
     wrong = client.post("/login", data={"secret": "guess", "next": "/rejects/f-1"})
     assert wrong.status_code == 401 and "Wrong token" in wrong.text
     ok = client.post("/login", data={"secret": TOKEN, "next": "/rejects/f-1"})
@@ -77,6 +78,13 @@ def test_login_form_sets_a_cookie_that_opens_the_pages(client: TestClient) -> No
     assert client.get("/rejects/f-1").status_code == 200  # the client keeps the cookie
     client.post("/logout")
     assert client.get("/rejects/f-1").status_code == 401
+
+
+def test_repeated_wrong_logins_are_slowed_down(client: TestClient) -> None:
+    codes = [client.post("/login", data={"secret": f"guess{i}"}).status_code for i in range(11)]
+    assert codes == [401] * 10 + [429]
+    assert client.post("/login", data={"secret": TOKEN}).status_code == 429
+    assert client.get("/rejects", headers=AUTH).status_code == 200  # the token still works
 
 
 def test_login_never_redirects_off_site(client: TestClient) -> None:
