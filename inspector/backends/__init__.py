@@ -13,6 +13,7 @@ from inspector.backends.base import Backend
 BACKENDS: dict[str, str] = {
     "torch": "inspector.backends.torch_backend:TorchBackend",
     "onnxruntime": "inspector.backends.onnxruntime_backend:OnnxRuntimeBackend",
+    "onnxruntime-int8": "inspector.backends.onnxruntime_backend:OnnxRuntimeInt8Backend",
     "tensorrt": "inspector.backends.tensorrt_backend:TensorRTBackend",
 }
 

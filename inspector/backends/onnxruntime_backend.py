@@ -93,3 +93,10 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]
+
+
+class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
+    """``BUNDLE/model.int8.onnx``: the int8 variant, by name (``--backend onnxruntime-int8``)."""
+
+    def __init__(self, bundle: str | Path, **options: object) -> None:
+        super().__init__(bundle, int8=True, **options)  # type: ignore[arg-type]

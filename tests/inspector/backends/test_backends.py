@@ -43,7 +43,20 @@ def bundle(tmp_path_factory, tiny_bundle, frames):
 
 
 def test_all_three_backends_are_registered():
-    assert {"torch", "onnxruntime", "tensorrt"} <= set(BACKENDS)
+    assert {"torch", "onnxruntime", "onnxruntime-int8", "tensorrt"} <= set(BACKENDS)
+
+
+def test_torch_autocasts_only_where_asked_and_supported():
+    import torch
+
+    from inspector.backends.torch_backend import autocast_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cuda) is None
+    assert autocast_dtype("fp16", cuda) is torch.float16
+    assert autocast_dtype("bf16", cuda) is torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype("int4", cpu)
 
 
 def test_onnxruntime_maps_and_verdicts_match_torch_at_any_batch(bundle, frames):
@@ -65,10 +78,8 @@ def test_onnxruntime_maps_and_verdicts_match_torch_at_any_batch(bundle, frames):
 
 
 def test_int8_backend_stays_close_to_fp32(bundle, frames):
-    from inspector.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-    fp32 = OnnxRuntimeBackend(bundle)
-    int8 = OnnxRuntimeBackend(bundle, int8=True)
+    fp32 = create_backend("onnxruntime", bundle)
+    int8 = create_backend("onnxruntime-int8", bundle)
     assert int8.name == "onnxruntime-int8"
     x = np.stack([Predictor(bundle, fp32).prepare(f) for f in frames])
     maps32, _ = fp32.infer(x)
