@@ -38,6 +38,7 @@ from inspector.sources.config import PylonSourceConfig
 log = logging.getLogger(__name__)
 
 _POLL_MS = 100  # how often a waiting frames() looks at close() and overdue triggers
+_MAX_GAP_FRAMES = 100  # error frames for one gap in the block ids, at most
 _BIT_DEPTH = {"Mono8": 8, "Mono10": 10, "Mono12": 12}
 
 
@@ -73,6 +74,7 @@ class PylonSource(Source):
         self._closed = threading.Event()
         self._retrieving = threading.Condition()
         self._in_retrieve = False
+        self._last_block: int | None = None
 
     @property
     def triggerable(self) -> bool:
@@ -108,6 +110,7 @@ class PylonSource(Source):
             self._serial = info.GetSerialNumber()
             self._configure(camera, pylon, genicam)
             camera.StartGrabbing(pylon.GrabStrategy_OneByOne)
+            self._last_block = None
         except SourceError:
             self._release()
             raise
@@ -149,6 +152,7 @@ class PylonSource(Source):
             raise NotImplementedError(f"camera is in {self.cfg.trigger} mode, not software")
         pylon, genicam = _pylon()
         timeout = self.cfg.grab_timeout_ms
+        trig = None
         with self._lock:
             camera = self._camera
             if camera is None:
@@ -191,13 +195,14 @@ class PylonSource(Source):
             camera = self._camera
             if camera is None:
                 raise SourceError(f"camera {self._wanted()} is not open")
-            if camera.IsCameraDeviceRemoved():
-                yield from self._fail_pending("camera removed")
-                raise SourceError(f"camera {self._serial} removed")
-            with self._retrieving:
+            with self._retrieving:  # close() waits for this section before releasing
                 if self._closed.is_set():
                     continue
-                self._in_retrieve = True
+                removed = camera.IsCameraDeviceRemoved()
+                self._in_retrieve = not removed
+            if removed:
+                yield from self._fail_pending("camera removed")
+                raise SourceError(f"camera {self._serial} removed")
             try:
                 result = camera.RetrieveResult(self._wait_ms(), pylon.TimeoutHandling_Return)
             except genicam.GenericException as exc:
@@ -214,6 +219,7 @@ class PylonSource(Source):
                     frame = self._frame(result)
                 finally:
                     result.Release()
+                yield from self._dropped_before(frame.meta["block_id"])
                 yield frame
             else:
                 yield from self._overdue()
@@ -238,14 +244,38 @@ class PylonSource(Source):
                 self._pending.clear()
             camera = self._camera
             try:  # a late image must not be taken for the next trigger's
-                camera.StopGrabbing()
-                camera.StartGrabbing(pylon.GrabStrategy_OneByOne)
+                if camera is not None:
+                    camera.StopGrabbing()
+                    camera.StartGrabbing(pylon.GrabStrategy_OneByOne)
+                    self._last_block = None
             except genicam.GenericException as exc:
                 log.warning("camera %s: restart after a lost frame failed: %s", self._serial, exc)
         ms = self.cfg.grab_timeout_ms
         yield self._error_frame(late, f"no image within {ms} ms of the trigger")
         for trig in rest:
             yield self._error_frame(trig, "image discarded: acquisition restarted after a lost one")
+
+    def _dropped_before(self, block_id: int) -> Iterator[Frame]:
+        """Error frames for images the camera sent none of (a gap in the block ids).
+
+        With a hardware trigger each missing block was a cell; in free run it is only logged.
+        (Software triggers are covered by their deadlines.) A block id that does not grow is a
+        counter wrap or restart, not a loss.
+        """
+        last, self._last_block = self._last_block, block_id
+        if last is None or block_id <= last + 1:
+            return
+        missing = block_id - last - 1
+        log.warning("camera %s: %d image(s) lost before block %d", self._serial, missing, block_id)
+        if self.cfg.trigger != "hardware":
+            return
+        for lost in range(last + 1, min(block_id, last + 1 + _MAX_GAP_FRAMES)):
+            yield Frame(
+                new_cell_id(self.cfg.cell_id_prefix),
+                None,
+                meta={**self._meta(), "block_id": lost},
+                error=f"camera lost the image of block {lost} (buffers full or link overloaded)",
+            )
 
     def _fail_pending(self, why: str) -> Iterator[Frame]:
         with self._pending_lock:
