@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
 import threading
@@ -109,7 +110,9 @@ class Daemon:
         if predictor is None:
             from inspector.predictor import Predictor
 
-            predictor = Predictor(cfg.bundle, cfg.backend)
+            # inspector-engine.service may pick the backend for this box (engine.env)
+            backend = os.environ.get("INSPECTOR_BACKEND") or cfg.backend
+            predictor = Predictor(cfg.bundle, backend)
         self.predictor = predictor
         self.source = source if source is not None else create_configured_source(cfg)
         self.store = Store(cfg.data_dir)
