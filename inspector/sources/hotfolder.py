@@ -150,7 +150,7 @@ class HotFolderSource(Source):
             if not self._folder.is_dir():
                 raise SourceError(f"hot folder {self._folder} disappeared")
             now = time.monotonic()
-            wait = min((p.due for p in pending.values()), default=now + 1.0) - now
+            wait = min([p.due for p in pending.values()] + [now + 1.0]) - now
             try:
                 message = self._messages.get(timeout=max(wait, 0.0))
             except queue.Empty:

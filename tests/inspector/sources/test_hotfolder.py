@@ -167,3 +167,14 @@ def test_a_reopen_does_not_hand_out_a_file_whose_result_is_pending(running, tmp_
         assert (folder / "done" / "C0010_pouch.png").exists()
     finally:
         again.close()
+
+
+def test_a_file_deleted_before_it_settles_is_forgotten(running, tmp_path: Path) -> None:
+    run = running()
+    folder = tmp_path / "scans"
+    (folder / "C0020_pouch.png").write_bytes(b"\x89PNG partial")
+    run.wait_event(INCOMPLETE, "C0020_pouch.png")
+    (folder / "C0020_pouch.png").unlink()  # the scanner aborted and removed it
+    cv2.imwrite(str(folder / "C0021_pouch.png"), textured(32, 48))
+    (frame,) = run.take()
+    assert frame.cell_id == "C0021" and run.error is None
