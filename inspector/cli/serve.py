@@ -20,10 +20,14 @@ def serve(
 ) -> None:
     """Serve the technicians' page for the station's data directory.
 
-    Lists recent rejects (filter by time, product, station); each reject shows the frame, the
-    heat-map overlay with numbered regions, the explanation and a chat for follow-up questions.
-    Everything but /health needs the access token (env INSPECTOR_WEB_TOKEN unless web.token_env
-    names another) or web.username with its password. Binds to 127.0.0.1 unless configured.
+    Recent rejects, filtered by time, product and station. Per reject: the
+    frame with its heat map and numbered regions, the explanation, and a
+    chat for follow-up questions.
+
+    Log in with the token in $INSPECTOR_WEB_TOKEN (web.token_env names
+    another variable) or with web.username and its password. Only /health
+    and the login form are open without it. Binds to 127.0.0.1 unless
+    web.host or --host says otherwise.
     """
     import uvicorn
 

@@ -55,6 +55,8 @@ class WebConfig(BaseModel):
 
     @model_validator(mode="after")
     def _password_needs_user(self) -> WebConfig:
+        if self.password is not None and self.password_env is not None:
+            raise ValueError("give password or password_env, not both")
         has_password = self.password is not None or self.password_env is not None
         if has_password and not self.username:
             raise ValueError("password or password_env needs a username")
