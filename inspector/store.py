@@ -214,6 +214,15 @@ class Store:
                 (time.time(), row_id),
             )
 
+    def mark_published_many(self, row_ids: list[int]) -> None:
+        """``mark_published`` for several rows in one transaction."""
+        now = time.time()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE results SET published_at=? WHERE id=? AND published_at IS NULL",
+                [(now, i) for i in row_ids],
+            )
+
     def unpublished(self, after_id: int = 0, limit: int | None = None) -> list[dict]:
         """Results not yet acknowledged, oldest first: ``{"id", "payload"}`` per row.
 
@@ -444,7 +453,7 @@ class Store:
         return len(ids)
 
     def apply_retention(self, max_age_s: float, max_bytes: int) -> int:
-        """Delete old results, then the oldest until the store fits in ``max_bytes``.
+        """Delete old results, then the oldest (pictures first) until under ``max_bytes``.
 
         Never deletes a result that is not yet published or a reject whose explanation job is
         not done. Returns the number of results deleted.
@@ -458,15 +467,24 @@ class Store:
                 (cutoff,),
             ).fetchall()
         deleted += self._delete(old)
-        while self.disk_bytes() > max_bytes:
+        excess = self.disk_bytes() - max_bytes
+        while excess > 0:
             with self._lock:
-                batch = self._db.execute(
-                    f"SELECT id, frame_id, image_path, map_path FROM results WHERE"
-                    f" {self._DELETABLE} ORDER BY (file_bytes > 0) DESC, id LIMIT 200"
+                candidates = self._db.execute(
+                    f"SELECT id, frame_id, image_path, map_path, file_bytes + LENGTH(payload)"
+                    f" AS size FROM results WHERE {self._DELETABLE}"
+                    f" ORDER BY (file_bytes > 0) DESC, id LIMIT 500"
                 ).fetchall()
+            batch, freed = [], 0
+            for row in candidates:
+                batch.append(row)
+                freed += row["size"]
+                if freed >= excess:
+                    break
             if not batch:
                 break
             deleted += self._delete(batch)
+            excess = self.disk_bytes() - max_bytes
         if deleted:
             with self._lock:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

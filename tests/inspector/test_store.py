@@ -1,0 +1,139 @@
+"""The SQLite store: outbox order, lossless rejects, explanation jobs, chat and retention."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.store import Store
+
+
+def result(frame_id: str, verdict: str = "pass", **extra) -> dict:
+    return {
+        "frame_id": frame_id,
+        "cell_id": f"cell-{frame_id}",
+        "verdict": verdict,
+        "product": "pouch",
+        "station": "S1",
+        "regions": [],
+        **extra,
+    }
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store(tmp_path / "data")
+    yield s
+    s.close()
+
+
+def test_results_wait_in_the_outbox_in_order_until_acknowledged(store: Store) -> None:
+    rows = [store.record(result(f"f{i}"), None, None) for i in range(5)]
+    assert [r["payload"]["frame_id"] for r in store.unpublished()] == [f"f{i}" for i in range(5)]
+    store.mark_published(rows[1])
+    store.mark_published_many([rows[3], rows[0]])
+    assert [r["id"] for r in store.unpublished()] == [rows[2], rows[4]]
+    assert [r["id"] for r in store.unpublished(after_id=rows[2])] == [rows[4]]
+    assert store.backlog() == 2
+
+
+def test_the_outbox_survives_a_crash(tmp_path: Path) -> None:
+    first = Store(tmp_path)
+    first.record(result("a"), None, None)
+    first.record(result("b"), None, None)
+    # no close(): a killed process leaves the WAL behind
+    second = Store(tmp_path)
+    assert [r["payload"]["frame_id"] for r in second.unpublished()] == ["a", "b"]
+    second.close()
+
+
+def test_a_reject_is_saved_losslessly_and_becomes_one_job(store: Store) -> None:
+    image = np.random.default_rng(0).integers(0, 4096, (61, 83), dtype=np.uint16)  # Mono12
+    amap = np.random.default_rng(1).random((61, 83), dtype=np.float32)
+    store.record(result("ok1"), image, amap)
+    row = store.record(result("bad1", "fail", regions=[{"position": "centre"}]), image, amap)
+    job = store.claim_job()
+    assert job is not None and job.frame_id == "bad1" and job.cell_id == "cell-bad1"
+    assert job.result["regions"] == [{"position": "centre"}] and job.attempts == 1
+    assert np.array_equal(cv2.imread(str(job.image_path), cv2.IMREAD_UNCHANGED), image)
+    assert np.array_equal(np.load(job.map_path), amap)
+    assert store.claim_job() is None, "one job per reject, claimed once"
+    assert store.reject("bad1")["id"] == row and store.reject("ok1") is None
+
+
+def test_jobs_are_claimed_oldest_first_retried_after_back_off_and_finished(store: Store) -> None:
+    for i in range(3):
+        store.record(result(f"r{i}", "fail"), None, None)
+    a = store.claim_job()
+    store.fail_job(a.id, "llm down", retry_in_s=3600)
+    b = store.claim_job()
+    assert (a.frame_id, b.frame_id) == ("r0", "r1"), "a job in back-off is skipped"
+    store.fail_job(b.id, "again", retry_in_s=0)
+    again = store.claim_job()
+    assert again.frame_id == "r1" and again.attempts == 2
+    store.finish_job(again.id, "A bubble in the upper left.", "template")
+    assert store.explanation("r1")["text"] == "A bubble in the upper left."
+    assert store.explanation("r0") is None
+    assert store.pending_jobs() == 2
+
+
+def test_a_job_whose_worker_died_is_claimable_again_after_its_lease(store: Store) -> None:
+    store.record(result("r0", "fail"), None, None)
+    assert store.claim_job(lease_s=0.0).frame_id == "r0"
+    assert store.claim_job(lease_s=3600).frame_id == "r0", "the expired lease is taken over"
+    assert store.claim_job() is None
+
+
+def test_rejects_filter_and_chat_history_keeps_turns_in_order(store: Store) -> None:
+    store.record(result("p1", "fail", product="pouch", ts="2026-01-01T00:00:00.000Z"), None, None)
+    store.record(result("u1", "fail", product="ultra", ts="2026-02-01T00:00:00.000Z"), None, None)
+    store.record(result("ok", "pass"), None, None)
+    assert [r["frame_id"] for r in store.rejects()] == ["u1", "p1"]
+    assert [r["frame_id"] for r in store.rejects(product="pouch")] == ["p1"]
+    assert [r["frame_id"] for r in store.rejects(since="2026-01-15T00:00:00Z")] == ["u1"]
+    store.append_chat("p1", "user", "How big is it?")
+    store.append_chat("p1", "assistant", "About 3 mm^2.")
+    assert [(t["role"], t["text"]) for t in store.chat_history("p1")] == [
+        ("user", "How big is it?"),
+        ("assistant", "About 3 mm^2."),
+    ]
+
+
+def test_retention_never_deletes_unpublished_results_or_unexplained_rejects(
+    store: Store,
+) -> None:
+    big = np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)
+    published_pass = store.record(result("old-pass"), None, None)
+    store.record(result("old-unpub"), None, None)
+    explained = store.record(result("old-explained", "fail"), big, None)
+    unexplained = store.record(result("old-unexplained", "fail"), big, None)
+    store.mark_published_many([published_pass, explained, unexplained])
+    job = store.claim_job()
+    assert job.frame_id == "old-explained"
+    store.finish_job(job.id, "text", "template")
+    explained_png = store.reject("old-explained")["image_path"]
+
+    deleted = store.apply_retention(max_age_s=-1, max_bytes=10**12)  # everything is "old"
+    assert deleted == 2
+    left = {r["payload"]["frame_id"] for r in store.unpublished()}
+    assert left == {"old-unpub"}
+    assert store.reject("old-unexplained") is not None
+    assert store.reject("old-explained") is None and not explained_png.exists()
+
+
+def test_retention_by_disk_size_removes_the_oldest_deletable_first(store: Store) -> None:
+    noise = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
+    ids = [store.record(result(f"r{i}", "fail"), noise, None) for i in range(4)]
+    store.mark_published_many(ids)
+    for _ in ids:
+        job = store.claim_job()
+        store.finish_job(job.id, "x", "template")
+    keep_one = store.disk_bytes() - sum(
+        os.path.getsize(store.reject(f"r{i}")["image_path"]) for i in range(3)
+    )
+    store.apply_retention(max_age_s=1e9, max_bytes=keep_one + 100)
+    assert [r["frame_id"] for r in store.rejects()] == ["r3"]
