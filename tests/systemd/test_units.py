@@ -113,6 +113,8 @@ def test_daemon_unit_is_hardened_and_supervised() -> None:
         "/opt/battery-inspector/venv/bin/inspector run --config /etc/inspector/inspector.yaml"
     ]
     assert "inspector-engine.service" in " ".join(d["Unit.After"])
+    # the engine check's choice of backend reaches the daemon through this file
+    assert "-/var/lib/inspector/engine.env" in d["Service.EnvironmentFile"]
 
 
 @pytest.mark.parametrize("unit", UNITS)
@@ -123,7 +125,7 @@ def test_every_unit_can_write_only_the_data_dir(unit: str) -> None:
     assert d["Service.PrivateTmp"] == ["yes"]
     assert d["Service.NoNewPrivileges"] == ["yes"]
     assert d["Service.User"] == ["inspector"]
-    assert d["Service.EnvironmentFile"] == ["-/etc/inspector/inspector.env"]
+    assert d["Service.EnvironmentFile"][0] == "-/etc/inspector/inspector.env"
     assert "--config /etc/inspector/inspector.yaml" in d["Service.ExecStart"][0]
 
 
