@@ -178,3 +178,12 @@ def test_a_file_deleted_before_it_settles_is_forgotten(running, tmp_path: Path) 
     cv2.imwrite(str(folder / "C0021_pouch.png"), textured(32, 48))
     (frame,) = run.take()
     assert frame.cell_id == "C0021" and run.error is None
+
+
+def test_polling_for_network_shares_takes_files_too(running, tmp_path: Path) -> None:
+    run = running(polling=True)
+    image = textured(32, 48, seed=7)
+    cv2.imwrite(str(tmp_path / "scans" / "C0030_pouch.png"), image)
+    (frame,) = run.take()
+    assert frame.cell_id == "C0030"
+    np.testing.assert_array_equal(frame.image, image)

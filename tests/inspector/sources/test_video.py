@@ -82,3 +82,11 @@ def test_an_unreachable_stream_is_a_source_error_without_the_password(tmp_path: 
         source.open()
     assert "op:***@127.0.0.1" in str(info.value) and "secret" not in str(info.value)
     source.close()
+
+
+def test_a_stream_that_stops_is_a_source_error(reading, video: Path) -> None:
+    run = reading(url=video.resolve().as_uri())  # file:// goes through FFmpeg like a stream
+    frames = run.take(N_FRAMES)
+    assert [f.meta["frame_index"] for f in frames] == list(range(N_FRAMES))
+    assert run.finished.wait(TIMEOUT)
+    assert isinstance(run.error, SourceError) and "stopped" in str(run.error)
