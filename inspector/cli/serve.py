@@ -34,7 +34,7 @@ def serve(
     from inspector.config import load_config
     from inspector.store import Store
     from inspector.web.app import create_app
-    from inspector.web.chat import template_chat
+    from inspector.web.chat import BackendChat, template_chat
     from inspector.web.config import WebConfig
 
     with user_errors():
@@ -46,7 +46,12 @@ def serve(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
         )
         store = Store(cfg.data_dir)
-        application = create_app(store, template_chat, web)
+        chat = template_chat
+        if getattr(cfg.explainer, "backend", "template") != "template":
+            from inspector.explain.backends import create_backend
+
+            chat = BackendChat(lambda: create_backend(cfg.explainer, cfg.bundle), cfg.data_dir)
+        application = create_app(store, chat, web)
     if web.host not in LOCAL_HOSTS:
         typer.secho(
             f"note: listening on {web.host}, reachable from the network; put HTTPS in front "
@@ -56,4 +61,6 @@ def serve(
     try:
         uvicorn.run(application, host=web.host, port=web.port, log_level="info", access_log=False)
     finally:
+        if isinstance(chat, BackendChat):
+            chat.close()
         store.close()
