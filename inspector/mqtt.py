@@ -101,6 +101,8 @@ class MqttLink:
         self.on_trigger = on_trigger
         self.on_bad_trigger = on_bad_trigger
         self.connected = threading.Event()
+        self.refused = threading.Event()  # the broker said no (bad credentials, ...)
+        self.refusal: str | None = None
         self.connect_count = 0
         self._status = {"state": "online", "detail": ""}
         self._acks: queue.SimpleQueue[tuple[int, float]] = queue.SimpleQueue()
@@ -174,6 +176,8 @@ class MqttLink:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("broker refused the connection: %s", reason_code)
+            self.refusal = str(reason_code)
+            self.refused.set()
             return
         self.connect_count += 1
         log.info("connected to %s:%s", self.cfg.host, self.cfg.port)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -30,15 +32,26 @@ def free_port() -> int:
 class Broker:
     """One ``mosquitto`` process with a generated config in ``folder``."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(
+        self, folder: Path, port: int | None = None, users: dict[str, str] | None = None
+    ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.conf = self.folder / "mosquitto.conf"
+        auth = "allow_anonymous true\n"
+        if users:  # only these users may connect
+            pw = self.folder / "passwords"
+            pw.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+            pw.chmod(0o600)
+            subprocess.run(["mosquitto_passwd", "-U", str(pw)], check=True, capture_output=True)
+            auth = f"allow_anonymous false\npassword_file {pw}\n"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            # as root mosquitto would drop to user "mosquitto", who cannot write in tmp_path
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
+            f"{auth}"
             "persistence true\n"
             f"persistence_location {self.folder}/\n"
             "max_queued_messages 10000\n"
