@@ -154,7 +154,9 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
     @app.middleware("http")
     async def guard(request: Request, call_next):
         path = request.scope.get("path", "")
-        public = path in PUBLIC_PATHS or path.removeprefix("/static/") in static
+        public = path in PUBLIC_PATHS or (
+            path.startswith("/static/") and path.removeprefix("/static/") in static
+        )
         if not public and not is_authorized(request):
             wants_html = "text/html" in request.headers.get("accept", "")
             if request.method == "GET" and wants_html:

@@ -49,7 +49,7 @@ def test_technician_logs_in_sees_the_overlay_and_chats(server: str, browser) -> 
     wait.until(lambda d: d.current_url.endswith("/rejects/f-1"))
     assert "cell-001" in browser.find_element(By.TAG_NAME, "h1").text
 
-    overlay = browser.find_element(By.CSS_SELECTOR, "img.heat")
+    overlay = browser.find_element(By.CSS_SELECTOR, ".heat img")
     loaded = "return arguments[0].complete && arguments[0].naturalWidth"
     width = wait.until(lambda d: d.execute_script(loaded, overlay))
     assert width == FRAME_SHAPE[1]
