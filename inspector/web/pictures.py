@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,7 @@ from models.image_io import ImageError, read_image
 from models.recipe import Thresholds
 
 THUMB_WIDTH = 320
+CACHE_BYTES = 64 * 2**20
 
 
 class PictureMissing(LookupError):
@@ -77,7 +79,7 @@ def decision_of(result: dict, verdict: str = "fail") -> Decision:
 
 def png(image: np.ndarray) -> bytes:
     """Encode an image as PNG bytes."""
-    ok, buf = cv2.imencode(".png", image)
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise ImageError("could not encode PNG")
     return buf.tobytes()
@@ -101,10 +103,10 @@ def frame_part(rendered: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray
 class Pictures:
     """Renders and caches the pictures of rejects under one data directory."""
 
-    def __init__(self, data_dir: Path, cache_size: int = 64) -> None:
+    def __init__(self, data_dir: Path, cache_bytes: int = CACHE_BYTES) -> None:
         self.data_dir = Path(data_dir)
         self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache_bytes = cache_bytes
         self._lock = threading.Lock()
 
     def _cached(self, key: tuple[str, str], make) -> bytes:
@@ -115,8 +117,9 @@ class Pictures:
         data = make()
         with self._lock:
             self._cache[key] = data
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            total = sum(len(v) for v in self._cache.values())
+            while total > self._cache_bytes and len(self._cache) > 1:
+                total -= len(self._cache.popitem(last=False)[1])
         return data
 
     def _image(self, stored: str | Path | None) -> np.ndarray:
@@ -128,7 +131,7 @@ class Pictures:
     def _map(self, stored: str | Path | None, shape: tuple[int, int]) -> np.ndarray:
         try:
             amap = np.load(inside(self.data_dir, stored), allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise PictureMissing(f"map unreadable: {exc}") from None
         amap = np.nan_to_num(np.asarray(amap, dtype=np.float32).squeeze(), nan=0.0)
         if amap.ndim != 2:
@@ -163,15 +166,26 @@ class Pictures:
         return self._cached((reject["frame_id"], "overlay"), make)
 
     def thumb_png(self, reject: dict) -> bytes:
-        """The overlay scaled down to ``THUMB_WIDTH`` pixels wide, for the list."""
+        """The overlay ``THUMB_WIDTH`` pixels wide, for the list.
+
+        The frame and map are shrunk before drawing, so a list of large frames stays cheap.
+        """
 
         def make() -> bytes:
-            full = cv2.imdecode(
-                np.frombuffer(self.overlay_png(reject), np.uint8),
-                cv2.IMREAD_COLOR,
-            )
-            h, w = full.shape[:2]
-            size = (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w)))
-            return png(cv2.resize(full, size, interpolation=cv2.INTER_AREA))
+            image = self._image(reject.get("image_path"))
+            amap = self._map(reject.get("map_path"), image.shape[:2])
+            h, w = image.shape[:2]
+            f = min(1.0, MIN_LONG_SIDE / max(h, w))
+            if f < 1.0:
+                size = (max(1, round(w * f)), max(1, round(h * f)))
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                amap = cv2.resize(amap, size, interpolation=cv2.INTER_AREA)
+            decision = decision_of(reject)
+            decision.regions = [
+                replace(r, bbox=tuple(int(round(v * f)) for v in r.bbox)) for r in decision.regions
+            ]
+            body = frame_part(render_overlay(image, amap, decision), image.shape)
+            height = max(1, round(body.shape[0] * THUMB_WIDTH / body.shape[1]))
+            return png(cv2.resize(body, (THUMB_WIDTH, height), interpolation=cv2.INTER_AREA))
 
         return self._cached((reject["frame_id"], "thumb"), make)

@@ -240,3 +240,17 @@ def test_cross_site_form_posts_are_refused(client: TestClient, store: Store, whe
     response = client.post("/rejects/f-1/chat", data={"question": "hi"}, headers={**AUTH, **where})
     assert response.status_code == 403
     assert store.chat_history("f-1") == []
+
+
+def test_16_bit_frame_is_shown_as_8_bit_with_a_thumbnail(client: TestClient, store: Store) -> None:
+    image = (np.arange(300 * 400).reshape(300, 400) % 4096).astype(np.uint16)
+    amap = np.zeros((300, 400), np.float32)
+    amap[100:140, 200:260] = 0.9
+    region = {"bbox": [200, 100, 60, 40], "area_px": 2400.0, "peak": 0.9, "mean": 0.9,
+              "centroid": [230.0, 120.0], "position": "centre"}  # fmt: skip
+    result = {"frame_id": "f-16", "cell_id": "mono12", "verdict": "fail", "regions": [region]}
+    store.record(result | {"image_score": 0.9}, image, amap)
+    plain = decode_png(client.get("/rejects/f-16/image", headers=AUTH).content)
+    assert plain.dtype == np.uint8 and plain.shape[:2] == (300, 400) and plain.max() > 200
+    thumb = decode_png(client.get("/rejects/f-16/thumb", headers=AUTH).content)
+    assert thumb.shape == (240, 320, 3)
