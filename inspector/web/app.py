@@ -41,7 +41,8 @@ LOGIN_FAILURES_PER_MINUTE = 10
 PUBLIC_PATHS = frozenset({"/health", "/login"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
+        "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
+        "form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -68,7 +69,11 @@ def _bundled(folder: str) -> resources.abc.Traversable:
 
 def _static_files() -> dict[str, tuple[bytes, str]]:
     """The stylesheet and icons, read once into memory (so no request touches the disk)."""
-    types = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+    types = {
+        ".css": "text/css; charset=utf-8",
+        ".js": "text/javascript; charset=utf-8",
+        ".svg": "image/svg+xml",
+    }
     out = {}
     for entry in _bundled("static").iterdir():
         suffix = Path(entry.name).suffix
@@ -141,7 +146,9 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
         request: Request, name: str, status: int = 200, headers: dict | None = None, **ctx: Any
     ) -> HTMLResponse:
         html = env.get_template(name).render(request=request, logged_in=name != "login.html", **ctx)
-        return HTMLResponse(html, status_code=status, headers=headers)
+        return HTMLResponse(
+            html, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})}
+        )
 
     def not_found(request: Request, what: str = "No such reject") -> HTMLResponse:
         return page(request, "missing.html", status=404, what=what)

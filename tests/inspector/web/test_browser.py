@@ -30,6 +30,7 @@ def browser() -> Iterator[webdriver.Chrome]:
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         options.add_argument(flag)
     options.add_argument("--window-size=1300,1000")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
     yield driver
     driver.quit()
@@ -60,3 +61,6 @@ def test_technician_logs_in_sees_the_overlay_and_chats(server: str, browser) -> 
     assert "Region 1 (upper left) covers 900 px" in answer[0].text
     browser.refresh()
     assert "How big is region 1?" in browser.find_element(By.CSS_SELECTOR, ".msg.user").text
+    # nothing blocked by the Content-Security-Policy, no script errors, no failed loads
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert [e for e in errors if "/login" not in e] == []
