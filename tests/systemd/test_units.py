@@ -10,9 +10,12 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli_helpers import run_inspector
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT_DIR = REPO / "systemd"
@@ -20,7 +23,7 @@ UNITS = sorted(p.name for p in UNIT_DIR.glob("*.service"))
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 HOST_UNIT_DIRS = [Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")]
 
-pytestmark = pytest.mark.skipif(
+needs_analyze = pytest.mark.skipif(
     not Path(SYSTEMD_ANALYZE).exists(), reason="systemd-analyze is not installed on this machine"
 )
 
@@ -86,11 +89,13 @@ def test_all_four_units_exist() -> None:
     ]
 
 
+@needs_analyze
 @pytest.mark.parametrize("unit", UNITS)
 def test_unit_verifies_without_any_warning(unit_root: Path, unit: str) -> None:
     assert verify(unit_root, unit) == ""
 
 
+@needs_analyze
 def test_verify_reports_a_broken_unit(tmp_path: Path) -> None:
     """The check above can fail: a typo and a relative path are reported."""
     broken = tmp_path / "broken.service"
@@ -144,3 +149,16 @@ def test_engine_check_runs_once_before_the_daemon() -> None:
     assert d["Service.Type"] == ["oneshot"]
     assert "inspector.service" in d["Unit.Before"]
     assert "-m inspector.engine_check" in d["Service.ExecStart"][0]
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_exec_start_command_takes_the_units_arguments(unit: str) -> None:
+    """The command each unit starts exists and accepts ``--config`` (checked via --help)."""
+    argv = shlex.split(unit_directives(UNIT_DIR / unit)["Service.ExecStart"][0])
+    if Path(argv[0]).name == "python":  # python -m MODULE --config FILE
+        cmd = [sys.executable, *argv[1:3], "--help"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
+    else:  # inspector SUBCOMMAND --config FILE
+        proc = run_inspector(argv[1], "--help", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--config" in proc.stdout
