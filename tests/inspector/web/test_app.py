@@ -136,7 +136,8 @@ def test_reject_page_shows_explanation_and_regions_and_escapes_text(
 
     hostile = client.get("/rejects/f-2", headers=AUTH)
     assert hostile.status_code == 200
-    assert HOSTILE_CELL not in hostile.text and "<script" not in hostile.text
+    assert HOSTILE_CELL not in hostile.text and "<script>alert" not in hostile.text
+    assert hostile.text.count("<script") == 1  # only the page's own /static/page.js
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in hostile.text
     assert "Not explained yet" in hostile.text
     assert "default-src 'none'" in hostile.headers["content-security-policy"]
