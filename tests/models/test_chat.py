@@ -126,3 +126,36 @@ def test_chat_weights_must_fit_the_model(chat: BatteryChat, encoder, tmp_path: P
 def test_a_folder_without_a_model_is_a_clear_error(encoder, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a transformers model folder"):
         BatteryChat.from_pretrained(tmp_path, encoder)
+
+
+def test_synthetic_answers_name_the_positions_the_map_shows() -> None:
+    import numpy as np
+
+    from inspector.decision import find_regions
+    from models.chat_training import synthetic_example
+
+    rng = np.random.default_rng(3)
+    seen = set()
+    for _ in range(12):
+        ex = synthetic_example(rng)
+        regions = find_regions(ex.amap.numpy(), (224, 224), 0.5, min_area_px=20)
+        assert sorted(r.position for r in regions) == sorted(ex.positions)
+        if ex.question.startswith("Is there") and len(ex.positions) == 2:
+            assert ex.answer == f"Yes, two, {ex.positions[0]} and {ex.positions[1]}."
+        seen.add(len(ex.positions))
+    assert seen == {0, 1, 2}
+
+
+def test_training_lowers_the_answer_loss_and_touches_only_the_learner(chat: BatteryChat) -> None:
+    import numpy as np
+
+    from models.chat_training import synthetic_example, train_chat
+
+    rng = np.random.default_rng(0)
+    examples = [synthetic_example(rng) for _ in range(4)]
+    llm_before = {k: v.clone() for k, v in chat.llm.state_dict().items()}
+    enc_before = {k: v.clone() for k, v in chat.vision.encoder.state_dict().items()}
+    losses = train_chat(chat, steps=12, batch_size=2, lr=1e-2, examples=examples, progress=False)
+    assert np.mean(losses[-3:]) < 0.7 * losses[0]
+    assert all(torch.equal(v, chat.llm.state_dict()[k]) for k, v in llm_before.items())
+    assert all(torch.equal(v, chat.vision.encoder.state_dict()[k]) for k, v in enc_before.items())

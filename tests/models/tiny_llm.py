@@ -45,6 +45,7 @@ def make_tiny_llm(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=1024,
+        initializer_range=0.2,  # larger than real models, so that inputs visibly steer outputs
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,

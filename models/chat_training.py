@@ -1,0 +1,181 @@
+"""Train the chat's prompt learner and image projection on synthetic question/answer pairs.
+
+Each example is a synthetic cell image with 0-2 drawn defects (ellipses and scratches placed in
+distinct cells of the 3x3 grid), an anomaly map made from their mask (blurred, scaled, with
+noise, as a detector would give), one question and the answer its mask implies, e.g.
+"Is there any anomaly in the image?" / "Yes, two, upper centre and lower centre." The language
+model and image encoder 2 stay frozen; the loss is the LM's cross-entropy on the answer tokens.
+
+    python -m models.chat_training --bundle bundles/pouch --llm /models/vicuna-7b-v1.5 \\
+        --out bundles/pouch/chat.safetensors --steps 2000
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+import typer
+from tqdm import tqdm
+
+from models.chat import VICUNA_SYSTEM, BatteryChat, build_prompt, save_chat_weights
+from models.preprocess import preprocess
+
+ROWS = ("upper", "centre", "lower")
+COLUMNS = ("left", "centre", "right")
+NUMBERS = ("no", "one", "two", "three")
+QUESTIONS = (
+    "Is there any anomaly in the image?",
+    "How many defects are there?",
+    "Where is the defect?",
+)
+
+
+def grid_word(row: int, col: int) -> str:
+    """3x3-grid words as ``inspector.decision.position_word`` gives them ("upper centre")."""
+    return "centre" if row == col == 1 else f"{ROWS[row]} {COLUMNS[col]}"
+
+
+@dataclass
+class Example:
+    """One training item: preprocessed image, anomaly map, question and answer."""
+
+    image: torch.Tensor  # [3, S, S]
+    amap: torch.Tensor  # [S, S]
+    question: str
+    answer: str
+    positions: list[str]
+
+
+def answer_for(question: str, positions: list[str], product: str) -> str:
+    """The answer that a mask with defects at ``positions`` implies."""
+    n = len(positions)
+    places = " and ".join(positions)
+    if question == QUESTIONS[0]:
+        return f"Yes, {NUMBERS[n]}, {places}." if n else f"No, the {product} looks normal."
+    if question == QUESTIONS[1]:
+        return f"{NUMBERS[n].capitalize()}." if n else "None."
+    return f"In the {places}." if n else "There is no defect."
+
+
+def synthetic_example(
+    rng: np.random.Generator, size: int = 224, product: str = "pouch cell"
+) -> Example:
+    """A textured gray cell with 0, 1 or 2 defects, its map and one question/answer pair."""
+    noise = rng.normal(0, 1, (size // 16 + 2, size // 16 + 2)).astype(np.float32)
+    image = 128 + 25 * cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+    image += rng.normal(0, 4, (size, size)).astype(np.float32)
+    n = int(rng.integers(0, 3))
+    cells = rng.choice(9, size=n, replace=False)
+    mask = np.zeros((size, size), np.uint8)
+    found = []
+    step = size / 3
+    for cell in sorted(int(c) for c in cells):
+        row, col = divmod(cell, 3)
+        cx = int((col + 0.5 + rng.uniform(-0.2, 0.2)) * step)
+        cy = int((row + 0.5 + rng.uniform(-0.2, 0.2)) * step)
+        one = np.zeros_like(mask)
+        if rng.random() < 0.5:
+            axes = (int(rng.integers(6, 18)), int(rng.integers(6, 18)))
+            cv2.ellipse(one, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+        else:
+            dx, dy = rng.uniform(-1, 1, 2) * step * 0.3
+            p0, p1 = (int(cx - dx), int(cy - dy)), (int(cx + dx), int(cy + dy))
+            cv2.line(one, p0, p1, 255, int(rng.integers(2, 5)))
+        mask |= one
+        found.append(grid_word(row, col))
+    image[mask > 0] += float(rng.choice([-1, 1]) * rng.uniform(40, 80))
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    grown = cv2.dilate(mask, np.ones((5, 5), np.uint8))  # thin scratches survive the blur
+    amap = cv2.GaussianBlur(grown.astype(np.float32) / 255.0, (0, 0), 2.0)
+    amap = np.clip(amap * rng.uniform(0.7, 1.0) + rng.normal(0, 0.03, amap.shape), 0, 1)
+    question = QUESTIONS[int(rng.integers(len(QUESTIONS)))]
+    return Example(
+        torch.from_numpy(preprocess(image, size)),
+        torch.from_numpy(amap.astype(np.float32)),
+        question,
+        answer_for(question, found, product),
+        found,
+    )
+
+
+def example_loss(chat: BatteryChat, ex: Example) -> torch.Tensor:
+    """Cross-entropy of the answer (and EOS) given the prompt with image and map tokens."""
+    dev = chat.device
+    tokens = chat.vision(ex.image[None].to(dev), ex.amap[None].to(dev))[0]
+    prompt_embeds, _ = chat.embed_prompt(build_prompt(VICUNA_SYSTEM, [], ex.question), tokens)
+    answer_ids = chat.tokenizer(" " + ex.answer, add_special_tokens=False)["input_ids"]
+    answer = torch.tensor([*answer_ids, chat.tokenizer.eos_token_id], device=dev)
+    answer_embeds = chat.llm.get_input_embeddings()(answer)[None]
+    logits = chat.llm(inputs_embeds=torch.cat([prompt_embeds, answer_embeds], dim=1)).logits[0]
+    start = prompt_embeds.shape[1] - 1  # the logit at t predicts token t + 1
+    return F.cross_entropy(logits[start : start + len(answer)].float(), answer)
+
+
+def train_chat(
+    chat: BatteryChat,
+    steps: int = 1000,
+    batch_size: int = 4,
+    lr: float = 1e-3,
+    seed: int = 0,
+    examples: list[Example] | None = None,
+    progress: bool = True,
+    product: str = "pouch cell",
+) -> list[float]:
+    """Adam on the prompt learner and projection; returns the loss of every step.
+
+    Args:
+        chat: the chat to train in place (LM and encoder 2 frozen).
+        examples: a fixed set to cycle through; fresh synthetic examples when None.
+    """
+    rng = np.random.default_rng(seed)
+    vision = chat.vision
+    params = [*vision.image_proj.parameters(), *vision.prompt_learner.parameters()]
+    opt = torch.optim.Adam(params, lr=lr)
+    vision.train()
+    vision.encoder.eval()
+    losses = []
+    bar = tqdm(range(steps), desc="chat training", unit="step", disable=not progress)
+    for step in bar:
+        total = 0.0
+        for b in range(batch_size):
+            if examples:
+                ex = examples[(step * batch_size + b) % len(examples)]
+            else:
+                ex = synthetic_example(rng, vision.encoder.image_size, product)
+            loss = example_loss(chat, ex) / batch_size
+            loss.backward()
+            total += float(loss.detach())
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(total)
+        bar.set_postfix(loss=f"{total:.3f}")
+    vision.eval()
+    return losses
+
+
+def main(
+    bundle: Path = typer.Option(..., help="bundle whose encoder initialises image encoder 2"),
+    llm: Path = typer.Option(..., help="local folder of the causal LM (e.g. Vicuna v1.5)"),
+    out: Path = typer.Option(..., help="where to write the trained weights (.safetensors)"),
+    steps: int = typer.Option(1000, min=1),
+    batch_size: int = typer.Option(4, min=1),
+    lr: float = typer.Option(1e-3, min=0.0),
+    product: str = typer.Option("pouch cell", help="product noun used in the answers"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Train the chat's prompt learner and projection on synthetic question/answer pairs."""
+    from models.bundle import load_detector
+
+    chat = BatteryChat.from_pretrained(llm, load_detector(bundle).encoder, device=device)
+    losses = train_chat(chat, steps, batch_size, lr, product=product)
+    save_chat_weights(chat.vision, out)
+    typer.echo(f"wrote {out} (loss {losses[0]:.3f} -> {np.mean(losses[-10:]):.3f})")
+
+
+if __name__ == "__main__":
+    typer.run(main)
