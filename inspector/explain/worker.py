@@ -1,0 +1,199 @@
+"""The explainer worker: takes reject jobs from the store in order, one at a time, explains them.
+
+A job's explanation is stored (``finish_job``) before it is published on the ``explanation``
+topic. A backend that fails gives the job back with exponential back-off (``fail_job``); on
+its last attempt the template backend explains it from the facts, so no reject is left
+without an explanation.
+
+Example:
+    >>> worker = ExplainWorker(store, TemplateBackend(), ExplainerConfig())  # doctest: +SKIP
+    >>> while worker.run_once(): pass                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inspector.explain.backends.base import Backend, RejectContext
+from inspector.explain.backends.template import TemplateBackend
+from inspector.explain.config import ExplainerConfig
+from inspector.explain.facts import Facts, facts_from_map, facts_from_result
+from models.recipe import Recipe, Thresholds
+
+log = logging.getLogger("inspector.explain")
+
+Publish = Callable[[str, str, str, str], None]  # (cell_id, frame_id, text, backend)
+
+
+@dataclass
+class Outcome:
+    """What happened to one claimed job."""
+
+    frame_id: str
+    state: str  # "done" | "retry"
+    backend: str | None = None
+    text: str | None = None
+    error: str | None = None
+
+
+def _load_image(path: Path | None) -> np.ndarray | None:
+    if path is None or not Path(path).is_file():
+        return None
+    from models.image_io import read_image
+
+    return read_image(path)
+
+
+def _load_map(path: Path | None) -> np.ndarray | None:
+    if path is None or not Path(path).is_file():
+        return None
+    amap = np.load(path, allow_pickle=False)
+    return amap.astype(np.float32) if amap.ndim == 2 else None
+
+
+def reject_facts(result: dict, amap: np.ndarray | None, recipe: Recipe | None = None) -> Facts:
+    """Facts for a stored reject: measured on its map with the thresholds of its verdict.
+
+    When the map is missing, or its regions do not match the verdict's (the verdict thresholds
+    the model-resolution map, the stored map is upsampled), the verdict's own regions are used.
+    """
+    product = result.get("product") or (recipe.product if recipe else "battery cell")
+    from_result = facts_from_result(result, product)
+    if amap is None:
+        return from_result
+    t = result.get("thresholds")
+    thresholds = (
+        Thresholds(**{k: v for k, v in t.items() if k in Thresholds.model_fields})
+        if t
+        else (recipe.thresholds if recipe else Thresholds())
+    )
+    pitch = recipe.pixel_pitch_mm if recipe else from_result.pixel_pitch_mm
+    measured = facts_from_map(amap, thresholds, pitch, product, result.get("image_score"))
+    if result.get("regions") is not None and measured.count != from_result.count:
+        log.info(
+            "map of %s gives %d regions, its verdict %d: using the verdict's",
+            result.get("frame_id"),
+            measured.count,
+            from_result.count,
+        )
+        return from_result
+    return measured
+
+
+def reject_context(
+    result: dict,
+    image_path: Path | None,
+    map_path: Path | None,
+    recipe: Recipe | None = None,
+) -> RejectContext:
+    """Everything a backend gets about one reject; missing or unreadable files are left out."""
+    try:
+        image = _load_image(image_path)
+    except (OSError, ValueError) as exc:
+        log.warning("image of %s unreadable: %s", result.get("frame_id"), exc)
+        image = None
+    try:
+        amap = _load_map(map_path)
+    except (OSError, ValueError) as exc:
+        log.warning("map of %s unreadable: %s", result.get("frame_id"), exc)
+        amap = None
+    if image is not None and amap is not None and image.shape[:2] != amap.shape:
+        image = None  # a picture that does not match its map cannot be overlaid
+    return RejectContext(reject_facts(result, amap, recipe), image, amap)
+
+
+class ExplainWorker:
+    """Works the store's explanation queue with one backend and the template as fallback.
+
+    Args:
+        store: an ``inspector.store.Store`` (``claim_job``, ``finish_job``, ``fail_job``).
+        backend: the configured backend.
+        cfg: retry and polling settings.
+        recipe: the station bundle's recipe (pixel pitch, product); optional.
+        publish: called after an explanation is stored, e.g. ``MqttLink.publish_explanation``.
+    """
+
+    def __init__(
+        self,
+        store,
+        backend: Backend,
+        cfg: ExplainerConfig,
+        recipe: Recipe | None = None,
+        publish: Publish | None = None,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.cfg = cfg
+        self.recipe = recipe
+        self.publish = publish
+        self.fallback = TemplateBackend()
+        self.counts = {"done": 0, "fallback": 0, "retry": 0}
+
+    def process(self, job) -> Outcome:
+        """Explain one claimed job; store it (or give it back for a retry) and publish it."""
+        try:
+            ctx = reject_context(job.result, job.image_path, job.map_path, self.recipe)
+        except Exception:  # a malformed record still gets the verdict's own facts
+            log.exception("%s: could not measure the reject, using its result", job.frame_id)
+            ctx = RejectContext(facts_from_result(job.result))
+        backend, text = self.backend, None
+        if not isinstance(backend, TemplateBackend):
+            try:
+                text = backend.explain(ctx)
+            except Exception as exc:  # any failure: retry later, finally the template
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                retry = self.cfg.retry
+                if job.attempts < retry.max_attempts:
+                    delay = retry.delay(job.attempts)
+                    log.warning(
+                        "%s: %s failed (attempt %d of %d), retry in %.0f s: %s",
+                        job.frame_id,
+                        backend.name,
+                        job.attempts,
+                        retry.max_attempts,
+                        delay,
+                        error,
+                    )
+                    self.store.fail_job(job.id, error, delay)
+                    self.counts["retry"] += 1
+                    return Outcome(job.frame_id, "retry", error=error)
+                log.warning(
+                    "%s: %s failed %d times, explaining from the facts: %s",
+                    job.frame_id,
+                    backend.name,
+                    job.attempts,
+                    error,
+                )
+                self.counts["fallback"] += 1
+                backend = self.fallback
+        if text is None:
+            text = backend.explain(ctx)
+        self.store.finish_job(job.id, text, backend.name)
+        self.counts["done"] += 1
+        log.info("%s explained by %s", job.frame_id, backend.name)
+        if self.publish is not None:
+            try:
+                self.publish(job.cell_id, job.frame_id, text, backend.name)
+            except Exception:  # stored already; the page shows it even if MQTT is down
+                log.exception("publishing the explanation of %s failed", job.frame_id)
+        return Outcome(job.frame_id, "done", backend.name, text)
+
+    def run_once(self) -> Outcome | None:
+        """Claim and process the oldest due job; None when the queue has nothing due."""
+        job = self.store.claim_job()
+        return None if job is None else self.process(job)
+
+    def run(self, stop: threading.Event, on_outcome: Callable[[Outcome], None] | None = None):
+        """Process jobs until ``stop`` is set, waiting ``poll_interval_s`` when idle."""
+        while not stop.is_set():
+            outcome = self.run_once()
+            if outcome is None:
+                stop.wait(self.cfg.poll_interval_s)
+            elif on_outcome is not None:
+                on_outcome(outcome)

@@ -1,0 +1,112 @@
+"""The explainer worker on a real SQLite store: order, storage, retries and the fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.decision import decide
+from inspector.explain.backends import Backend, BackendError, TemplateBackend
+from inspector.explain.config import ExplainerConfig
+from inspector.explain.worker import ExplainWorker
+from inspector.store import Store
+from models.recipe import Thresholds
+from tests.conftest import textured
+
+
+class FailingBackend(Backend):
+    name = "openai"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def reply(self, ctx, history, question) -> str:
+        self.calls += 1
+        raise BackendError("chat server unreachable")
+
+
+class EchoBackend(Backend):
+    name = "echo"
+
+    def reply(self, ctx, history, question) -> str:
+        return f"{ctx.facts.count} region(s) at {ctx.facts.regions[0].position}"
+
+
+def record_reject(store: Store, frame_id: str, box: tuple[int, int, int, int]) -> None:
+    """A failed result as the daemon stores it: payload, frame and full-resolution map."""
+    image = textured(240, 320)
+    amap = np.zeros((240, 320), np.float32)
+    x, y, w, h = box
+    cv2.rectangle(amap, (x, y), (x + w - 1, y + h - 1), 0.9, -1)
+    result = {
+        "frame_id": frame_id,
+        "cell_id": f"cell-{frame_id}",
+        "product": "pouch cell",
+        "width": 320,
+        "height": 240,
+        **decide(amap, 0.9, amap.shape, Thresholds()).to_dict(),
+    }
+    store.record(result, image, amap)
+
+
+@pytest.fixture()
+def store(tmp_path: Path):
+    s = Store(tmp_path / "data")
+    yield s
+    s.close()
+
+
+def test_jobs_are_explained_in_order_stored_and_published(store: Store) -> None:
+    record_reject(store, "f1", (10, 10, 30, 30))
+    record_reject(store, "f2", (250, 180, 40, 40))
+    published = []
+    worker = ExplainWorker(
+        store, EchoBackend(), ExplainerConfig(), publish=lambda *a: published.append(a)
+    )
+    assert worker.run_once().frame_id == "f1"
+    assert worker.run_once().frame_id == "f2"
+    assert worker.run_once() is None
+    assert store.explanation("f1")["text"] == "1 region(s) at upper left"
+    assert store.explanation("f2")["backend"] == "echo"
+    assert published == [
+        ("cell-f1", "f1", "1 region(s) at upper left", "echo"),
+        ("cell-f2", "f2", "1 region(s) at lower right", "echo"),
+    ]
+    assert store.pending_jobs() == 0
+
+
+def test_a_failing_backend_is_retried_then_the_template_explains_the_job(store: Store) -> None:
+    record_reject(store, "f1", (140, 10, 40, 40))
+    cfg = ExplainerConfig.model_validate({"retry": {"max_attempts": 3, "backoff_s": 0.0}})
+    backend = FailingBackend()
+    worker = ExplainWorker(store, backend, cfg)
+
+    first, second, third = worker.run_once(), worker.run_once(), worker.run_once()
+    assert [o.state for o in (first, second, third)] == ["retry", "retry", "done"]
+    assert backend.calls == 3 and worker.run_once() is None
+    explanation = store.explanation("f1")
+    assert explanation["backend"] == "template"
+    assert "Region 1 (upper centre)" in explanation["text"] and "1600 px" in explanation["text"]
+    assert store.pending_jobs() == 0
+
+
+def test_a_failed_job_waits_for_its_back_off(store: Store) -> None:
+    record_reject(store, "f1", (10, 10, 30, 30))
+    cfg = ExplainerConfig.model_validate({"retry": {"max_attempts": 2, "backoff_s": 60.0}})
+    worker = ExplainWorker(store, FailingBackend(), cfg)
+    assert worker.run_once().state == "retry"
+    assert worker.run_once() is None  # not due for a minute
+    assert store.pending_jobs() == 1 and store.explanation("f1") is None
+
+
+def test_a_reject_whose_files_are_gone_is_explained_from_its_result(store: Store) -> None:
+    record_reject(store, "f1", (10, 10, 30, 30))
+    for p in (store.rejects_dir).rglob("*"):
+        if p.is_file():
+            p.unlink()
+    worker = ExplainWorker(store, TemplateBackend(), ExplainerConfig())
+    assert worker.run_once().backend == "template"
+    assert "Region 1 (upper left)" in store.explanation("f1")["text"]
