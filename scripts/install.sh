@@ -191,7 +191,14 @@ create_venv() {
     if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
         return 0
     fi
-    [ -x "$venv/bin/python" ] || { python3 -m venv "$venv"; changed "created venv $VENV"; }
+    if [ ! -x "$venv/bin/python" ]; then
+        python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+            echo "error: battery-inspector needs Python 3.11 or later as python3" >&2
+            exit 1
+        }
+        python3 -m venv "$venv"
+        changed "created venv $VENV"
+    fi
     local target="$SRC"
     [ -n "$EXTRAS" ] && target="$SRC[$EXTRAS]"
     local -a pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check
@@ -254,6 +261,9 @@ do_install() {
     install_units
     if [ "$CHANGED" = 0 ]; then
         say "nothing changed: already installed"
+    elif [ -z "$ROOT" ] && systemctl is-active --quiet "${UNITS[@]:1}" 2>/dev/null; then
+        say "done ($CHANGED changes). Running units keep the old version until:" \
+            "systemctl restart inspector inspector-explainer inspector-web"
     else
         say "done ($CHANGED changes). Next: edit $ETC/inspector.yaml and $ETC/inspector.env," \
             "put the bundle under $DATA/bundles/, then: systemctl start inspector"
