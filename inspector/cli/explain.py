@@ -1,1 +1,105 @@
-"""``inspector explain`` (being built)."""
+"""``inspector explain``: the explainer worker, as systemd starts it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import typer
+
+from inspector.cli.app import app
+from inspector.cli.errors import user_errors
+
+log = logging.getLogger("inspector.explain")
+
+
+def _resolve(cfg, config_path: Path) -> None:
+    """Relative paths in the ``explainer`` section are relative to the config file."""
+    base = config_path.resolve().parent
+    bg = cfg.explainer.batterygpt
+    for name in ("llm_path", "chat_weights", "bundle"):
+        value = getattr(bg, name)
+        if value is not None and not value.is_absolute():
+            setattr(bg, name, (base / value).expanduser())
+
+
+@app.command()
+def explain(
+    config: Path = typer.Option(..., "--config", "-c", help="The station's YAML config file."),
+    once: bool = typer.Option(
+        False, "--once", help="Explain the jobs that are due now, then exit (no waiting)."
+    ),
+) -> None:
+    """Explain rejects: take queued jobs from the store in order, one at a time, store each
+    explanation and publish it on the MQTT explanation topic.
+
+    The backend is explainer.backend in the config: template, openai or batterygpt. A job whose
+    backend fails is retried with back-off and, after explainer.retry.max_attempts, explained
+    by the template from the measured facts. Runs until SIGTERM or Ctrl-C.
+    """
+    from inspector.config import load_config
+    from inspector.explain.backends import create_backend
+    from inspector.explain.worker import ExplainWorker
+    from inspector.health import sd_notify, setup_logging
+    from inspector.store import Store
+    from models.recipe import load_recipe
+
+    with user_errors():
+        cfg = load_config(config)
+        _resolve(cfg, config)
+    setup_logging(cfg.health.log_format, cfg.health.log_level)
+    try:
+        recipe = load_recipe(cfg.bundle)
+    except (OSError, ValueError) as exc:
+        log.warning("no recipe (%s): sizes come from the stored results", exc)
+        recipe = None
+    with user_errors():
+        backend = create_backend(cfg.explainer, cfg.bundle)
+    store = Store(cfg.data_dir)
+    link, sent = None, []
+    if cfg.mqtt.enabled:
+        from inspector.mqtt import MqttLink
+
+        link = MqttLink(
+            cfg.mqtt, cfg.station.line, cfg.station.station, role="explainer", will=False
+        )
+        link.start()
+
+    def publish(cell_id: str, frame_id: str, text: str, backend_name: str) -> None:
+        if link is not None:
+            sent.append(link.publish_explanation(cell_id, frame_id, text, backend_name))
+
+    worker = ExplainWorker(store, backend, cfg.explainer, recipe, publish)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        sd_notify("READY=1", f"STATUS=explaining with {backend.name}")
+        log.info(
+            "explainer ready: backend %s, %d job(s) waiting", backend.name, store.pending_jobs()
+        )
+        if once:
+            from tqdm import tqdm
+
+            with tqdm(total=store.pending_jobs(), desc="explaining", unit="reject") as bar:
+                while not stop.is_set() and (outcome := worker.run_once()) is not None:
+                    bar.update(outcome.state == "done")
+            if link is not None and sent and link.wait_connected(10):
+                for info in sent:
+                    info.wait_for_publish(10)
+        else:
+            worker.run(stop)
+    finally:
+        sd_notify("STOPPING=1")
+        if link is not None:
+            link.stop(final_status=None)
+        backend.close()
+        c = worker.counts
+        typer.echo(
+            f"explained {c['done']} reject(s), {c['fallback']} from the facts after the "
+            f"{backend.name} backend failed; {c['retry']} attempt(s) to retry; "
+            f"{store.pending_jobs()} waiting"
+        )
+        store.close()

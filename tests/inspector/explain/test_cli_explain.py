@@ -1,0 +1,78 @@
+"""``inspector explain`` as a process: store in, explanations out on a real broker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from inspector.store import Store
+from tests.broker import Broker, Collector, free_port
+from tests.cli_helpers import INSPECTOR, run_inspector
+from tests.inspector.explain.test_worker import record_reject
+
+ROOT = "inspector/v1/L1/S1/"
+
+
+def station_yaml(tmp_path: Path, bundle: Path, port: int, explainer: dict) -> Path:
+    cfg = {
+        "station": {"line": "L1", "station": "S1"},
+        "data_dir": "data",
+        "bundle": str(bundle),
+        "source": {"kind": "hotfolder", "folder": "incoming"},
+        "mqtt": {"host": "127.0.0.1", "port": port},
+        "health": {"metrics_port": None, "log_format": "text"},
+        "explainer": explainer,
+    }
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_explain_once_falls_back_to_the_template_and_publishes(
+    tmp_path: Path, broker: Broker, tiny_bundle: Path
+) -> None:
+    store = Store(tmp_path / "data")
+    record_reject(store, "f1", (140, 10, 40, 40))
+    record_reject(store, "f2", (10, 180, 30, 30))
+    store.close()
+    dead_server = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    explainer = {
+        "backend": "openai",
+        "openai": {"base_url": dead_server, "timeout_s": 5},
+        "retry": {"max_attempts": 1},
+    }
+    config = station_yaml(tmp_path, tiny_bundle, broker.port, explainer)
+    collector = Collector(broker, ROOT)
+    try:
+        proc = subprocess.run(
+            [INSPECTOR, "explain", "--config", str(config), "--once"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        assert proc.returncode == 0, proc.stderr
+        got = collector.wait_for("explanation", count=2, timeout=30)
+    finally:
+        collector.close()
+    assert [m["frame_id"] for m in got] == ["f1", "f2"]
+    assert {m["backend"] for m in got} == {"template"}
+    assert "Region 1 (upper centre)" in got[0]["text"]
+    assert "Region 1 (lower left)" in got[1]["text"]
+    assert "explained 2 reject(s), 2 from the facts after the openai backend failed" in (
+        proc.stdout
+    )
+    store = Store(tmp_path / "data")
+    assert store.explanation("f2")["text"] == got[1]["text"] and store.pending_jobs() == 0
+    store.close()
+
+
+def test_a_batterygpt_config_without_a_model_folder_is_one_clear_line(tmp_path: Path) -> None:
+    config = station_yaml(tmp_path, tmp_path / "bundle", 1883, {"backend": "batterygpt"})
+    proc = run_inspector("explain", "--config", str(config))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "explainer: backend 'batterygpt' needs batterygpt.llm_path" in proc.stderr
