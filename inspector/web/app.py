@@ -35,7 +35,7 @@ from inspector.web.pictures import PictureMissing, Pictures
 log = logging.getLogger(__name__)
 
 ChatFn = Callable[[dict, list[dict], str], str]
-MAX_FORM_BYTES = 16_384
+MAX_FORM_BYTES = 65_536  # a 2000-character question in any script, url-encoded
 MAX_QUESTION_CHARS = 2000
 LOGIN_FAILURES_PER_MINUTE = 10
 PUBLIC_PATHS = frozenset({"/health", "/login"})
@@ -97,10 +97,19 @@ def _safe_next(target: str | None) -> str:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """A small url-encoded form body as a dict (first value of each field)."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
+    """A small url-encoded form body as a dict (first value of each field).
+
+    Read in chunks and given up on past ``MAX_FORM_BYTES`` (empty form), so an oversized
+    body, even one sent to the open login form, cannot fill the memory.
+    """
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
         return {}
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return {}
     fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {k: v[0] for k, v in fields.items()}
 

@@ -255,3 +255,14 @@ def test_16_bit_frame_is_shown_as_8_bit_with_a_thumbnail(client: TestClient, sto
     assert plain.dtype == np.uint8 and plain.shape[:2] == (300, 400) and plain.max() > 200
     thumb = decode_png(client.get("/rejects/f-16/thumb", headers=AUTH).content)
     assert thumb.shape == (240, 320, 3)
+
+
+def test_oversized_forms_are_dropped_unread(client: TestClient, store: Store) -> None:
+    huge = {"question": "x" * 200_000}
+    assert client.post("/rejects/f-1/chat", data=huge, headers=AUTH).status_code == 303
+    assert store.chat_history("f-1") == []
+    assert client.post("/login", data={"secret": TOKEN, "pad": "x" * 200_000}).status_code == 401
+    long_one = {"question": "\u00e9" * 2001}  # over the length a question may have
+    response = client.post("/rejects/f-1/chat", data=long_one, headers=AUTH)
+    assert response.status_code == 413 and "under 2000 characters" in response.text
+    assert store.chat_history("f-1") == []
