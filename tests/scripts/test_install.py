@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -147,3 +148,24 @@ def test_uninstall_keeps_data_and_config(installed: Path) -> None:
     assert "kept /var/lib/inspector" in proc.stdout
     again = run_installer(installed, "--uninstall")
     assert "nothing to remove" in again.stdout
+
+
+@pytest.mark.skipif(
+    not Path("/usr/bin/systemd-analyze").exists(), reason="systemd-analyze is not installed"
+)
+def test_installed_units_verify_in_the_installed_tree(installed: Path) -> None:
+    """The units as installed and enabled load cleanly, with the venv's commands stubbed."""
+    from tests.systemd.test_units import HOST_UNIT_DIRS, verify
+
+    venv_bin = installed / "opt/battery-inspector/venv/bin"
+    venv_bin.mkdir(parents=True)
+    for name in ("inspector", "python"):
+        (venv_bin / name).write_text("#!/bin/sh\nexit 0\n")
+        (venv_bin / name).chmod(0o755)
+    targets = installed / "usr/lib/systemd/system"
+    targets.mkdir(parents=True)
+    host = next(d for d in HOST_UNIT_DIRS if d.is_dir())
+    for unit in [*host.glob("*.target"), *host.glob("*.slice")]:
+        shutil.copy(unit, targets / unit.name)
+    for unit in UNITS:
+        assert verify(installed, unit) == ""
