@@ -46,9 +46,11 @@ class WebConfig(BaseModel):
     token_env: str | None = Field(
         DEFAULT_TOKEN_ENV, description="Environment variable holding the access token."
     )
-    username: str | None = Field(None, min_length=1)
-    password: SecretStr | None = None
-    password_env: str | None = None
+    username: str | None = Field(
+        None, min_length=1, description="User name for HTTP Basic and the login form."
+    )
+    password: SecretStr | None = Field(None, description="Its password (prefer password_env).")
+    password_env: str | None = Field(None, description="Environment variable holding the password.")
     page_size: int = Field(50, ge=1, le=1000, description="Rejects per list page.")
     session_hours: float = Field(12.0, gt=0, description="How long a login lasts (one shift).")
     cookie_secure: bool = Field(False, description="Send the login cookie over HTTPS only.")
