@@ -44,6 +44,7 @@ ENV_FILE = "engine.env"
 STATE_FILE = "engine-check.json"
 ENV_VAR = "INSPECTOR_BACKEND"
 REPORT_FILE = "export_report.json"  # export/onnx_export.py's; importing it would import torch
+UNIT_DATA_DIR = Path("/var/lib/inspector")  # where inspector.service reads engine.env from
 ONNX_EXPORT_TIMEOUT_S = 20 * 60
 TENSORRT_BUILD_TIMEOUT_S = 40 * 60
 
@@ -294,6 +295,13 @@ class EngineCheck:
         """Write ``engine.env`` (for the daemon's unit) and ``engine-check.json``."""
         data_dir = Path(self.cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
+        if os.environ.get("INVOCATION_ID") and data_dir != UNIT_DATA_DIR:  # under systemd
+            log.warning(
+                "data_dir is %s, but inspector.service reads %s: the daemon will not see "
+                "this decision",
+                data_dir,
+                UNIT_DATA_DIR / ENV_FILE,
+            )
         env = (
             "# written by inspector-engine.service (inspector/engine_check.py); do not edit\n"
             f"# {decision.reason}\n"
