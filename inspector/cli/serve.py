@@ -12,6 +12,17 @@ from inspector.cli.errors import user_errors
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
+def _recipe(bundle: Path):
+    """The bundle's recipe (pixel pitch and product for chat answers), or None if unreadable."""
+    from models.recipe import load_recipe
+
+    try:
+        return load_recipe(bundle)
+    except (OSError, ValueError) as exc:
+        typer.secho(f"note: no bundle recipe ({exc}); sizes in px only", err=True)
+        return None
+
+
 @app.command()
 def serve(
     config: Path = typer.Option(..., "--config", help="The station's YAML configuration."),
@@ -34,7 +45,7 @@ def serve(
     from inspector.config import load_config
     from inspector.store import Store
     from inspector.web.app import create_app
-    from inspector.web.chat import BackendChat, template_chat
+    from inspector.web.chat import ExplainerChat
     from inspector.web.config import WebConfig
 
     with user_errors():
@@ -46,11 +57,14 @@ def serve(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
         )
         store = Store(cfg.data_dir)
-        chat = template_chat
+        make_backend = None
         if getattr(cfg.explainer, "backend", "template") != "template":
             from inspector.explain.backends import create_backend
 
-            chat = BackendChat(lambda: create_backend(cfg.explainer, cfg.bundle), cfg.data_dir)
+            def make_backend():
+                return create_backend(cfg.explainer, cfg.bundle)
+
+        chat = ExplainerChat(cfg.data_dir, make_backend, _recipe(cfg.bundle))
         application = create_app(store, chat, web)
     if web.host not in LOCAL_HOSTS:
         typer.secho(
@@ -61,6 +75,5 @@ def serve(
     try:
         uvicorn.run(application, host=web.host, port=web.port, log_level="info", access_log=False)
     finally:
-        if isinstance(chat, BackendChat):
-            chat.close()
+        chat.close()
         store.close()

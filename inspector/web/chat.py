@@ -1,9 +1,11 @@
 """Answering technicians' questions about a reject with the explainer's backends.
 
-``template_chat`` needs nothing (no model, no files) and is the fallback. ``BackendChat`` asks
-the backend the station's ``explainer`` section names (loaded on the first question), giving it
-the reject's facts and, where stored, its frame and map; when the backend fails the template
-answers instead, so a question always gets an answer.
+``ExplainerChat`` is what ``inspector serve`` uses: it gives the backend the station's
+``explainer`` section names (loaded on the first question) the same facts, frame and map the
+explanation worker gave it (``inspector.explain.worker.reject_context``), and lets the template
+backend answer when there is no language model or it fails, so a question always gets an
+answer that agrees with the explanation. ``template_chat`` is the minimal form: facts from the
+stored result alone, no files, no model.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def _turns(history: list[dict]) -> list[dict]:
 
 
 def template_chat(reject: dict, history: list[dict], question: str) -> str:
-    """Answer ``question`` about ``reject`` from its measured facts, with fixed sentences.
+    """Answer ``question`` about ``reject`` from its stored result, with fixed sentences.
 
     Args:
         reject: the store's reject record (its result payload nested or folded in).
@@ -43,48 +43,72 @@ def template_chat(reject: dict, history: list[dict], question: str) -> str:
     return TemplateBackend().reply(ctx, _turns(history), question)
 
 
-class BackendChat:
-    """A ``chat_fn`` over a language-model backend, falling back to the template answer.
+class ExplainerChat:
+    """A ``chat_fn`` over the explainer's backend, with the template backend as the fallback.
+
+    Args:
+        data_dir: the store's data directory; frames and maps outside it are not read.
+        make_backend: builds the language-model backend on first use; None: template only.
+        recipe: the station bundle's recipe (pixel pitch for mm, product noun); optional.
 
     Example:
         >>> from inspector.explain.backends import create_backend
-        >>> chat = BackendChat(lambda: create_backend(cfg.explainer, cfg.bundle), data_dir)
+        >>> chat = ExplainerChat(data_dir, lambda: create_backend(cfg.explainer, cfg.bundle))
         >>> chat(store.reject("f-1"), [], "How big is it?")  # doctest: +SKIP
     """
 
-    def __init__(self, make_backend: Callable[[], object], data_dir: Path) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        make_backend: Callable[[], object] | None = None,
+        recipe: object | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.recipe = recipe
         self._make = make_backend
         self._backend = None
         self._lock = threading.Lock()
-        self.data_dir = Path(data_dir)
 
-    def _load(self, reject: dict, key: str, reader: Callable[[Path], np.ndarray | None]):
+    def _checked(self, stored: object) -> Path | None:
         from inspector.web.pictures import PictureMissing, inside
 
         try:
-            return reader(inside(self.data_dir, reject.get(key)))
-        except (PictureMissing, OSError, ValueError):
+            return inside(self.data_dir, stored)  # type: ignore[arg-type]
+        except PictureMissing:
             return None
 
-    def __call__(self, reject: dict, history: list[dict], question: str) -> str:
+    def context(self, reject: dict):
+        """The facts (measured on the map where stored), frame and map of one reject."""
         from inspector.explain.backends import RejectContext
         from inspector.explain.facts import facts_from_result
-        from models.image_io import read_image
+        from inspector.explain.worker import reject_context
 
-        ctx = RejectContext(
-            facts_from_result(_result(reject)),
-            image=self._load(reject, "image_path", read_image),
-            amap=self._load(reject, "map_path", lambda p: np.load(p, allow_pickle=False)),
-        )
+        result = _result(reject)
         try:
-            with self._lock:
-                if self._backend is None:
-                    self._backend = self._make()
-                backend = self._backend
-            return backend.reply(ctx, _turns(history), question)
-        except Exception:  # any backend failure: the template still answers
-            log.exception("chat backend failed; answering from the facts")
-            return template_chat(reject, history, question)
+            return reject_context(
+                result,
+                self._checked(reject.get("image_path")),
+                self._checked(reject.get("map_path")),
+                self.recipe,
+            )
+        except Exception:  # a malformed record still has its verdict's own facts
+            log.exception("could not measure reject %s; using its result", reject.get("frame_id"))
+            return RejectContext(facts_from_result(result))
+
+    def __call__(self, reject: dict, history: list[dict], question: str) -> str:
+        from inspector.explain.backends import TemplateBackend
+
+        ctx, turns = self.context(reject), _turns(history)
+        if self._make is not None:
+            try:
+                with self._lock:
+                    if self._backend is None:
+                        self._backend = self._make()
+                    backend = self._backend
+                return backend.reply(ctx, turns, question)
+            except Exception:  # any backend failure: the template still answers
+                log.exception("chat backend failed; answering from the facts")
+        return TemplateBackend().reply(ctx, turns, question)
 
     def close(self) -> None:
         """Release the backend's model or connection."""
