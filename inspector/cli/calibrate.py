@@ -1,1 +1,98 @@
-"""``inspector calibrate`` (being built)."""
+"""``inspector calibrate``: thresholds for a target false-reject rate, from normal images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from inspector.cli.app import app
+from inspector.cli.errors import fail, user_errors
+
+
+@app.command()
+def calibrate(
+    bundle: Path = typer.Option(..., help="Model bundle folder; its recipe.yaml is updated."),
+    data: Path = typer.Option(
+        ...,
+        help="MVTec-layout dataset (normal images from test/good, labelled defects from "
+        "test/<defect>) or a plain folder of normal images.",
+    ),
+    false_reject_rate: float = typer.Option(
+        0.01, help="Wanted share of normal cells rejected, e.g. 0.01 for 1 %."
+    ),
+    include_train: bool = typer.Option(
+        False,
+        help="Also use train/good. Those images trained the decoder or filled the memory "
+        "bank, so they score lower than new cells and make the thresholds too strict.",
+    ),
+    holdout: bool = typer.Option(
+        True, help="Hold out 30 % of the normal images to check the rate (needs 20+)."
+    ),
+    backend: str | None = typer.Option(
+        None, help="torch, onnxruntime or tensorrt (default: the bundle's recipe)."
+    ),
+    seed: int = typer.Option(0, help="Seed of the held-out split."),
+    dry_run: bool = typer.Option(False, help="Show what would be chosen; change nothing."),
+) -> None:
+    """Set the pixel threshold, minimum defect area and image threshold in recipe.yaml.
+
+    Prints what it chose and why, the false-reject rate on held-out normal images and, when
+    the dataset has labelled defects, the escape rate at that point. Calibrate with the
+    backend the line will use, on normal images the bundle has not seen.
+    """
+    from inspector.calibration import CALIBRATION_FILE
+    from inspector.calibration import calibrate as run_calibration
+    from inspector.predictor import Predictor
+    from models.datasets import GOOD, defect_samples, is_mvtec
+    from models.image_io import list_images
+
+    with user_errors():
+        if not 0.0 < false_reject_rate < 1.0:
+            raise fail(f"--false-reject-rate must be between 0 and 1, got {false_reject_rate}")
+        if not data.is_dir():
+            raise fail(f"{data}: not a directory")
+        if is_mvtec(data):
+            folders = [data / "test" / GOOD]
+            if include_train or not folders[0].is_dir():
+                folders.append(data / "train" / GOOD)
+            folders = [f for f in folders if f.is_dir()]
+            normal = [p for f in folders for p in list_images(f)]
+            defects = defect_samples(data)
+        else:
+            folders, normal, defects = [data], list_images(data), []
+        if not normal:
+            raise fail(f"no normal images in {', '.join(map(str, folders))}")
+        typer.echo(
+            f"normal images: {len(normal)} from {', '.join(map(str, folders))}; "
+            f"labelled defective images: {len(defects)}"
+        )
+        predictor = Predictor(bundle, backend)
+        if predictor.recipe.n_reference_images and any(
+            f.name == GOOD and f.parent.name == "train" for f in folders
+        ):
+            typer.secho(
+                "note: train/good may hold the bundle's reference images, which score near 0",
+                err=True,
+            )
+        try:
+            result = run_calibration(
+                predictor,
+                normal,
+                defects,
+                false_reject_rate,
+                holdout=holdout,
+                seed=seed,
+                write=not dry_run,
+            )
+        finally:
+            predictor.close()
+    for line in result.summary():
+        typer.echo(line)
+    if dry_run:
+        typer.echo("dry run: recipe.yaml unchanged")
+    else:
+        typer.echo(
+            f"wrote thresholds to {bundle / 'recipe.yaml'} (calibrated: true) and the details "
+            f"to {bundle / CALIBRATION_FILE}"
+        )

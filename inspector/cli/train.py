@@ -1,1 +1,75 @@
-"""``inspector train`` (being built)."""
+"""``inspector train``: teach a bundle's decoder from normal images (Poisson synthetic defects)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from inspector.cli.app import app
+from inspector.cli.errors import fail, user_errors
+
+
+@app.command()
+def train(
+    bundle: Path = typer.Option(..., help="Model bundle folder; its decoder is trained in place."),
+    data: Path = typer.Option(
+        ..., help="MVTec-layout dataset (its train/good is used) or a folder of normal images."
+    ),
+    epochs: int = typer.Option(10, min=1, help="Passes over the synthetic training set."),
+    batch_size: int = typer.Option(8, min=1, help="Images per forward pass."),
+    accumulate: int = typer.Option(
+        1, min=1, help="Forward passes whose gradients add up to one optimizer step."
+    ),
+    samples_per_epoch: int | None = typer.Option(
+        None,
+        min=2,
+        help="Samples per epoch, half normal, half synthetic defects "
+        "(default: max(64, 2 x images)).",
+    ),
+    lr: float = typer.Option(1e-3, min=0.0, help="Adam learning rate."),
+    seed: int = typer.Option(0, help="Same seed, same data and same weights."),
+    device: str | None = typer.Option(None, help="torch device (default: cuda if present)."),
+) -> None:
+    """Train the decoder on Poisson synthetic defects of normal images; encoders stay frozen.
+
+    Progress is checkpointed into the bundle: after an interruption (Ctrl-C, power cut) run the
+    same command again to resume. Training changes the score scale, so the recipe's thresholds
+    are marked uncalibrated: run 'inspector calibrate' afterwards.
+    """
+    from models.datasets import train_images
+    from models.image_io import read_image
+    from models.training import CHECKPOINT_FILE, TrainConfig, train_bundle
+
+    with user_errors():
+        paths = train_images(data)
+        images = [read_image(p) for p in paths]
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            accumulate=accumulate,
+            lr=lr,
+            seed=seed,
+            samples_per_epoch=samples_per_epoch,
+        )
+        typer.echo(f"training {bundle} on {len(images)} normal image(s) from {paths[0].parent}")
+        try:
+            result = train_bundle(bundle, images, config, progress=True, device=device)
+        except KeyboardInterrupt:
+            raise fail(
+                f"interrupted; progress saved in {bundle / CHECKPOINT_FILE}: "
+                "run the same command to resume",
+                code=130,
+            ) from None
+    if result.resumed_from is not None:
+        e, s = result.resumed_from
+        typer.echo(f"resumed from epoch {e + 1}, step {s}")
+    losses = result.epoch_losses
+    if losses:
+        typer.echo(
+            f"trained {bundle}: {result.epochs_done} epoch(s), loss per epoch "
+            + " ".join(f"{v:.4f}" for v in losses[-min(len(losses), 10) :])
+        )
+    else:
+        typer.echo(f"{bundle} was already trained for {result.epochs_done} epoch(s)")
+    typer.echo("thresholds are not calibrated for the new weights: run 'inspector calibrate'")

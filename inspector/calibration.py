@@ -1,0 +1,238 @@
+"""Setting a bundle's thresholds from normal images for a target false-reject rate.
+
+A frame fails when a connected region of its map reaches the pixel threshold ``P``, covers
+at least ``A`` frame pixels and peaks at or above the image threshold ``I`` (see
+``inspector.decision``). Calibration chooses them in that order:
+
+1. ``P``: a high quantile (default 99.5 %) of all normal pixels' map values, i.e. "brighter
+   than nearly all of a normal cell". It shapes the regions, it does not decide the verdict.
+2. ``A``: half the area of one model patch in frame pixels. The map is a smoothed 16x16 patch
+   grid, so a region smaller than that is a blip of a peak, not something the model resolved.
+3. ``I``: with ``P`` and ``A`` fixed, each normal image has one number, the peak of its
+   largest-peak region (0 when it has none), and it fails exactly when that number reaches
+   ``I``. ``I`` is put just above the ``k``-th highest of them, ``k = floor(rate x n)``, so at
+   most the target share of the calibration images fails.
+
+With enough images a random 30 % is held out first and the false-reject rate measured on
+it, with a 95 % interval, so the user sees the rate on cells the thresholds were not fitted
+to. Labelled defects, when given, get the escape rate at the chosen point.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inspector.decision import find_regions
+from inspector.evaluation import ImageResult, run_predictor
+from inspector.predictor import Predictor
+from models.datasets import Sample
+from models.recipe import Thresholds, save_recipe
+
+CALIBRATION_FILE = "calibration.json"
+PIXEL_QUANTILE = 0.995
+MIN_HOLDOUT = 10  # held-out images needed for a held-out check (and as many again to fit)
+HOLDOUT_FRACTION = 0.3
+
+
+@dataclass
+class RateEstimate:
+    """``k`` of ``n`` images, the rate and its 95 % Wilson interval."""
+
+    k: int
+    n: int
+    rate: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.k}/{self.n} = {self.rate:.1%} (95% interval {self.low:.1%}-{self.high:.1%})"
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> RateEstimate:
+    """The Wilson score interval of a binomial rate (sound for small n and k = 0)."""
+    if n == 0:
+        return RateEstimate(0, 0, float("nan"), 0.0, 1.0)
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return RateEstimate(k, n, p, max(0.0, c - h), min(1.0, c + h))
+
+
+@dataclass
+class CalibrationResult:
+    """What calibration chose, from what, and how it holds up."""
+
+    thresholds: Thresholds
+    target_rate: float
+    n_fit: int
+    fit_rate: RateEstimate
+    holdout_rate: RateEstimate | None
+    escape_rate: RateEstimate | None
+    escape_by_defect: dict[str, RateEstimate] = field(default_factory=dict)
+    normal_score_quantiles: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["thresholds"] = self.thresholds.model_dump()
+        return d
+
+    def summary(self) -> list[str]:
+        """The lines ``inspector calibrate`` prints: what was chosen and why."""
+        t = self.thresholds
+        q = self.normal_score_quantiles
+        lines = [
+            f"target false-reject rate {self.target_rate:.2%}, fitted on {self.n_fit} normal "
+            "image(s)",
+            f"  pixel threshold  {t.pixel:.4f}   ({PIXEL_QUANTILE:.1%} of normal pixels lie below)",
+            f"  min defect area  {t.min_defect_area_px:.0f} px   (half a model patch, in frame "
+            "pixels)",
+            f"  image threshold  {t.image:.4f}   (normal region peaks: median "
+            f"{q.get('median', 0):.4f}, max {q.get('max', 0):.4f})",
+            f"  false rejects on the fitted images: {self.fit_rate}",
+        ]
+        if self.holdout_rate is not None:
+            lines.append(f"  false rejects on held-out normal images: {self.holdout_rate}")
+        if self.escape_rate is not None:
+            lines.append(f"  escapes (defective images passed): {self.escape_rate}")
+            for defect, est in self.escape_by_defect.items():
+                lines.append(f"    {defect}: {est}")
+        lines += [f"note: {n}" for n in self.notes]
+        return lines
+
+
+def region_peaks(results: Sequence[ImageResult], pixel: float, min_area_px: float) -> np.ndarray:
+    """Per image, the highest peak of a region at ``pixel`` with area >= ``min_area_px``
+    (0 when none): the image fails exactly when this reaches the image threshold."""
+    out = np.zeros(len(results), np.float64)
+    for i, r in enumerate(results):
+        regions = find_regions(r.map, r.frame_shape, pixel, min_area_px)
+        out[i] = max((reg.peak for reg in regions), default=0.0)
+    return out
+
+
+def patch_area_px(results: Sequence[ImageResult], grid: int = 16) -> float:
+    """Area of one model patch in frame pixels (median over the images)."""
+    areas = [r.frame_shape[0] * r.frame_shape[1] / grid**2 for r in results]
+    return float(np.median(areas))
+
+
+def choose_thresholds(
+    normal: Sequence[ImageResult],
+    target_rate: float,
+    pixel_quantile: float = PIXEL_QUANTILE,
+) -> tuple[Thresholds, np.ndarray]:
+    """Thresholds for ``target_rate`` from normal results; also their region peaks."""
+    pixels = np.concatenate([r.map.ravel() for r in normal])
+    pixel = float(np.quantile(pixels, pixel_quantile))
+    min_area = round(0.5 * patch_area_px(normal), 1)
+    peaks = region_peaks(normal, pixel, min_area)
+    k = int(math.floor(target_rate * len(peaks) + 1e-9))
+    ranked = np.sort(peaks)[::-1]
+    if k >= len(ranked) or ranked[k] <= 0.0:
+        image = pixel  # at most k images have a region at all
+    else:
+        image = float(np.nextafter(np.float32(ranked[k]), np.float32(2.0)))
+    image = float(min(1.0, max(image, pixel)))
+    return Thresholds(pixel=pixel, image=image, min_defect_area_px=min_area, calibrated=True), peaks
+
+
+def calibrate(
+    predictor: Predictor,
+    normal_paths: Sequence[Path],
+    defects: Sequence[Sample] = (),
+    target_rate: float = 0.01,
+    holdout: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+    write: bool = True,
+) -> CalibrationResult:
+    """Choose and (with ``write``) store the thresholds of ``predictor``'s bundle.
+
+    Args:
+        predictor: the bundle to calibrate, with the backend it will run on.
+        normal_paths: normal images, never seen as references or in training if possible.
+        defects: labelled defective samples for the escape rate (optional).
+        target_rate: wanted false-reject rate on normal cells, in (0, 1).
+        holdout: hold out 30 % of the normal images to check the rate (needs 20+ images).
+        seed: seed of the held-out split.
+        progress: show progress bars.
+        write: save the thresholds into the bundle's recipe and a ``calibration.json`` beside.
+
+    Raises:
+        ValueError: no normal images, or a rate outside (0, 1).
+    """
+    if not 0.0 < target_rate < 1.0:
+        raise ValueError(f"the false-reject rate must be between 0 and 1, got {target_rate}")
+    if not normal_paths:
+        raise ValueError("calibration needs normal images")
+    samples = [Sample(Path(p), 0, "good") for p in normal_paths]
+    normal, skipped = run_predictor(predictor, samples, progress=progress, desc="normal images")
+    if not normal:
+        raise ValueError("none of the normal images could be inspected")
+    notes = [f"skipped {s}" for s in skipped]
+    fit, held = normal, []
+    if holdout and len(normal) >= 2 * MIN_HOLDOUT:
+        order = np.random.default_rng(seed).permutation(len(normal))
+        n_held = max(MIN_HOLDOUT, round(HOLDOUT_FRACTION * len(normal)))
+        held = [normal[i] for i in order[:n_held]]
+        fit = [normal[i] for i in order[n_held:]]
+    elif holdout:
+        notes.append(
+            f"no held-out check: it needs {2 * MIN_HOLDOUT} normal images, got {len(normal)}"
+        )
+    thresholds, peaks = choose_thresholds(fit, target_rate)
+    fit_fails = int((peaks >= thresholds.image).sum())
+    holdout_rate = None
+    if held:
+        held_peaks = region_peaks(held, thresholds.pixel, thresholds.min_defect_area_px)
+        holdout_rate = wilson(int((held_peaks >= thresholds.image).sum()), len(held))
+    if target_rate * len(fit) < 1.0:
+        notes.append(
+            f"{len(fit)} fitted images cannot resolve a {target_rate:.2%} rate: the image "
+            f"threshold sits above every one of them, and about 1/(n+1) = "
+            f"{1 / (len(fit) + 1):.1%} of new normal cells may still exceed it; use at least "
+            f"{math.ceil(1 / target_rate)} normal images"
+        )
+    escape, by_defect = None, {}
+    if defects:
+        bad, skipped = run_predictor(predictor, list(defects), progress=progress, desc="defects")
+        notes += [f"skipped {s}" for s in skipped]
+        if bad:
+            bad_peaks = region_peaks(bad, thresholds.pixel, thresholds.min_defect_area_px)
+            escaped = bad_peaks < thresholds.image
+            escape = wilson(int(escaped.sum()), len(bad))
+            for defect in sorted({r.sample.defect for r in bad}):
+                sel = np.array([r.sample.defect == defect for r in bad])
+                by_defect[defect] = wilson(int(escaped[sel].sum()), int(sel.sum()))
+    if thresholds.image >= 1.0:
+        notes.append("the image threshold is at its maximum: normal maps saturate; retrain")
+    result = CalibrationResult(
+        thresholds=thresholds,
+        target_rate=target_rate,
+        n_fit=len(fit),
+        fit_rate=wilson(fit_fails, len(fit)),
+        holdout_rate=holdout_rate,
+        escape_rate=escape,
+        escape_by_defect=by_defect,
+        normal_score_quantiles={
+            "median": float(np.median(peaks)),
+            "p90": float(np.quantile(peaks, 0.9)),
+            "max": float(peaks.max()),
+        },
+        notes=notes,
+    )
+    if write:
+        recipe = predictor.recipe.model_copy(update={"thresholds": thresholds})
+        save_recipe(predictor.bundle, recipe)
+        predictor.recipe = recipe
+        path = predictor.bundle / CALIBRATION_FILE
+        path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return result

@@ -1,0 +1,234 @@
+"""Training a bundle's decoder on Poisson synthetic defects of a few normal images.
+
+Only the decoder's per-tap projections learn; the encoder, its LayerNorm and the text
+embeddings stay frozen. Adam (lr 1e-3), focal + Dice per tap, gradient accumulation, a tqdm
+bar with the running loss. Every sample is a function of ``(seed, epoch, index)`` and the
+optimizer state is checkpointed into the bundle (``train_checkpoint.pt``), so an interrupted
+run resumes where it stopped and ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models.bundle import load_detector, save_tensors
+from models.detector import BatteryDetector
+from models.losses import decoder_loss
+from models.poisson import SyntheticDefectSet
+from models.recipe import load_recipe, save_recipe
+
+CHECKPOINT_FILE = "train_checkpoint.pt"
+CHECKPOINT_VERSION = 1
+# settings that must match for a checkpoint to be resumed (epochs may grow)
+_RESUME_KEYS = ("batch_size", "accumulate", "lr", "seed", "samples_per_epoch", "gamma")
+
+
+@dataclass
+class TrainConfig:
+    """How to train. ``samples_per_epoch`` (half normal, half synthetic defects) defaults to
+    ``max(64, 2 x number of images)``."""
+
+    epochs: int = 10
+    batch_size: int = 8
+    accumulate: int = 1
+    lr: float = 1e-3
+    seed: int = 0
+    samples_per_epoch: int | None = None
+    gamma: float = 2.0
+    checkpoint_every: int = 25  # optimizer steps between mid-epoch checkpoints
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "accumulate", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.samples_per_epoch is not None and self.samples_per_epoch < 2:
+            raise ValueError(f"samples_per_epoch must be at least 2, got {self.samples_per_epoch}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass
+class TrainResult:
+    """What a call to ``train_bundle`` did."""
+
+    epochs_done: int
+    steps_done: int
+    epoch_losses: list[float] = field(default_factory=list)
+    resumed_from: tuple[int, int] | None = None  # (epoch, step within epoch)
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.epoch_losses[-1] if self.epoch_losses else None
+
+
+def trainable_parameters(detector: BatteryDetector) -> list[torch.nn.Parameter]:
+    """Freeze everything but the decoder's projections; return those."""
+    detector.requires_grad_(False)
+    params = [p for lin in detector.decoder.proj for p in lin.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _proj_state(detector: BatteryDetector) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in detector.decoder.proj.state_dict().items()}
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(bundle: str | Path) -> dict | None:
+    """The bundle's training checkpoint, or None when it has none."""
+    path = Path(bundle) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def train_bundle(
+    bundle: str | Path,
+    images: Sequence[np.ndarray],
+    config: TrainConfig | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train the bundle's decoder in place, resuming from its checkpoint if there is one.
+
+    Args:
+        bundle: the model bundle folder; its decoder tensors are rewritten after every epoch.
+        images: the normal images (frames as read from disk) to synthesise defects from.
+        config: training settings; defaults when None.
+        progress: show a tqdm bar with the loss.
+        device: torch device; CUDA when available, else CPU.
+        on_step: called as ``on_step(global_step, loss)`` after each optimizer step (progress
+            reporting; raising ``KeyboardInterrupt`` there stops training with a checkpoint).
+
+    Raises:
+        ValueError: fewer than 1 image, bad settings, or a checkpoint made with other settings.
+        KeyboardInterrupt: re-raised after the checkpoint is written, so the run can resume.
+    """
+    cfg = config or TrainConfig()
+    bundle = Path(bundle)
+    if len(images) < 1:
+        raise ValueError("training needs at least one normal image")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    recipe = load_recipe(bundle)
+    detector = load_detector(bundle, device)
+    params = trainable_parameters(detector)
+    torch.manual_seed(cfg.seed)
+    data = SyntheticDefectSet(
+        images,
+        size=detector.image_size,
+        length=cfg.samples_per_epoch,
+        seed=cfg.seed,
+        bit_depth=recipe.bit_depth,
+    )
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    settings = {k: v for k, v in asdict(cfg).items() if k in _RESUME_KEYS}
+    settings["samples_per_epoch"] = len(data)
+
+    n_micro = math.ceil(len(data) / cfg.batch_size)
+    steps_per_epoch = math.ceil(n_micro / cfg.accumulate)
+    start_epoch, start_step, losses, resumed = 0, 0, [], None
+    ckpt_path = bundle / CHECKPOINT_FILE
+    ckpt = load_checkpoint(bundle)
+    if ckpt is not None:
+        if ckpt.get("settings") != settings or ckpt.get("n_images") != len(images):
+            raise ValueError(
+                f"{ckpt_path} was made with other settings or data "
+                f"({ckpt.get('settings')}, {ckpt.get('n_images')} images); pass the same "
+                f"flags, or delete it to start over from the bundle's current decoder"
+            )
+        detector.decoder.proj.load_state_dict(ckpt["proj"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, start_step, losses = ckpt["epoch"], ckpt["step"], list(ckpt["losses"])
+        resumed = (start_epoch, start_step)
+    elif recipe.thresholds.calibrated:
+        # new weights, new score scale: the calibrated thresholds no longer hold
+        recipe.thresholds = recipe.thresholds.model_copy(update={"calibrated": False})
+        save_recipe(bundle, recipe)
+
+    def checkpoint(epoch: int, step: int, partial_loss: float) -> None:
+        _save_checkpoint(
+            ckpt_path,
+            {
+                "version": CHECKPOINT_VERSION,
+                "settings": settings,
+                "n_images": len(images),
+                "epoch": epoch,
+                "step": step,
+                "proj": _proj_state(detector),
+                "optimizer": optimizer.state_dict(),
+                "losses": losses,
+                "partial_loss": partial_loss,
+            },
+        )
+
+    total = cfg.epochs * steps_per_epoch
+    done = min(total, start_epoch * steps_per_epoch + start_step)
+    bar = tqdm(total=total, initial=done, desc="train", unit="step", disable=not progress)
+    grid = detector.encoder.grid_size
+    epoch, step = start_epoch, start_step
+    partial = ckpt.get("partial_loss", 0.0) if ckpt is not None else 0.0
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            data.set_epoch(epoch)
+            order = np.random.default_rng([cfg.seed, epoch, 1]).permutation(len(data))
+            micro = _batches(order, cfg.batch_size)
+            first = start_step if epoch == start_epoch else 0
+            epoch_loss = partial if epoch == start_epoch else 0.0
+            for k in range(first, steps_per_epoch):
+                step = k  # the resume point until this step's update is made
+                group = micro[k * cfg.accumulate : (k + 1) * cfg.accumulate]
+                n_group = sum(len(b) for b in group)
+                optimizer.zero_grad(set_to_none=True)
+                step_loss = 0.0
+                for idx in group:
+                    xs, ys, _ = zip(*(data[int(i)] for i in idx), strict=True)
+                    x, y = torch.stack(xs).to(device), torch.stack(ys).to(device)
+                    with torch.no_grad():
+                        taps = detector.encoder(x)
+                    logits = detector.decoder(taps, detector.text_embeddings)
+                    loss = decoder_loss(logits, y, grid, cfg.gamma) * (len(idx) / n_group)
+                    loss.backward()
+                    step_loss += float(loss.detach())
+                optimizer.step()
+                step, partial = k + 1, epoch_loss + step_loss
+                epoch_loss = partial
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{step_loss:.4f}")
+                if step % cfg.checkpoint_every == 0 and step < steps_per_epoch:
+                    checkpoint(epoch, step, partial)
+                if on_step is not None:
+                    on_step(epoch * steps_per_epoch + step, step_loss)
+            losses.append(epoch_loss / steps_per_epoch)
+            step, partial = 0, 0.0
+            checkpoint(epoch + 1, 0, 0.0)
+            save_tensors(bundle, detector)
+    except KeyboardInterrupt:
+        checkpoint(epoch, step, partial)
+        save_tensors(bundle, detector)
+        bar.close()
+        raise
+    bar.close()
+    return TrainResult(
+        epochs_done=max(cfg.epochs, start_epoch),
+        steps_done=max(total, done),
+        epoch_losses=losses,
+        resumed_from=resumed,
+    )
