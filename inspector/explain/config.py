@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -35,6 +35,13 @@ class OpenAISettings(_Strict):
     send_image: bool = Field(True, description="attach the overlay PNG (vision models)")
     max_tokens: int = Field(400, gt=0)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {v!r}")
+        return v
 
 
 class BatteryGPTSettings(_Strict):

@@ -149,7 +149,8 @@ class ExplainWorker:
             except Exception as exc:  # any failure: retry later, finally the template
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 retry = self.cfg.retry
-                if job.attempts < retry.max_attempts:
+                permanent = getattr(exc, "permanent", False)
+                if job.attempts < retry.max_attempts and not permanent:
                     delay = retry.delay(job.attempts)
                     log.warning(
                         "%s: %s failed (attempt %d of %d), retry in %.0f s: %s",

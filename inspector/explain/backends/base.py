@@ -21,7 +21,15 @@ SYSTEM_PROMPT = (
 
 
 class BackendError(RuntimeError):
-    """A backend could not produce an answer (server down, model missing, bad reply)."""
+    """A backend could not produce an answer (server down, model missing, bad reply).
+
+    ``permanent`` marks failures a retry cannot cure (e.g. the reject has no stored image):
+    the worker then explains from the facts at once instead of backing off.
+    """
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class ChatTurn(TypedDict):

@@ -6,6 +6,7 @@ go into the system prompt, so the model's words are grounded in what was measure
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
@@ -32,6 +33,7 @@ class BatteryGPTBackend(Backend):
         self.chat = chat
         self.bit_depth = bit_depth
         self.last_reply = None  # the last ChatReply (prompt, token counts, stop reason)
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -61,19 +63,22 @@ class BatteryGPTBackend(Backend):
 
     def reply(self, ctx: RejectContext, history: list[ChatTurn], question: str) -> str:
         if ctx.image is None or ctx.amap is None:
-            raise BackendError("batterygpt needs the reject's image and anomaly map")
+            raise BackendError(
+                "batterygpt needs the reject's image and anomaly map", permanent=True
+            )
         size = self.chat.vision.encoder.image_size
         image = torch.from_numpy(preprocess(ctx.image, size, self.bit_depth))
         amap = cv2.resize(ctx.amap.astype("float32"), (size, size), interpolation=cv2.INTER_AREA)
         turns = [{"role": t["role"], "text": t["text"]} for t in history]
-        try:
-            reply = self.chat.reply(
-                image, torch.from_numpy(amap), system_prompt(ctx.facts), turns, question
-            )
-        except torch.cuda.OutOfMemoryError as exc:
-            torch.cuda.empty_cache()
-            raise BackendError(f"out of GPU memory: {exc}") from exc
-        self.last_reply = reply
+        with self._lock:  # one answer at a time on the GPU (the web page may ask in parallel)
+            try:
+                reply = self.chat.reply(
+                    image, torch.from_numpy(amap), system_prompt(ctx.facts), turns, question
+                )
+            except torch.cuda.OutOfMemoryError as exc:
+                torch.cuda.empty_cache()
+                raise BackendError(f"out of GPU memory: {exc}") from exc
+            self.last_reply = reply
         if not reply.text:
             raise BackendError(f"the model gave an empty answer (stopped at {reply.stop_reason})")
         return reply.text

@@ -46,3 +46,18 @@ def test_follow_up_questions_are_answered_from_the_facts() -> None:
 def test_a_clean_map_is_explained_as_having_no_defect() -> None:
     ctx = RejectContext(facts_from_map(np.zeros((64, 64), np.float32), Thresholds()))
     assert TemplateBackend().explain(ctx).startswith("No defect region was found")
+
+
+def test_bad_explainer_settings_name_the_key() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from inspector.explain.config import ExplainerConfig
+
+    with pytest.raises(ValidationError, match="base_url must start with http"):
+        ExplainerConfig.model_validate({"openai": {"base_url": "localhost:8080"}})
+    with pytest.raises(ValidationError, match="backend"):
+        ExplainerConfig.model_validate({"backend": "gpt5"})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        ExplainerConfig.model_validate({"retry": {"attempts": 3}})
+    assert ExplainerConfig().retry.delay(3) == 20.0  # 5 s doubling: 5, 10, 20

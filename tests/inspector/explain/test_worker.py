@@ -110,3 +110,16 @@ def test_a_reject_whose_files_are_gone_is_explained_from_its_result(store: Store
     worker = ExplainWorker(store, TemplateBackend(), ExplainerConfig())
     assert worker.run_once().backend == "template"
     assert "Region 1 (upper left)" in store.explanation("f1")["text"]
+
+
+def test_a_failure_no_retry_can_cure_goes_to_the_template_at_once(store: Store) -> None:
+    class NeedsImage(Backend):
+        name = "batterygpt"
+
+        def reply(self, ctx, history, question) -> str:
+            raise BackendError("batterygpt needs the reject's image", permanent=True)
+
+    record_reject(store, "f1", (10, 10, 30, 30))
+    cfg = ExplainerConfig.model_validate({"retry": {"max_attempts": 5, "backoff_s": 60.0}})
+    outcome = ExplainWorker(store, NeedsImage(), cfg).run_once()
+    assert (outcome.state, outcome.backend) == ("done", "template")
