@@ -158,6 +158,10 @@ def train_chat(
     return losses
 
 
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
 def main(
     bundle: Path = typer.Option(..., help="bundle whose encoder initialises image encoder 2"),
     llm: Path = typer.Option(..., help="local folder of the causal LM (e.g. Vicuna v1.5)"),
@@ -178,4 +182,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    app()

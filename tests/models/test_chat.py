@@ -159,3 +159,22 @@ def test_training_lowers_the_answer_loss_and_touches_only_the_learner(chat: Batt
     assert np.mean(losses[-3:]) < 0.7 * losses[0]
     assert all(torch.equal(v, chat.llm.state_dict()[k]) for k, v in llm_before.items())
     assert all(torch.equal(v, chat.vision.encoder.state_dict()[k]) for k, v in enc_before.items())
+
+
+def test_the_training_command_writes_weights_the_chat_loads(
+    tiny_bundle: Path, tiny_llm_dir: Path, encoder, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from models.chat_training import app
+
+    out = tmp_path / "chat.safetensors"
+    args = ["--bundle", str(tiny_bundle), "--llm", str(tiny_llm_dir), "--out", str(out)]
+    result = CliRunner().invoke(
+        app, [*args, "--steps", "2", "--batch-size", "1", "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output
+    trained = BatteryChat.from_pretrained(tiny_llm_dir, encoder, chat_weights=out, device="cpu")
+    fresh = BatteryChat.from_pretrained(tiny_llm_dir, encoder, device="cpu")
+    assert not torch.equal(trained.vision.image_proj.weight, fresh.vision.image_proj.weight)
