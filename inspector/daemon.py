@@ -1,4 +1,4 @@
-"""The line daemon: grab -> infer -> decide -> store -> publish, in stages with bounded queues.
+"""The line daemon: grab -> prepare -> infer + decide -> store -> publish, in bounded stages.
 
 Each stage is one thread; the queues between them are bounded, so a slow stage holds the one
 before it back instead of eating memory. Every result is stored before it is published (the
@@ -27,8 +27,10 @@ import numpy as np
 
 from inspector.batcher import STOP, next_batch
 from inspector.config import Config
+from inspector.decision import decide
 from inspector.health import Metrics, Progress, Watchdog, sd_notify
 from inspector.mqtt import RESULT_SCHEMA, MqttLink, OutboxPublisher
+from inspector.predictor import Inspection
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id
 from inspector.store import Store
 
@@ -44,6 +46,9 @@ class Grabbed:
 
     frame: Frame
     t_grab: float
+    input: np.ndarray | None = None  # the model input, once prepared
+    error: str | None = None  # why it cannot be inspected
+    t_prepared: float = 0.0
 
 
 @dataclass
@@ -102,6 +107,7 @@ class Daemon:
         self._fault_lock = threading.Lock()
         p = cfg.pipeline
         self.frame_q: queue.Queue = queue.Queue(p.frame_queue)
+        self.ready_q: queue.Queue = queue.Queue(p.frame_queue)
         self.result_q: queue.Queue = queue.Queue(p.result_queue)
         self.trigger_q: queue.Queue = queue.Queue(1000)
         self._started = time.monotonic()
@@ -263,10 +269,36 @@ class Daemon:
         }
         return Outcome(payload, g.frame, None, g.t_grab)
 
+    def _prepare_stage(self) -> None:
+        """Preprocess each frame as it comes, so the backend never waits for a resize."""
+        from models.image_io import ImageError
+
+        while True:
+            g = self.frame_q.get()
+            if g is STOP:
+                break
+            self.progress.busy("prepare")
+            t0 = time.monotonic()
+            if g.frame.image is None or g.frame.error is not None:
+                g.error = g.frame.error or "no image"
+            else:
+                try:
+                    g.input = self.predictor.prepare(g.frame.image, self.cfg.pipeline.channel_order)
+                except ImageError as exc:
+                    g.error = str(exc)
+                except Exception as exc:  # a frame nobody foresaw must not stop the line
+                    log.exception("preprocessing %s failed", g.frame.cell_id)
+                    g.error = f"{type(exc).__name__}: {exc}"
+            g.t_prepared = time.monotonic()
+            self.metrics.latency.labels("prepare").observe(g.t_prepared - t0)
+            self.ready_q.put(g)
+            self.progress.idle("prepare")
+        self.ready_q.put(STOP)
+
     def _infer_stage(self) -> None:
         p = self.cfg.pipeline
         while True:
-            batch = next_batch(self.frame_q, p.max_batch, p.batch_wait_ms / 1e3)
+            batch = next_batch(self.ready_q, p.max_batch, p.batch_wait_ms / 1e3)
             if batch is None:
                 break
             self.progress.busy("infer")
@@ -278,43 +310,47 @@ class Daemon:
         self.result_q.put(STOP)
 
     def _infer(self, batch: list[Grabbed]) -> list[Outcome]:
-        from models.image_io import ImageError
-
         t0 = time.monotonic()
-        good = [g for g in batch if g.frame.image is not None and g.frame.error is None]
+        good = [g for g in batch if g.error is None]
         outcomes: dict[int, Outcome] = {}
         for g in batch:
-            if g.frame.image is None or g.frame.error is not None:
-                outcomes[id(g)] = self._error_outcome(g, g.frame.error or "no image", t0)
-        if good:
-            try:
-                results = self.predictor.inspect_batch(
-                    [g.frame.image for g in good], self.cfg.pipeline.channel_order
-                )
-            except Exception as exc:
-                log.exception("backend failed on a batch of %d", len(good))
-                self.alarm("backend_error", "critical", f"{type(exc).__name__}: {exc}")
-                results = [exc] * len(good)
-            t1 = time.monotonic()
-            self.metrics.latency.labels("infer").observe(t1 - t0)
-            for g, r in zip(good, results, strict=True):
-                if isinstance(r, ImageError | Exception):
-                    outcomes[id(g)] = self._error_outcome(g, str(r) or type(r).__name__, t0)
-                    continue
-                t2 = time.monotonic()
-                amap = r.full_map() if r.verdict == "fail" else None
-                t3 = time.monotonic()
-                payload = self._base_payload(g) | {
-                    "width": int(r.frame_shape[1]),
-                    "height": int(r.frame_shape[0]),
-                    **r.decision.to_dict(),
-                    "latency_ms": {
-                        "wait": round((t0 - g.t_grab) * 1e3, 2),
-                        "infer": round((t1 - t0) * 1e3, 2),
-                        "map": round((t3 - t2) * 1e3, 2),
-                    },
-                }
-                outcomes[id(g)] = Outcome(payload, g.frame, amap, g.t_grab)
+            if g.error is not None:
+                outcomes[id(g)] = self._error_outcome(g, g.error, t0)
+        if not good:
+            return [outcomes[id(g)] for g in batch]
+        try:
+            maps, scores = self.predictor.backend.infer(np.stack([g.input for g in good]))
+        except Exception as exc:
+            log.exception("backend failed on a batch of %d", len(good))
+            self.alarm("backend_error", "critical", f"{type(exc).__name__}: {exc}")
+            for g in good:
+                outcomes[id(g)] = self._error_outcome(g, f"backend: {exc}", t0)
+            return [outcomes[id(g)] for g in batch]
+        t1 = time.monotonic()
+        self.metrics.latency.labels("infer").observe(t1 - t0)
+        recipe = self.predictor.recipe
+        for j, g in enumerate(good):
+            t2 = time.monotonic()
+            shape = tuple(g.frame.image.shape)
+            decision = decide(
+                maps[j], float(scores[j]), shape, recipe.thresholds, recipe.pixel_pitch_mm
+            )
+            inspection = Inspection(decision, maps[j], shape)
+            amap = inspection.full_map() if decision.verdict == "fail" else None
+            t3 = time.monotonic()
+            payload = self._base_payload(g) | {
+                "width": int(shape[1]),
+                "height": int(shape[0]),
+                **decision.to_dict(),
+                "latency_ms": {
+                    "prepare": round((g.t_prepared - g.t_grab) * 1e3, 2),
+                    "wait": round((t0 - g.t_prepared) * 1e3, 2),
+                    "infer": round((t1 - t0) * 1e3, 2),
+                    "decide": round((t3 - t2) * 1e3, 2),
+                },
+            }
+            self.metrics.latency.labels("decide").observe(t3 - t2)
+            outcomes[id(g)] = Outcome(payload, g.frame, amap, g.t_grab)
         return [outcomes[id(g)] for g in batch]
 
     def _store_stage(self) -> None:
@@ -382,6 +418,7 @@ class Daemon:
                 self.metrics.backlog.set(backlog)
                 self.metrics.pending_jobs.set(self.store.pending_jobs())
                 self.metrics.queue_depth.labels("frames").set(self.frame_q.qsize())
+                self.metrics.queue_depth.labels("ready").set(self.ready_q.qsize())
                 self.metrics.queue_depth.labels("results").set(self.result_q.qsize())
                 if backlog > self.cfg.mqtt.backlog_alarm:
                     if "backlog" not in self._faults:
@@ -438,6 +475,7 @@ class Daemon:
             self._set_fault("source", self._faults["source"])
         for name, target in (
             ("grab", lambda: self._grab_stage(opened)),
+            ("prepare", self._prepare_stage),
             ("infer", self._infer_stage),
             ("store", self._store_stage),
             ("trigger", self._trigger_stage),
@@ -469,7 +507,7 @@ class Daemon:
         except Exception:
             log.exception("closing the source")
         by_name = {t.name: t for t in self._threads}
-        for name in ("grab", "infer", "store", "trigger"):
+        for name in ("grab", "prepare", "infer", "store", "trigger"):
             by_name[name].join(FLUSH_TIMEOUT_S * 3)
         by_name["housekeeping"].join(1.0)
         if self.link is not None:

@@ -190,7 +190,10 @@ def test_results_made_while_the_broker_is_down_arrive_in_order_when_it_returns(
             assert stored.acquire(timeout=30)
         assert daemon.store.backlog() == len(cells), "stored, waiting for the broker"
         broker.start()
-        results = collector.wait_for("result", 1 + len(cells), timeout=60)
+        down = collector.wait_for(
+            "result", len(cells), timeout=60, where=lambda r: r["cell_id"].startswith("DOWN")
+        )
         assert daemon.outbox.flush(30)
-    got = [r["cell_id"] for r in results]
-    assert [c for c in got if c.startswith("DOWN")] == cells
+    # QoS 1 is at least once: a redelivered duplicate may follow, the first arrivals keep order
+    first_seen = list(dict.fromkeys(r["cell_id"] for r in down))
+    assert first_seen == cells
