@@ -175,7 +175,11 @@ def main(
     """Train the chat's prompt learner and projection on synthetic question/answer pairs."""
     from models.bundle import load_detector
 
-    chat = BatteryChat.from_pretrained(llm, load_detector(bundle).encoder, device=device)
+    try:
+        chat = BatteryChat.from_pretrained(llm, load_detector(bundle).encoder, device=device)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
     losses = train_chat(chat, steps, batch_size, lr, product=product)
     save_chat_weights(chat.vision, out)
     typer.echo(f"wrote {out} (loss {losses[0]:.3f} -> {np.mean(losses[-10:]):.3f})")

@@ -15,16 +15,6 @@ from inspector.cli.errors import user_errors
 log = logging.getLogger("inspector.explain")
 
 
-def _resolve(cfg, config_path: Path) -> None:
-    """Relative paths in the ``explainer`` section are relative to the config file."""
-    base = config_path.resolve().parent
-    bg = cfg.explainer.batterygpt
-    for name in ("llm_path", "chat_weights", "bundle"):
-        value = getattr(bg, name)
-        if value is not None and not value.is_absolute():
-            setattr(bg, name, (base / value).expanduser())
-
-
 @app.command()
 def explain(
     config: Path = typer.Option(..., "--config", "-c", help="The station's YAML config file."),
@@ -48,7 +38,7 @@ def explain(
 
     with user_errors():
         cfg = load_config(config)
-        _resolve(cfg, config)
+        cfg.explainer.resolve_paths(config.resolve().parent)
     setup_logging(cfg.health.log_format, cfg.health.log_level)
     try:
         recipe = load_recipe(cfg.bundle)

@@ -85,6 +85,15 @@ class ExplainerConfig(_Strict):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     poll_interval_s: float = Field(1.0, gt=0, description="wait between empty queue checks")
 
+    def resolve_paths(self, base: Path) -> ExplainerConfig:
+        """Make the batterygpt paths absolute, relative to ``base`` (the config's folder)."""
+        bg = self.batterygpt
+        for name in ("llm_path", "chat_weights", "bundle"):
+            value = getattr(bg, name)
+            if value is not None and not value.is_absolute():
+                setattr(bg, name, (Path(base) / value).expanduser())
+        return self
+
     @model_validator(mode="after")
     def _backend_is_configured(self) -> ExplainerConfig:
         if self.backend == "batterygpt" and self.batterygpt.llm_path is None:

@@ -178,3 +178,14 @@ def test_the_training_command_writes_weights_the_chat_loads(
     trained = BatteryChat.from_pretrained(tiny_llm_dir, encoder, chat_weights=out, device="cpu")
     fresh = BatteryChat.from_pretrained(tiny_llm_dir, encoder, device="cpu")
     assert not torch.equal(trained.vision.image_proj.weight, fresh.vision.image_proj.weight)
+
+
+def test_the_training_command_says_what_is_missing(tiny_bundle: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from models.chat_training import app
+
+    args = ["--bundle", str(tiny_bundle), "--llm", str(tmp_path), "--out", str(tmp_path / "c")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "is not a transformers model folder" in result.output

@@ -61,3 +61,16 @@ def test_bad_explainer_settings_name_the_key() -> None:
     with pytest.raises(ValidationError, match="Extra inputs"):
         ExplainerConfig.model_validate({"retry": {"attempts": 3}})
     assert ExplainerConfig().retry.delay(3) == 20.0  # 5 s doubling: 5, 10, 20
+
+
+def test_relative_model_paths_are_relative_to_the_config_file(tmp_path) -> None:
+    from inspector.explain.config import ExplainerConfig
+
+    cfg = ExplainerConfig.model_validate(
+        {
+            "backend": "batterygpt",
+            "batterygpt": {"llm_path": "models/vicuna", "chat_weights": "/abs.st"},
+        }
+    ).resolve_paths(tmp_path)
+    assert cfg.batterygpt.llm_path == tmp_path / "models/vicuna"
+    assert str(cfg.batterygpt.chat_weights) == "/abs.st"
