@@ -190,6 +190,7 @@ class BatteryChat:
         self.stop_strings = tuple(stop_strings)
         self.temperature = temperature
         self._cache_kw = _cache_keyword(llm)
+        self.max_context = int(getattr(llm.config, "max_position_embeddings", 4096))
 
     @property
     def device(self) -> torch.device:
@@ -310,10 +311,18 @@ class BatteryChat:
             system: the system prompt (role, rules and the region facts).
             history: earlier turns, ``{"role", "text"}``, oldest first.
             question: the new user message.
+
+        When the prompt and ``max_new_tokens`` would not fit the model's context, the oldest
+        question/answer pairs are left out (the image moves to the oldest turn kept).
         """
-        prompt = build_prompt(system, history, question)
         with torch.no_grad():
             tokens = self.image_tokens(image, amap)
-        embeds, _ = self.embed_prompt(prompt, tokens)
+        history = list(history)
+        while True:
+            prompt = build_prompt(system, history, question)
+            embeds, _ = self.embed_prompt(prompt, tokens)
+            if embeds.shape[1] + self.max_new_tokens <= self.max_context or len(history) < 2:
+                break
+            history = history[2:]
         text, n_new, reason = self.generate(embeds)
         return ChatReply(text, prompt, int(embeds.shape[1]), n_new, reason)

@@ -189,3 +189,21 @@ def test_the_training_command_says_what_is_missing(tiny_bundle: Path, tmp_path: 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "is not a transformers model folder" in result.output
+
+
+def test_a_chat_longer_than_the_context_drops_its_oldest_turns(chat: BatteryChat) -> None:
+    image, amap = inputs()
+    history = []
+    for i in range(6):
+        history += [
+            {"role": "user", "text": f"Where is the defect? ({i})"},
+            {"role": "assistant", "text": "upper centre region one"},
+        ]
+    full = chat.reply(image, amap, "SYS", history, "How big is it?")
+    assert "(0)" in full.prompt
+    chat.max_context = full.n_prompt_tokens + chat.max_new_tokens - 1  # one token short
+    cut = chat.reply(image, amap, "SYS", history, "How big is it?")
+    assert (
+        "(0)" not in cut.prompt and "<Img><ImageHere></Img> Where is the defect? (1)" in cut.prompt
+    )
+    assert cut.n_prompt_tokens + chat.max_new_tokens <= chat.max_context
