@@ -115,7 +115,9 @@ class PipelineConfig(_Strict):
     frame_queue: int = Field(16, ge=1, le=10_000)
     result_queue: int = Field(64, ge=1, le=10_000)
     max_batch: int = Field(8, ge=1, le=256)
-    batch_wait_ms: float = Field(5.0, ge=0, le=10_000)
+    # 0: a batch is what waits when the backend is free (bursts batch, a lone frame never
+    # waits); above 0: also wait this long for company after the first frame
+    batch_wait_ms: float = Field(0.0, ge=0, le=10_000)
     channel_order: Literal["bgr", "rgb"] = "bgr"
 
 

@@ -380,7 +380,7 @@ class Daemon:
         row_id = self.store.record(payload, image, o.amap)
         self.metrics.latency.labels("store").observe(time.monotonic() - t0)
         if self.outbox is not None:
-            self.outbox.wake()
+            self.outbox.offer(row_id, payload)
         verdict = payload["verdict"]
         self.counts[verdict] += 1
         self.metrics.verdicts.labels(verdict).inc()

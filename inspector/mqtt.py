@@ -352,6 +352,8 @@ class OutboxPublisher:
         self._acked = threading.Event()
         self._stop = threading.Event()
         self._last_handed = 0
+        self._behind = True  # the store may hold rows not yet handed (old ones at start)
+        self._hand_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
         link.on_ack_signal = self.wake
 
@@ -362,16 +364,39 @@ class OutboxPublisher:
         """New rows or acknowledgements: drain now."""
         self._wake.set()
 
+    def offer(self, row_id: int, payload: dict) -> None:
+        """A result just stored: publish it at once when nothing older waits, else drain.
+
+        Saves the drain thread's wake-up and query on the common path (connected, caught up).
+        """
+        with self._hand_lock:
+            if row_id <= self._last_handed:  # the drain thread was quicker
+                return
+            if (
+                not self._behind
+                and self.link.connected.is_set()
+                and self.link.in_flight() < self.window
+            ):
+                self.link.publish_result(row_id, payload)
+                self._last_handed = row_id
+                return
+            self._behind = True
+        self.wake()
+
     def _step(self) -> None:
         self._mark(self.link.delivered())
-        if not self.link.connected.is_set():
-            return
-        room = self.window - self.link.in_flight()
-        if room <= 0:
-            return
-        for row in self.store.unpublished(after_id=self._last_handed, limit=room):
-            self.link.publish_result(row["id"], row["payload"])
-            self._last_handed = row["id"]
+        with self._hand_lock:
+            if not self.link.connected.is_set():
+                self._behind = True
+                return
+            room = self.window - self.link.in_flight()
+            if room <= 0:
+                return
+            rows = self.store.unpublished(after_id=self._last_handed, limit=room)
+            for row in rows:
+                self.link.publish_result(row["id"], row["payload"])
+                self._last_handed = row["id"]
+            self._behind = len(rows) >= room
 
     def _run(self) -> None:
         while not self._stop.is_set():
