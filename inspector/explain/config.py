@@ -84,6 +84,9 @@ class ExplainerConfig(_Strict):
     batterygpt: BatteryGPTSettings = Field(default_factory=BatteryGPTSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     poll_interval_s: float = Field(1.0, gt=0, description="wait between empty queue checks")
+    check_facts: bool = Field(
+        True, description="replace a model's explanation that contradicts the facts"
+    )
 
     def resolve_paths(self, base: Path) -> ExplainerConfig:
         """Make the batterygpt paths absolute, relative to ``base`` (the config's folder)."""

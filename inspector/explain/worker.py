@@ -3,7 +3,8 @@
 A job's explanation is stored (``finish_job``) before it is published on the ``explanation``
 topic. A backend that fails gives the job back with exponential back-off (``fail_job``); on
 its last attempt the template backend explains it from the facts, so no reject is left
-without an explanation.
+without an explanation. A language model's explanation that contradicts the measured facts
+(a wrong count, a defect where none was found) is replaced by the template's at once.
 
 Example:
     >>> worker = ExplainWorker(store, TemplateBackend(), ExplainerConfig())  # doctest: +SKIP
@@ -20,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.explain.backends.base import Backend, RejectContext
+from inspector.explain.backends.base import Backend, BackendError, RejectContext
 from inspector.explain.backends.template import TemplateBackend
 from inspector.explain.config import ExplainerConfig
 from inspector.explain.facts import Facts, facts_from_map, facts_from_result
+from inspector.explain.grounding import contradictions
 from models.recipe import Recipe, Thresholds
 
 log = logging.getLogger("inspector.explain")
@@ -146,6 +148,12 @@ class ExplainWorker:
         if not isinstance(backend, TemplateBackend):
             try:
                 text = backend.explain(ctx)
+                problems = contradictions(ctx.facts, text) if self.cfg.check_facts else []
+                if problems:
+                    raise BackendError(
+                        f"answer contradicts the facts ({'; '.join(problems)}): {text[:200]!r}",
+                        permanent=True,
+                    )
             except Exception as exc:  # any failure: retry later, finally the template
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 retry = self.cfg.retry
@@ -172,7 +180,7 @@ class ExplainWorker:
                     error,
                 )
                 self.counts["fallback"] += 1
-                backend = self.fallback
+                backend, text = self.fallback, None
         if text is None:
             text = backend.explain(ctx)
         self.store.finish_job(job.id, text, backend.name)

@@ -123,3 +123,18 @@ def test_a_failure_no_retry_can_cure_goes_to_the_template_at_once(store: Store) 
     cfg = ExplainerConfig.model_validate({"retry": {"max_attempts": 5, "backoff_s": 60.0}})
     outcome = ExplainWorker(store, NeedsImage(), cfg).run_once()
     assert (outcome.state, outcome.backend) == ("done", "template")
+
+
+def test_an_explanation_that_contradicts_the_facts_is_replaced_by_the_template(
+    store: Store,
+) -> None:
+    class Confabulating(Backend):
+        name = "openai"
+
+        def reply(self, ctx, history, question) -> str:
+            return "There are three defects, the worst in the lower right."
+
+    record_reject(store, "f1", (10, 10, 30, 30))
+    outcome = ExplainWorker(store, Confabulating(), ExplainerConfig()).run_once()
+    assert (outcome.state, outcome.backend) == ("done", "template")
+    assert store.explanation("f1")["text"].startswith("This pouch cell was rejected: one defect")
