@@ -1,0 +1,98 @@
+"""Calibration: thresholds fitted on N normal images hold their false-reject rate on others."""
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.calibration import CALIBRATION_FILE, calibrate, wilson
+from inspector.predictor import Predictor
+from models.datasets import Sample
+from models.recipe import load_recipe
+from tests.conftest import paste_foreign, textured
+
+N = 100
+TARGET = 0.1
+
+
+def write_set(folder, seeds, defect=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for s in seeds:
+        img = textured(96, 128, seed=s)
+        if defect:
+            img = paste_foreign(img, (40 + s % 30, 20 + s % 40, 36, 36), seed=s)
+        cv2.imwrite(str(folder / f"{s:04d}.png"), img)
+        paths.append(folder / f"{s:04d}.png")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, tiny_bundle):
+    out = tmp_path_factory.mktemp("calib") / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("calib_data")
+    return (
+        write_set(root / "fit", range(100, 100 + N)),
+        write_set(root / "check", range(300, 300 + N)),
+        write_set(root / "defect", range(500, 520), defect=True),
+    )
+
+
+def test_threshold_holds_its_false_reject_rate_on_a_second_normal_set(bundle, sets):
+    fit, check, defects = sets
+    predictor = Predictor(bundle, "torch")
+    result = calibrate(
+        predictor,
+        fit,
+        [Sample(p, 1, "foreign") for p in defects],
+        TARGET,
+        holdout=False,
+        progress=False,
+    )
+    recipe = load_recipe(bundle)
+    assert recipe.thresholds.calibrated and recipe.thresholds == result.thresholds
+    assert (bundle / CALIBRATION_FILE).is_file()
+    assert result.fit_rate.k <= int(TARGET * N) and result.fit_rate.k >= int(TARGET * N) - 3
+
+    # the real decision path, with the thresholds as stored in recipe.yaml
+    fresh = Predictor(bundle, "torch")
+    frames = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in check]
+    verdicts = [r.verdict for r in fresh.inspect_batch(frames)]
+    frr = verdicts.count("fail") / len(verdicts)
+    assert abs(frr - TARGET) <= 0.09, frr  # binomial sd at n=100 is 0.03
+
+    assert result.escape_rate is not None and result.escape_rate.n == 20
+    assert set(result.escape_by_defect) == {"foreign"}
+    lines = "\n".join(result.summary())
+    assert "pixel threshold" in lines and "escapes" in lines
+
+
+def test_held_out_check_is_reported_when_there_are_enough_images(bundle, sets):
+    fit, _, _ = sets
+    predictor = Predictor(bundle, "torch")
+    result = calibrate(predictor, fit[:40], target_rate=0.02, progress=False, write=False)
+    assert result.holdout_rate is not None and result.holdout_rate.n == 12
+    assert result.n_fit == 28
+    assert any("cannot resolve" in n for n in result.notes)  # 28 images cannot show 2 %
+    few = calibrate(predictor, fit[:10], target_rate=0.2, progress=False, write=False)
+    assert few.holdout_rate is None and any("no held-out check" in n for n in few.notes)
+
+
+def test_bad_rates_are_refused(bundle, sets):
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        calibrate(Predictor(bundle, "torch"), sets[0][:3], target_rate=1.5, progress=False)
+
+
+def test_wilson_interval_is_sound_at_zero_and_brackets_the_rate():
+    zero = wilson(0, 50)
+    assert zero.rate == 0 and zero.low == 0 and 0.05 < zero.high < 0.1
+    mid = wilson(10, 100)
+    assert mid.low < 0.1 < mid.high
+    assert np.isclose(mid.rate, 0.1)

@@ -1,0 +1,80 @@
+"""The MVTec-layout reader, with and without masks."""
+
+import cv2
+import numpy as np
+import pytest
+
+from models.datasets import (
+    defect_samples,
+    has_masks,
+    is_mvtec,
+    load_test_split,
+    normal_images,
+    train_images,
+)
+from models.image_io import ImageError
+
+
+def write(path, img):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    img = np.full((40, 60), 100, np.uint8)
+    for i in range(3):
+        write(tmp_path / "train/good" / f"{i:03d}.png", img)
+    write(tmp_path / "test/good/000.png", img)
+    write(tmp_path / "test/good/001.png", img)
+    write(tmp_path / "test/scratch/000.png", img)
+    write(tmp_path / "test/scratch/001.png", img)
+    write(tmp_path / "test/bubble/000.png", img)
+    mask = np.zeros((20, 30), np.uint8)  # half size: must be resized to the image
+    mask[5:10, 5:10] = 255
+    write(tmp_path / "ground_truth/scratch/000_mask.png", mask)
+    write(tmp_path / "ground_truth/scratch/001_mask.png", mask)
+    write(tmp_path / "ground_truth/bubble/000_mask.png", mask)
+    return tmp_path
+
+
+def test_reads_labels_defect_types_and_masks(dataset):
+    samples = load_test_split(dataset)
+    assert [(s.defect, s.label) for s in samples] == [
+        ("good", 0),
+        ("good", 0),
+        ("bubble", 1),
+        ("scratch", 1),
+        ("scratch", 1),
+    ]
+    assert has_masks(samples) and is_mvtec(dataset)
+    mask = samples[3].read_mask((40, 60))
+    assert mask.shape == (40, 60) and mask.max() == 1 and mask.sum() == 100
+    assert not samples[0].read_mask((40, 60)).any()
+    assert len(train_images(dataset)) == 3 and len(normal_images(dataset)) == 5
+    assert [s.defect for s in defect_samples(dataset)] == ["bubble", "scratch", "scratch"]
+
+
+def test_image_labels_only_is_a_valid_dataset(dataset):
+    import shutil
+
+    shutil.rmtree(dataset / "ground_truth")
+    samples = load_test_split(dataset)
+    assert len(samples) == 5 and not has_masks(samples)
+    assert samples[-1].mask_path is None and samples[-1].read_mask((40, 60)) is None
+
+
+def test_a_plain_folder_serves_as_training_images(tmp_path):
+    write(tmp_path / "a.png", np.zeros((20, 20), np.uint8))
+    assert [p.name for p in train_images(tmp_path)] == ["a.png"]
+    assert not is_mvtec(tmp_path)
+    with pytest.raises(ImageError, match="no test/ folder"):
+        load_test_split(tmp_path)
+
+
+def test_missing_or_empty_folders_say_so(tmp_path):
+    with pytest.raises(ImageError, match="not a directory"):
+        train_images(tmp_path / "nope")
+    (tmp_path / "train/good").mkdir(parents=True)
+    with pytest.raises(ImageError, match="contains no images"):
+        train_images(tmp_path)

@@ -1,0 +1,104 @@
+"""Training the decoder: only the projections change; an interrupted run resumes exactly."""
+
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from models.bundle import create_bundle
+from models.recipe import DECODER_FILE, ENCODER_FILE, TEXT_FILE, file_sha256, load_recipe
+from models.training import CHECKPOINT_FILE, TrainConfig, load_checkpoint, train_bundle
+from tests.conftest import textured
+
+# 16 samples in batches of 4, 2 batches per optimizer step: 2 steps per epoch
+CONFIG = TrainConfig(epochs=2, batch_size=4, accumulate=2, samples_per_epoch=16, seed=5)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [textured(120, 160, seed=10 + i) for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def fresh_bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "fresh"
+    create_bundle(out, "tiny", "pouch cell", seed=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fresh_bundle, images):
+    out = tmp_path_factory.mktemp("train") / "straight"
+    shutil.copytree(fresh_bundle, out)
+    result = train_bundle(out, images, CONFIG, progress=False)
+    return out, result
+
+
+class Interrupt:
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.seen: list[int] = []
+
+    def __call__(self, step: int, loss: float) -> None:
+        self.seen.append(step)
+        if step == self.after:
+            raise KeyboardInterrupt
+
+
+def test_only_the_decoder_projections_change(fresh_bundle, trained):
+    out, result = trained
+    assert result.epochs_done == 2 and result.steps_done == 4 and len(result.epoch_losses) == 2
+    assert file_sha256(out / ENCODER_FILE) == file_sha256(fresh_bundle / ENCODER_FILE)
+    assert file_sha256(out / TEXT_FILE) == file_sha256(fresh_bundle / TEXT_FILE)
+    before, after = load_file(fresh_bundle / DECODER_FILE), load_file(out / DECODER_FILE)
+    assert not torch.equal(before["proj.0.weight"], after["proj.0.weight"])
+    assert torch.equal(before["norm.weight"], after["norm.weight"])  # frozen LayerNorm
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, fresh_bundle, images, trained):
+    bundle = tmp_path / "interrupted"
+    shutil.copytree(fresh_bundle, bundle)
+    stop = Interrupt(after=3)  # mid second epoch
+    with pytest.raises(KeyboardInterrupt):
+        train_bundle(bundle, images, CONFIG, progress=False, on_step=stop)
+    assert stop.seen == [1, 2, 3]
+    ckpt = load_checkpoint(bundle)
+    assert (ckpt["epoch"], ckpt["step"]) == (1, 1)
+
+    resumed = Interrupt(after=-1)
+    result = train_bundle(bundle, images, CONFIG, progress=False, on_step=resumed)
+    assert result.resumed_from == (1, 1) and resumed.seen == [4]
+    straight, straight_result = trained
+    a, b = load_file(straight / DECODER_FILE), load_file(bundle / DECODER_FILE)
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    assert result.epoch_losses == pytest.approx(straight_result.epoch_losses, rel=1e-5)
+
+
+def test_a_finished_run_has_nothing_left_and_other_settings_are_refused(trained, images):
+    out, _ = trained
+    again = train_bundle(out, images, CONFIG, progress=False)
+    assert again.resumed_from == (2, 0)
+    other = TrainConfig(epochs=2, batch_size=8, accumulate=1, samples_per_epoch=16, seed=5)
+    with pytest.raises(ValueError, match="other settings"):
+        train_bundle(out, images, other, progress=False)
+    assert (out / CHECKPOINT_FILE).is_file()
+
+
+def test_training_marks_the_thresholds_uncalibrated(tmp_path, fresh_bundle, images):
+    from models.recipe import save_recipe
+
+    bundle = tmp_path / "calibrated"
+    shutil.copytree(fresh_bundle, bundle)
+    recipe = load_recipe(bundle)
+    recipe.thresholds = recipe.thresholds.model_copy(update={"calibrated": True})
+    save_recipe(bundle, recipe)
+    cfg = TrainConfig(epochs=1, batch_size=4, samples_per_epoch=4)
+    train_bundle(bundle, images, cfg, progress=False)
+    assert load_recipe(bundle).thresholds.calibrated is False
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
