@@ -15,7 +15,7 @@ def test_image_auroc_matches_sklearn():
 
 
 def test_f1_max_is_the_best_f1_over_all_thresholds():
-    best = max(f1_score(LABELS, (SCORES >= t).astype(int)) for t in np.unique(SCORES))
+    best = max(f1_score(LABELS, (t <= SCORES).astype(int)) for t in np.unique(SCORES))
     assert metrics.image_f1_max(LABELS, SCORES) == pytest.approx(best)
 
 
