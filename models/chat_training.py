@@ -1,8 +1,9 @@
 """Train the chat's prompt learner and image projection on synthetic question/answer pairs.
 
-Each example is a synthetic cell image with 0-2 drawn defects (ellipses and scratches placed in
-distinct cells of the 3x3 grid), an anomaly map made from their mask (blurred, scaled, with
-noise, as a detector would give), one question and the answer its mask implies, e.g.
+Each example is a procedural cell image (``models.synth``) with 0-2 synthetic defects in
+distinct cells of the 3x3 grid (Poisson-blended patches, ``models.poisson``, or drawn
+scratches), an anomaly map made from the changed pixels (blurred, scaled, with noise, as a
+detector would give), one question and the answer that map implies, e.g.
 "Is there any anomaly in the image?" / "Yes, two, upper centre and lower centre." The language
 model and image encoder 2 stay frozen; the loss is the LM's cross-entropy on the answer tokens.
 
@@ -62,44 +63,81 @@ def answer_for(question: str, positions: list[str], product: str) -> str:
     return f"In the {places}." if n else "There is no defect."
 
 
-def synthetic_example(
-    rng: np.random.Generator, size: int = 224, product: str = "pouch cell"
-) -> Example:
-    """A textured gray cell with 0, 1 or 2 defects, its map and one question/answer pair."""
-    noise = rng.normal(0, 1, (size // 16 + 2, size // 16 + 2)).astype(np.float32)
-    image = 128 + 25 * cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
-    image += rng.normal(0, 4, (size, size)).astype(np.float32)
-    n = int(rng.integers(0, 3))
-    cells = rng.choice(9, size=n, replace=False)
-    mask = np.zeros((size, size), np.uint8)
+def map_positions(amap: np.ndarray, threshold: float = 0.5, min_area: int = 20) -> list[str]:
+    """3x3 words of the map's regions, as the station's decision would name them, in reading
+    order (8-connected areas at or above ``threshold``, at least ``min_area`` pixels)."""
+    h, w = amap.shape
+    mask = (amap >= threshold).astype(np.uint8)
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
     found = []
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] < min_area:
+            continue
+        cx, cy = centroids[i, 0] + 0.5, centroids[i, 1] + 0.5
+        row, col = min(2, int(3 * cy / h)), min(2, int(3 * cx / w))
+        found.append((row, col))
+    return [grid_word(r, c) for r, c in sorted(found)]
+
+
+def _scratch(rng: np.random.Generator, image: np.ndarray, cell: tuple[int, int, int, int]):
+    """Draw a thin bright or dark line inside ``cell`` (x0, y0, x1, y1); returns its 0/1 mask."""
+    x0, y0, x1, y1 = cell
+    cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
+    dx, dy = rng.uniform(-1, 1, 2) * (x1 - x0)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    p0, p1 = (int(cx - dx), int(cy - dy)), (int(cx + dx), int(cy + dy))
+    cv2.line(mask, p0, p1, 1, int(rng.integers(2, 4)))
+    shift = float(rng.choice([-1, 1]) * rng.uniform(40, 80))
+    image[mask > 0] = np.clip(image[mask > 0].astype(np.float32) + shift, 0, 255)
+    return mask
+
+
+def synthetic_example(
+    rng: np.random.Generator, size: int = 224, product: str = "pouch cell", kind: str = "pouch"
+) -> Example:
+    """A procedural cell (``models.synth``) with 0, 1 or 2 defects in distinct cells of the 3x3
+    grid (Poisson-blended patches of another cell, ``models.poisson``, or drawn scratches), its
+    map and one question with the answer the map implies."""
+    from models.poisson import synthetic_defect
+    from models.synth import render
+
+    image, _ = render(kind, int(rng.integers(1 << 31)), size=(size, size))
+    other = "ultrasound" if kind == "pouch" else "pouch"  # a foreign texture blends visibly
+    source, _ = render(other, int(rng.integers(1 << 31)), size=(size, size))
+    label = np.zeros((size, size), np.uint8)
     step = size / 3
-    for cell in sorted(int(c) for c in cells):
-        row, col = divmod(cell, 3)
-        cx = int((col + 0.5 + rng.uniform(-0.2, 0.2)) * step)
-        cy = int((row + 0.5 + rng.uniform(-0.2, 0.2)) * step)
-        one = np.zeros_like(mask)
-        if rng.random() < 0.5:
-            axes = (int(rng.integers(6, 18)), int(rng.integers(6, 18)))
-            cv2.ellipse(one, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+    for cell in rng.choice(9, size=int(rng.choice(3, p=[0.2, 0.4, 0.4])), replace=False):
+        row, col = divmod(int(cell), 3)
+        box = tuple(
+            int(v)
+            for v in (
+                (col + 0.3) * step,
+                (row + 0.3) * step,
+                (col + 0.7) * step,
+                (row + 0.7) * step,
+            )
+        )
+        if rng.random() < 0.7:
+            region = np.zeros_like(label)
+            region[box[1] : box[3], box[0] : box[2]] = 1
+            image, changed, _ = synthetic_defect(
+                image, source, rng, scale=(0.12, 0.22), region=region
+            )
         else:
-            dx, dy = rng.uniform(-1, 1, 2) * step * 0.3
-            p0, p1 = (int(cx - dx), int(cy - dy)), (int(cx + dx), int(cy + dy))
-            cv2.line(one, p0, p1, 255, int(rng.integers(2, 5)))
-        mask |= one
-        found.append(grid_word(row, col))
-    image[mask > 0] += float(rng.choice([-1, 1]) * rng.uniform(40, 80))
-    image = np.clip(image, 0, 255).astype(np.uint8)
-    grown = cv2.dilate(mask, np.ones((5, 5), np.uint8))  # thin scratches survive the blur
+            changed = _scratch(rng, image, box)
+        label |= changed.astype(np.uint8)
+    grown = cv2.dilate(label * 255, np.ones((5, 5), np.uint8))  # thin changes survive the blur
     amap = cv2.GaussianBlur(grown.astype(np.float32) / 255.0, (0, 0), 2.0)
     amap = np.clip(amap * rng.uniform(0.7, 1.0) + rng.normal(0, 0.03, amap.shape), 0, 1)
+    amap = amap.astype(np.float32)
+    positions = map_positions(amap)
     question = QUESTIONS[int(rng.integers(len(QUESTIONS)))]
     return Example(
         torch.from_numpy(preprocess(image, size)),
-        torch.from_numpy(amap.astype(np.float32)),
+        torch.from_numpy(amap),
         question,
-        answer_for(question, found, product),
-        found,
+        answer_for(question, positions, product),
+        positions,
     )
 
 
