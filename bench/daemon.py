@@ -109,7 +109,7 @@ def run(frames: int, burst: int) -> str:
         timer = Timer(predictor.backend)
         source = QueueSource()
         grabbed: dict[str, float] = {}
-        model_s: dict[str, tuple[float, float]] = {}  # cell -> (backend s, prepare s)
+        model_s: dict[str, tuple[float, float, float]] = {}  # cell -> backend, prepare, to store
         cell_of_row: dict[int, str] = {}
         acked: queue.Queue = queue.Queue()
 
@@ -120,7 +120,12 @@ def run(frames: int, burst: int) -> str:
                 cell_of_row[row_id] = payload["cell_id"]
                 stored.notify_all()
             backend_s = timer.calls[-1][1] if timer.calls else 0.0
-            model_s[payload["cell_id"]] = (backend_s, payload["latency_ms"]["prepare"] / 1e3)
+            lat_ms = payload["latency_ms"]
+            model_s[payload["cell_id"]] = (
+                backend_s,
+                lat_ms["prepare"] / 1e3,
+                lat_ms["total"] / 1e3,
+            )
 
         def on_delivered(row_id: int, t: float) -> None:
             acked.put((row_id, t))
@@ -148,9 +153,17 @@ def run(frames: int, burst: int) -> str:
                 with stored:  # the PUBACK may beat the on_result callback
                     assert stored.wait_for(lambda r=row_id: r in cell_of_row, 60)
                 c = cell_of_row[row_id]
-                backend_s, prepare_s = model_s[c]
+                backend_s, prepare_s, to_store = model_s[c]
                 total = t_ack - grabbed[c]
-                rows.append({"total": total, "backend": backend_s, "prepare": prepare_s})
+                rows.append(
+                    {
+                        "total": total,
+                        "backend": backend_s,
+                        "prepare": prepare_s,
+                        "pre_store": to_store - backend_s - prepare_s,
+                        "post_store": total - to_store,
+                    }
+                )
             return rows
 
         passes = big_frames(4)
@@ -202,6 +215,14 @@ def run(frames: int, burst: int) -> str:
                 [r["prepare"] for r in lat],
             ),
             row("**daemon overhead**: queues, decision, SQLite, MQTT, PUBACK", overhead, bold=True),
+            row(
+                "... of it before the store: queues, batching, decision",
+                [r["pre_store"] for r in lat],
+            ),
+            row(
+                "... of it from the store on: SQLite commit, publish, PUBACK",
+                [r["post_store"] for r in lat],
+            ),
             row("everything outside the backend (incl. preprocessing)", outside_backend),
             row(f"reject overhead (PNG + full-size map saved; {len(rejects)} frames)", rej_over),
         ]

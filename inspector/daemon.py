@@ -377,7 +377,7 @@ class Daemon:
         t0 = time.monotonic()
         payload["latency_ms"]["total"] = round((t0 - o.t_grab) * 1e3, 2)
         image = o.frame.image if payload["verdict"] == "fail" else None
-        row_id = self.store.record(payload, image, o.amap)
+        row_id = self.store.record(payload, image, o.amap, defer_files=True)
         self.metrics.latency.labels("store").observe(time.monotonic() - t0)
         if self.outbox is not None:
             self.outbox.offer(row_id, payload)

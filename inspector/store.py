@@ -16,6 +16,8 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import shutil
 import sqlite3
 import threading
@@ -28,6 +30,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+log = logging.getLogger("inspector.store")
 
 DB_FILE = "inspector.db"
 REJECTS_DIR = "rejects"
@@ -99,6 +103,23 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _write_files(
+    image_path: Path | None, image: np.ndarray | None, map_path: Path | None, amap
+) -> int:
+    """Write a reject's PNG and map; returns the bytes written."""
+    size = 0
+    if image_path is not None:
+        ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not ok:
+            raise OSError(f"could not encode the PNG {image_path.name}")
+        buf.tofile(image_path)
+        size += image_path.stat().st_size
+    if map_path is not None:
+        np.save(map_path, np.asarray(amap, dtype=np.float32))
+        size += map_path.stat().st_size
+    return size
+
+
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120] or "frame"
 
@@ -127,6 +148,9 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._lock:
             self._db.executescript(_SCHEMA)
+        self._files: queue.Queue | None = None
+        self._files_thread: threading.Thread | None = None
+        self._recover_unsaved()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -140,7 +164,11 @@ class Store:
             self._db.execute("COMMIT")
 
     def close(self) -> None:
-        """Close the database (a checkpoint folds the WAL back into the main file)."""
+        """Finish deferred pictures, close the database (the WAL is folded back)."""
+        if self._files is not None:
+            self._files.put(None)
+            self._files_thread.join()
+            self._files = None
         with self._lock:
             with suppress(sqlite3.Error):
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -148,36 +176,37 @@ class Store:
 
     # --- results: the outbox -------------------------------------------------------------
 
-    def record(self, result: dict, image: np.ndarray | None, amap: np.ndarray | None) -> int:
+    def record(
+        self,
+        result: dict,
+        image: np.ndarray | None,
+        amap: np.ndarray | None,
+        defer_files: bool = False,
+    ) -> int:
         """Store one result before it is published; a reject also saves its pictures and job.
 
         Args:
             result: the MQTT result payload (``frame_id``, ``cell_id``, ``verdict``, ...).
             image: the frame, saved losslessly for rejects (ignored otherwise).
             amap: the anomaly map at frame resolution, saved for rejects as float32 ``.npy``.
+            defer_files: return once the row is committed and let a background writer save
+                the reject's pictures (a 5 MP PNG takes ~0.1 s); its job becomes claimable
+                only when they are on disk. ``flush_files()`` waits for the writer.
 
         Returns:
             The row id, which ``mark_published`` takes once the broker has it.
         """
         reject = result.get("verdict") == "fail"
         image_path = map_path = None
-        file_bytes = 0
         if reject:
             day = datetime.now(UTC).strftime("%Y-%m-%d")
             folder = self.rejects_dir / day
             folder.mkdir(parents=True, exist_ok=True)
             stem = _safe_name(str(result["frame_id"]))
-            if image is not None:
-                image_path = folder / f"{stem}.png"
-                ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-                if not ok:
-                    raise OSError(f"could not encode the PNG of {result['frame_id']}")
-                buf.tofile(image_path)
-                file_bytes += image_path.stat().st_size
-            if amap is not None:
-                map_path = folder / f"{stem}_map.npy"
-                np.save(map_path, np.asarray(amap, dtype=np.float32))
-                file_bytes += map_path.stat().st_size
+            image_path = folder / f"{stem}.png" if image is not None else None
+            map_path = folder / f"{stem}_map.npy" if amap is not None else None
+        write_later = defer_files and (image_path or map_path)
+        file_bytes = 0 if write_later else _write_files(image_path, image, map_path, amap)
         now = time.time()
         payload = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
         with self._tx() as db:
@@ -199,12 +228,70 @@ class Store:
                 ),
             )
             row_id = int(cur.lastrowid)
+            job_id = None
             if reject:
-                db.execute(
-                    "INSERT INTO jobs (result_id, frame_id, created) VALUES (?,?,?)",
-                    (row_id, str(result["frame_id"]), now),
-                )
+                job_id = db.execute(
+                    "INSERT INTO jobs (result_id, frame_id, state, created) VALUES (?,?,?,?)",
+                    (row_id, str(result["frame_id"]), "saving" if write_later else "queued", now),
+                ).lastrowid
+        if write_later:
+            self._writer().put((row_id, job_id, image_path, image, map_path, amap))
         return row_id
+
+    def _writer(self) -> queue.Queue:
+        if self._files is None:
+            # bounded: rejects faster than the disk hold the pipeline back instead of memory
+            self._files = queue.Queue(maxsize=16)
+            self._files_thread = threading.Thread(
+                target=self._write_loop, name="reject-writer", daemon=True
+            )
+            self._files_thread.start()
+        return self._files
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._files.get()
+            try:
+                if item is None:
+                    return
+                row_id, job_id, image_path, image, map_path, amap = item
+                error = None
+                try:
+                    size = _write_files(image_path, image, map_path, amap)
+                except Exception as exc:  # disk full...: explain from the facts alone
+                    log.exception("saving the pictures of result %s failed", row_id)
+                    error, size = f"pictures not saved: {exc}", 0
+                with self._tx() as db:
+                    if error:
+                        db.execute(
+                            "UPDATE results SET image_path=NULL, map_path=NULL WHERE id=?",
+                            (row_id,),
+                        )
+                    db.execute("UPDATE results SET file_bytes=? WHERE id=?", (size, row_id))
+                    db.execute(
+                        "UPDATE jobs SET state='queued', error=? WHERE id=? AND state='saving'",
+                        (error, job_id),
+                    )
+            finally:
+                self._files.task_done()
+
+    def flush_files(self) -> None:
+        """Wait until every deferred reject picture is on disk and its job claimable."""
+        if self._files is not None:
+            self._files.join()
+
+    def _recover_unsaved(self) -> None:
+        """Jobs left 'saving' by a crash: queue them, forgetting pictures that never landed."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT j.id, j.result_id, r.image_path, r.map_path FROM jobs j"
+                " JOIN results r ON r.id = j.result_id WHERE j.state='saving'"
+            ).fetchall()
+            for row in rows:
+                for col in ("image_path", "map_path"):
+                    if row[col] and not Path(row[col]).is_file():
+                        db.execute(f"UPDATE results SET {col}=NULL WHERE id=?", (row["result_id"],))
+                db.execute("UPDATE jobs SET state='queued' WHERE id=?", (row["id"],))
 
     def mark_published(self, row_id: int) -> None:
         """The broker acknowledged this result (PUBACK): it leaves the outbox."""

@@ -181,6 +181,7 @@ def demo(
             line += f"  regions: {where}" if where else ""
         line += f"  (planted defect: {truth or 'none'})"
         if verdict == "fail":
+            daemon.store.flush_files()  # the reject's map is written in the background
             reject = daemon.store.reject(payload["frame_id"])
             picture = _save_overlay(payload, frame, overlays, reject and reject["map_path"])
             line += f"  -> {picture.relative_to(work)}" if picture else ""

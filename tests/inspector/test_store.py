@@ -137,3 +137,31 @@ def test_retention_by_disk_size_removes_the_oldest_deletable_first(store: Store)
     )
     store.apply_retention(max_age_s=1e9, max_bytes=keep_one + 100)
     assert [r["frame_id"] for r in store.rejects()] == ["r3"]
+
+
+def test_deferred_pictures_make_the_job_claimable_once_on_disk(store: Store) -> None:
+    image = np.random.default_rng(2).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    amap = np.random.default_rng(3).random((64, 80), dtype=np.float32)
+    store.record(result("late", "fail"), image, amap, defer_files=True)
+    store.flush_files()
+    job = store.claim_job()
+    assert np.array_equal(cv2.imread(str(job.image_path), cv2.IMREAD_UNCHANGED), image)
+    assert np.array_equal(np.load(job.map_path), amap)
+
+
+def test_a_crash_while_saving_pictures_still_leaves_a_claimable_job(tmp_path: Path) -> None:
+    import sqlite3
+
+    first = Store(tmp_path)
+    first.record(result("cut", "fail"), np.zeros((20, 20), np.uint8), None)
+    png = first.reject("cut")["image_path"]
+    first.close()
+    db = sqlite3.connect(tmp_path / "inspector.db")  # as a power cut mid-write leaves it
+    db.execute("UPDATE jobs SET state='saving'")
+    db.commit()
+    db.close()
+    png.unlink()
+    second = Store(tmp_path)
+    job = second.claim_job()
+    assert job is not None and job.frame_id == "cut" and job.image_path is None
+    second.close()
