@@ -47,13 +47,20 @@ class RejectContext:
     image: np.ndarray | None = None  # the frame as inspected
     amap: np.ndarray | None = None  # float32 map at the frame's resolution
 
-    def overlay_png(self) -> bytes | None:
-        """The technicians' overlay picture (heat map, numbered boxes) as PNG bytes."""
+    def overlay_png(self, max_side: int = 1024) -> bytes | None:
+        """The technicians' overlay picture (heat map, numbered boxes) as PNG bytes, scaled
+        down to ``max_side`` pixels (vision models see about that much anyway)."""
         if self.image is None or self.amap is None:
             return None
         from inspector.overlay import render_overlay
 
-        ok, buf = cv2.imencode(".png", render_overlay(self.image, self.amap, self.facts.decision()))
+        picture = render_overlay(self.image, self.amap, self.facts.decision())
+        h, w = picture.shape[:2]
+        if max(h, w) > max_side:
+            f = max_side / max(h, w)
+            size = (max(1, round(w * f)), max(1, round(h * f)))
+            picture = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".png", picture)
         return buf.tobytes() if ok else None
 
 

@@ -136,3 +136,11 @@ def test_an_unreachable_server_is_a_backend_error() -> None:
     backend = OpenAIBackend(OpenAISettings(base_url=url, timeout_s=5))
     with pytest.raises(BackendError, match="unreachable"):
         backend.explain(context())
+
+
+def test_the_overlay_of_a_large_frame_is_sent_at_most_1024_px_wide() -> None:
+    amap = np.zeros((1500, 2400), np.float32)
+    amap[100:300, 1100:1300] = 0.9
+    ctx = RejectContext(facts_from_map(amap, Thresholds()), textured(1500, 2400), amap)
+    png = cv2.imdecode(np.frombuffer(ctx.overlay_png(), np.uint8), 1)
+    assert max(png.shape[:2]) == 1024
