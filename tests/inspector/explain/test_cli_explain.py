@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -76,3 +77,35 @@ def test_a_batterygpt_config_without_a_model_folder_is_one_clear_line(tmp_path: 
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "explainer: backend 'batterygpt' needs batterygpt.llm_path" in proc.stderr
+
+
+def test_the_worker_explains_rejects_as_they_come_and_stops_on_sigterm(
+    tmp_path: Path, broker: Broker, tiny_bundle: Path
+) -> None:
+    config = station_yaml(tmp_path, tiny_bundle, broker.port, {"poll_interval_s": 0.2})
+    store = Store(tmp_path / "data")
+    record_reject(store, "f1", (10, 10, 30, 30))
+    collector = Collector(broker, ROOT)
+    log = (tmp_path / "explain.log").open("w")
+    proc = subprocess.Popen(
+        [INSPECTOR, "explain", "--config", str(config)],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        first = collector.wait_for("explanation", timeout=180)[0]
+        record_reject(store, "f2", (250, 180, 40, 40))  # queued while the worker runs
+        second = collector.wait_for("explanation", count=2, timeout=60)[1]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        collector.close()
+        log.close()
+        store.close()
+    assert (first["frame_id"], second["frame_id"]) == ("f1", "f2")
+    assert "Region 1 (lower right)" in second["text"] and second["backend"] == "template"
+    assert "explained 2 reject(s)" in (tmp_path / "explain.log").read_text()
