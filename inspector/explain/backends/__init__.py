@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from inspector.explain.backends.base import (
     INITIAL_QUESTION,
     Backend,
@@ -11,9 +13,10 @@ from inspector.explain.backends.base import (
 )
 from inspector.explain.backends.template import TemplateBackend
 from inspector.explain.config import ExplainerConfig
+from inspector.explain.grounding import contradictions
 
 
-def create_backend(cfg: ExplainerConfig, bundle=None) -> Backend:
+def create_backend(cfg: ExplainerConfig, bundle: str | Path | None = None) -> Backend:
     """The backend named by ``cfg.backend`` (``bundle``: the station's, for batterygpt)."""
     if cfg.backend == "openai":
         from inspector.explain.backends.openai_backend import OpenAIBackend
@@ -33,5 +36,6 @@ __all__ = [
     "ChatTurn",
     "RejectContext",
     "TemplateBackend",
+    "contradictions",
     "create_backend",
 ]

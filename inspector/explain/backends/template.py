@@ -142,6 +142,12 @@ class TemplateBackend(Backend):
         words = _words(question)
         intents = [k for k, keys in INTENTS.items() if any(key in text for key in keys)]
         regions = _referenced(facts, words, " ".join(words))
+        for turn in reversed(history):  # "how big is it?" means the region asked about last
+            if regions is not None or not re.search(r"\b(it|its|that|this|one)\b", text):
+                break
+            if turn["role"] == "user":
+                earlier = _words(turn["text"])
+                regions = _referenced(facts, earlier, " ".join(earlier)) or None
         if not facts.regions:
             return describe(facts)
         if regions == []:

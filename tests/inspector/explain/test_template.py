@@ -74,3 +74,13 @@ def test_relative_model_paths_are_relative_to_the_config_file(tmp_path) -> None:
     ).resolve_paths(tmp_path)
     assert cfg.batterygpt.llm_path == tmp_path / "models/vicuna"
     assert str(cfg.batterygpt.chat_weights) == "/abs.st"
+
+
+def test_it_refers_to_the_region_asked_about_before() -> None:
+    ctx = two_blob_context()
+    history = [
+        {"role": "user", "text": "What is in the lower centre?"},
+        {"role": "assistant", "text": "A blob."},
+    ]
+    answer = TemplateBackend().reply(ctx, history, "How big is it?")
+    assert answer.startswith("Region 2 (lower centre) covers 400 px") and "upper" not in answer
