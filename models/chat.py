@@ -156,6 +156,14 @@ def build_prompt(system: str, history: Sequence[dict], question: str) -> str:
     return "".join(parts)
 
 
+def _dtype_keyword() -> str:
+    """``from_pretrained`` takes ``dtype`` since transformers 4.56, ``torch_dtype`` before."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+
+
 def _cache_keyword(llm: nn.Module) -> str:
     """transformers 5 calls the KV cache ``cache``; 4.x ``past_key_values``."""
     params = inspect.signature(llm.forward).parameters
@@ -230,7 +238,7 @@ class BatteryChat:
         torch_dtype = getattr(torch, dtype)
         tokenizer = AutoTokenizer.from_pretrained(llm_path, local_files_only=True)
         llm = AutoModelForCausalLM.from_pretrained(
-            llm_path, local_files_only=True, dtype=torch_dtype
+            llm_path, local_files_only=True, **{_dtype_keyword(): torch_dtype}
         ).to(device)
         vision = ChatVision(encoder, int(llm.config.hidden_size))
         if chat_weights is not None:
