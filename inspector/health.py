@@ -140,6 +140,11 @@ class Metrics:
         self._server, _ = start_http_server(port, addr=host, registry=self.registry)
         return self._server.server_port
 
+    @property
+    def port(self) -> int | None:
+        """The port /metrics is served on (None when not serving)."""
+        return self._server.server_port if self._server is not None else None
+
     def close(self) -> None:
         if self._server is not None:
             self._server.shutdown()
