@@ -15,6 +15,27 @@ from inspector.cli.errors import user_errors
 log = logging.getLogger("inspector.explain")
 
 
+def _load_backend(cfg):
+    """The configured backend; a model that fails to load (GPU memory, a torch error) leaves
+    the template in charge, so rejects are still explained, with an error in the log."""
+    from inspector.explain.backends import TemplateBackend, create_backend
+
+    try:
+        return create_backend(cfg.explainer, cfg.bundle)
+    except ImportError as exc:
+        raise ValueError(
+            f"the {cfg.explainer.backend} backend needs the llm extra "
+            f"(pip install 'battery-inspector[llm]'): {exc}"
+        ) from None
+    except RuntimeError as exc:
+        log.error(
+            "the %s backend failed to load (%s); explaining from the facts only",
+            cfg.explainer.backend,
+            exc,
+        )
+        return TemplateBackend()
+
+
 @app.command()
 def explain(
     config: Path = typer.Option(..., "--config", "-c", help="The station's YAML config file."),
@@ -30,7 +51,6 @@ def explain(
     by the template from the measured facts. Runs until SIGTERM or Ctrl-C.
     """
     from inspector.config import load_config
-    from inspector.explain.backends import create_backend
     from inspector.explain.worker import ExplainWorker
     from inspector.health import sd_notify, setup_logging
     from inspector.store import Store
@@ -46,7 +66,7 @@ def explain(
         log.warning("no recipe (%s): sizes come from the stored results", exc)
         recipe = None
     with user_errors():
-        backend = create_backend(cfg.explainer, cfg.bundle)
+        backend = _load_backend(cfg)
     store = Store(cfg.data_dir)
     link, sent = None, []
     if cfg.mqtt.enabled:

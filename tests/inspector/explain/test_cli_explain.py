@@ -109,3 +109,28 @@ def test_the_worker_explains_rejects_as_they_come_and_stops_on_sigterm(
     assert (first["frame_id"], second["frame_id"]) == ("f1", "f2")
     assert "Region 1 (lower right)" in second["text"] and second["backend"] == "template"
     assert "explained 2 reject(s)" in (tmp_path / "explain.log").read_text()
+
+
+def test_a_model_that_fails_to_load_leaves_the_template_in_charge(monkeypatch) -> None:
+    import pytest
+
+    import inspector.explain.backends as backends
+    from inspector.cli.explain import _load_backend
+    from inspector.explain.config import ExplainerConfig
+
+    class Cfg:
+        explainer = ExplainerConfig(backend="openai")
+        bundle = None
+
+    def out_of_memory(*args):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(backends, "create_backend", out_of_memory)
+    assert _load_backend(Cfg()).name == "template"
+
+    def no_transformers(*args):
+        raise ImportError("No module named 'transformers'")
+
+    monkeypatch.setattr(backends, "create_backend", no_transformers)
+    with pytest.raises(ValueError, match="needs the llm extra"):
+        _load_backend(Cfg())
