@@ -72,7 +72,7 @@ def test_explain_once_falls_back_to_the_template_and_publishes(
 
 
 def test_a_batterygpt_config_without_a_model_folder_is_one_clear_line(tmp_path: Path) -> None:
-    config = station_yaml(tmp_path, tmp_path / "bundle", 1883, {"backend": "batterygpt"})
+    config = station_yaml(tmp_path, tmp_path / "bundle", free_port(), {"backend": "batterygpt"})
     proc = run_inspector("explain", "--config", str(config))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
