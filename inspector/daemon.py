@@ -122,6 +122,7 @@ class Daemon:
         self.predictor = predictor
         self.source = source if source is not None else create_configured_source(cfg)
         self.store = Store(cfg.data_dir)
+        self.store.recover_unsaved()  # rejects whose pictures a crash cut short
         self.link: MqttLink | None = None
         self.outbox: OutboxPublisher | None = None
         if cfg.mqtt.enabled:

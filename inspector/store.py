@@ -150,7 +150,6 @@ class Store:
             self._db.executescript(_SCHEMA)
         self._files: queue.Queue | None = None
         self._files_thread: threading.Thread | None = None
-        self._recover_unsaved()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -280,8 +279,12 @@ class Store:
         if self._files is not None:
             self._files.join()
 
-    def _recover_unsaved(self) -> None:
-        """Jobs left 'saving' by a crash: queue them, forgetting pictures that never landed."""
+    def recover_unsaved(self) -> int:
+        """Jobs left 'saving' by a crash: queue them, forgetting pictures that never landed.
+
+        Only the process that writes results (the daemon) calls this, at start: in any other
+        process a 'saving' job may just be in the daemon's writer queue. Returns the count.
+        """
         with self._tx() as db:
             rows = db.execute(
                 "SELECT j.id, j.result_id, r.image_path, r.map_path FROM jobs j"
@@ -292,6 +295,11 @@ class Store:
                     if row[col] and not Path(row[col]).is_file():
                         db.execute(f"UPDATE results SET {col}=NULL WHERE id=?", (row["result_id"],))
                 db.execute("UPDATE jobs SET state='queued' WHERE id=?", (row["id"],))
+        if rows:
+            log.warning(
+                "%d reject(s) from before a crash queued without missing pictures", len(rows)
+            )
+        return len(rows)
 
     def mark_published(self, row_id: int) -> None:
         """The broker acknowledged this result (PUBACK): it leaves the outbox."""

@@ -162,6 +162,8 @@ def test_a_crash_while_saving_pictures_still_leaves_a_claimable_job(tmp_path: Pa
     db.close()
     png.unlink()
     second = Store(tmp_path)
+    assert second.claim_job() is None, "another process must not touch a job being saved"
+    assert second.recover_unsaved() == 1  # what the daemon does at start
     job = second.claim_job()
     assert job is not None and job.frame_id == "cut" and job.image_path is None
     second.close()
