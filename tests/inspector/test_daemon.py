@@ -197,3 +197,23 @@ def test_results_made_while_the_broker_is_down_arrive_in_order_when_it_returns(
     # QoS 1 is at least once: a redelivered duplicate may follow, the first arrivals keep order
     first_seen = list(dict.fromkeys(r["cell_id"] for r in down))
     assert first_seen == cells
+
+
+def test_stopping_finishes_the_frames_in_flight_and_publishes_them(
+    tmp_path: Path, broker, collector, line_bundle
+) -> None:
+    source = QueueSource()
+    cfg = make_config(tmp_path, line_bundle, broker.port, {"kind": "video", "url": "unused"})
+    daemon = Daemon(cfg, source=source)
+    daemon.start()
+    assert daemon.link.wait_connected(10)
+    cells = [f"LAST-{i}" for i in range(5)]
+    for cell in cells:
+        source.trigger(cell)
+    daemon.stop()  # as SIGTERM does, with the frames still in the pipeline
+    daemon.wait_stopped()
+    assert [r["cell_id"] for r in collector.wait_for("result", len(cells))] == cells
+    store = Store(cfg.data_dir)
+    assert store.backlog() == 0, "flushed before the offline status"
+    store.close()
+    collector.wait_for("status", where=lambda p: p["state"] == "offline")
