@@ -224,7 +224,10 @@ def run(frames: int, burst: int) -> str:
                 [r["post_store"] for r in lat],
             ),
             row("everything outside the backend (incl. preprocessing)", outside_backend),
-            row(f"reject overhead (PNG + full-size map saved; {len(rejects)} frames)", rej_over),
+            row(
+                f"reject overhead (pictures saved in the background; {len(rejects)} frames)",
+                rej_over,
+            ),
         ]
     )
     body = f"""
