@@ -68,6 +68,18 @@ def test_a_bad_config_stops_the_start_with_the_key_and_reason(tmp_path: Path) ->
     assert "pipeline.max_bacth: Extra inputs are not permitted" in lines[0]
 
 
+def test_check_validates_the_config_and_the_bundle_without_starting(
+    tmp_path: Path, line_bundle: Path
+) -> None:
+    config = station_yaml(tmp_path, line_bundle, 1883)
+    proc = run_inspector("run", "--config", str(config), "--check")
+    assert proc.returncode == 0, proc.stderr
+    assert "OK (station L1/S1)" in proc.stdout
+    config.write_text(config.read_text().replace(str(line_bundle), str(tmp_path / "nope")))
+    proc = run_inspector("run", "--config", str(config), "--check")
+    assert proc.returncode == 2 and "is not a model bundle" in proc.stderr
+
+
 def test_hot_folder_files_become_results_and_sigterm_stops_cleanly(
     tmp_path: Path, broker: Broker, line_bundle: Path
 ) -> None:
