@@ -121,7 +121,7 @@ class Daemon:
             predictor = Predictor(cfg.bundle, backend)
         self.predictor = predictor
         self.source = source if source is not None else create_configured_source(cfg)
-        self.store = Store(cfg.data_dir)
+        self.store = Store(cfg.data_dir, autocheckpoint=False)  # housekeeping checkpoints
         self.store.recover_unsaved()  # rejects whose pictures a crash cut short
         self.link: MqttLink | None = None
         self.outbox: OutboxPublisher | None = None
@@ -415,6 +415,7 @@ class Daemon:
         while not self._stop.wait(hb):
             try:
                 now = time.monotonic()
+                self.store.checkpoint()
                 backlog = self.store.backlog()
                 self.metrics.backlog.set(backlog)
                 self.metrics.pending_jobs.set(self.store.pending_jobs())

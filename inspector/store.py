@@ -131,7 +131,9 @@ class Store:
     lets readers run beside the one writer, and writes wait up to 30 s for the lock.
     """
 
-    def __init__(self, data_dir: Path, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self, data_dir: Path, synchronous: str = "NORMAL", autocheckpoint: bool = True
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.rejects_dir = self.data_dir / REJECTS_DIR
         self.rejects_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +148,8 @@ class Store:
         # but never corrupts the database. FULL also survives a power cut, at an fsync per result.
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA foreign_keys=ON")
+        if not autocheckpoint:  # the owner calls checkpoint() off the write path instead
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
         with self._lock:
             self._db.executescript(_SCHEMA)
         self._files: queue.Queue | None = None
@@ -172,6 +176,15 @@ class Store:
             with suppress(sqlite3.Error):
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database from a separate connection (PASSIVE: writers on
+        the main connection are not blocked, so no result waits for the fsync)."""
+        db = sqlite3.connect(self.path, timeout=5.0)
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
 
     # --- results: the outbox -------------------------------------------------------------
 
