@@ -29,11 +29,71 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server key/certificate (CN localhost, SAN 127.0.0.1) made with openssl."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    )
+    for name in ("ca.key", "server.key"):
+        (folder / name).chmod(0o600)
+    return folder / "ca.pem", folder / "server.pem", folder / "server.key"
+
+
 class Broker:
     """One ``mosquitto`` process with a generated config in ``folder``."""
 
     def __init__(
-        self, folder: Path, port: int | None = None, users: dict[str, str] | None = None
+        self,
+        folder: Path,
+        port: int | None = None,
+        users: dict[str, str] | None = None,
+        tls: bool = False,
     ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -47,6 +107,10 @@ class Broker:
             pw.chmod(0o600)
             subprocess.run(["mosquitto_passwd", "-U", str(pw)], check=True, capture_output=True)
             auth = f"allow_anonymous false\npassword_file {pw}\n"
+        self.ca_file: Path | None = None
+        if tls:  # a throw-away CA and a server certificate for 127.0.0.1
+            self.ca_file, cert, key = make_certificates(self.folder)
+            auth += f"cafile {self.ca_file}\ncertfile {cert}\nkeyfile {key}\n"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             # as root mosquitto would drop to user "mosquitto", who cannot write in tmp_path

@@ -130,3 +130,32 @@ def test_the_explainer_publishes_explanations_through_the_same_class(broker: Bro
     assert got["text"] == "One bubble, upper left." and got["frame_id"] == "S1-f1"
     assert got["schema"] == "inspector.explanation/1" and got["ts"].endswith("Z")
     assert collector.on("status") == [], "the explainer does not speak for the station's status"
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl to make certificates")
+def test_results_travel_over_tls_with_the_configured_ca(tmp_path: Path) -> None:
+    from inspector.config import TLSConfig
+
+    broker = Broker(tmp_path / "broker", tls=True).start()
+    store = Store(tmp_path / "data")
+    link = link_for(broker, tls=TLSConfig(ca_file=broker.ca_file))
+    outbox = OutboxPublisher(store, link)
+    try:
+        link.start()
+        outbox.start()
+        assert link.wait_connected(10), "TLS handshake with the test CA"
+        store.record({"frame_id": "tls-1", "cell_id": "c", "verdict": "pass"}, None, None)
+        outbox.wake()
+        assert outbox.flush(10) and store.backlog() == 0, "acknowledged over TLS"
+    finally:
+        outbox.stop()
+        link.stop()
+        store.close()
+        broker.stop()
+    untrusted = link_for(broker.start(), tls=TLSConfig())  # system CAs do not know this one
+    try:
+        untrusted.start()
+        assert not untrusted.wait_connected(1.0)
+    finally:
+        untrusted.stop(final_status=None)
+        broker.stop()
