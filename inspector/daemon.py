@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -166,8 +167,11 @@ class Daemon:
     def _on_trigger(self, cell_id: str, product: str | None) -> None:
         try:
             self.trigger_q.put_nowait((cell_id, product))
-        except queue.Full:
+        except queue.Full:  # still give the cell a verdict: error, with the reason
             self.alarm("trigger_overflow", "critical", f"trigger {cell_id} dropped: queue full")
+            frame = Frame(cell_id, None, product=product, error="trigger queue full")
+            with contextlib.suppress(queue.Full):
+                self.frame_q.put_nowait(Grabbed(frame, time.monotonic()))
 
     def _trigger_stage(self) -> None:
         while True:
