@@ -30,6 +30,7 @@ from pydantic import (
 
 from inspector.explain.config import ExplainerConfig
 from inspector.sources.config import SourceConfig
+from inspector.web.config import WebConfig
 
 # MQTT topic levels: no wildcards, no separators, no NUL, not empty
 _TOPIC_LEVEL = re.compile(r"^[^/+#\x00]+$")
@@ -143,26 +144,6 @@ class HealthConfig(_Strict):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class WebConfig(_Strict):
-    """The technicians' page (``inspector serve``)."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
-    token: SecretStr | None = None
-    token_env: str | None = None
-
-    @field_validator("token_env")
-    @classmethod
-    def _env_is_set(cls, v: str | None) -> str | None:
-        return _env_secret(v)
-
-    def resolved_token(self) -> str | None:
-        """The access token from the file or from the environment variable it names."""
-        if self.token_env:
-            return os.environ[self.token_env]
-        return self.token.get_secret_value() if self.token else None
-
-
 class Config(_Strict):
     """The whole file. Relative paths are taken relative to the file's folder."""
 
@@ -176,7 +157,7 @@ class Config(_Strict):
     retention: RetentionConfig = RetentionConfig()
     health: HealthConfig = HealthConfig()
     explainer: ExplainerConfig = Field(default_factory=ExplainerConfig)
-    web: WebConfig = WebConfig()
+    web: WebConfig = Field(default_factory=WebConfig)
 
 
 def _describe(exc: ValidationError) -> list[str]:
@@ -204,6 +185,7 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
             fix(tls.cert_file),
             fix(tls.key_file),
         )
+    cfg.explainer.resolve_paths(base)
     return cfg
 
 

@@ -50,9 +50,8 @@ def serve(
 
     with user_errors():
         cfg = load_config(config)
-        web = cfg.web
-        if not isinstance(web, WebConfig):  # the station config's own model, same field names
-            web = WebConfig.model_validate(web.model_dump(exclude_unset=True))
+        web: WebConfig = cfg.web
+        web.credentials()  # no login configured: refuse before anything else starts
         web = web.model_copy(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
         )

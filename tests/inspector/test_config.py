@@ -36,7 +36,7 @@ def test_the_example_config_loads_with_its_secrets_from_the_environment(monkeypa
     assert isinstance(cfg.source, PylonSourceConfig) and cfg.source.serial == "40012345"
     assert cfg.mqtt.port == 8883 and cfg.mqtt.tls is not None
     assert cfg.mqtt.resolved_password() == "s3cret"
-    assert cfg.web.resolved_token() == "t0ken"
+    assert cfg.web.credentials().token == "t0ken"
     assert cfg.explainer.backend == "template"
     assert "s3cret" not in repr(cfg)
 
