@@ -27,7 +27,7 @@ from models.recipe import load_recipe, save_recipe
 CHECKPOINT_FILE = "train_checkpoint.pt"
 CHECKPOINT_VERSION = 1
 # settings that must match for a checkpoint to be resumed (epochs may grow)
-_RESUME_KEYS = ("batch_size", "accumulate", "lr", "seed", "samples_per_epoch", "gamma")
+_RESUME_KEYS = ("batch_size", "accumulate", "lr", "seed", "samples_per_epoch", "gamma", "on_part")
 
 
 @dataclass
@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     samples_per_epoch: int | None = None
     gamma: float = 2.0
+    on_part: bool = True  # synthetic defects centred on the part (see poisson.foreground)
     checkpoint_every: int = 25  # optimizer steps between mid-epoch checkpoints
 
     def __post_init__(self) -> None:
@@ -137,6 +138,7 @@ def train_bundle(
         length=cfg.samples_per_epoch,
         seed=cfg.seed,
         bit_depth=recipe.bit_depth,
+        on_part=cfg.on_part,
     )
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     settings = {k: v for k, v in asdict(cfg).items() if k in _RESUME_KEYS}
