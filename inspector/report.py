@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from inspector.evaluation import Evaluation, ImageResult
-from inspector.overlay import render_overlay
+from inspector.evaluation import Evaluation, ImageResult, pixel_pairs
+from inspector.overlay import display_image, render_overlay
 from models.preprocess import resize_map
 
 PLOT = 360  # plot area side, px
@@ -62,9 +62,16 @@ def _img_tag(data: bytes, mime: str, alt: str, width: int | None = None) -> str:
 
 
 def thumbnail(result: ImageResult, side: int = 320) -> bytes:
-    """JPEG of the overlay picture (heat map, regions, verdict) shrunk to ``side`` px wide."""
+    """JPEG of the overlay picture (heat map, regions, verdict, and the true defect outlined
+    in yellow when the dataset has its mask) shrunk to ``side`` px wide."""
     frame = result.sample.read()
-    pic = render_overlay(frame, resize_map(result.map, frame.shape), result.decision)
+    shown = display_image(frame).copy()
+    mask = result.sample.read_mask(frame.shape) if result.sample.label else None
+    if mask is not None and mask.any():  # the true defect outlined in yellow
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        thick = max(1, round(max(frame.shape[:2]) / 300))
+        cv2.drawContours(shown, contours, -1, (0, 230, 255), thick, cv2.LINE_AA)
+    pic = render_overlay(shown, resize_map(result.map, frame.shape), result.decision)
     h, w = pic.shape[:2]
     pic = cv2.resize(pic, (side, max(1, round(h * side / w))), interpolation=cv2.INTER_AREA)
     ok, buf = cv2.imencode(".jpg", pic, [cv2.IMWRITE_JPEG_QUALITY, 85])
@@ -123,6 +130,14 @@ def write_report(evaluation: Evaluation, path: str | Path, k: int = 6) -> Path:
         for d, v in m["per_defect"].items()
     )
     roc = roc_png(evaluation.labels, evaluation.scores)
+    pixel_roc = None
+    if m.get("has_masks"):
+        masks, maps = pixel_pairs(evaluation.results)
+        pixel_roc = roc_png(
+            np.concatenate([x.ravel() for x in masks]).astype(np.int64),
+            np.concatenate([x.ravel() for x in maps]),
+            "pixel ROC",
+        )
     misses, alarms = worst_misses(evaluation, k)
     body = (
         f"<h1>Evaluation of {html.escape(evaluation.model_id)}</h1>"
@@ -137,6 +152,7 @@ def write_report(evaluation: Evaluation, path: str | Path, k: int = 6) -> Path:
             else ""
         )
         + (f"<h2>ROC curve</h2>{_img_tag(roc, 'image/png', 'ROC curve')}" if roc else "")
+        + (_img_tag(pixel_roc, "image/png", "pixel ROC curve") if pixel_roc else "")
         + _gallery(
             "Worst misses: defective cells with the lowest scores",
             "These are the defects the model is least sure of.",

@@ -40,7 +40,7 @@ def test_json_and_report_are_written(evaluation, tmp_path):
     body = json.loads(path.read_text())
     assert {"image_auroc", "pixel_auroc", "aupro", "image_f1_max", "n_images"} <= set(body)
     html = write_report(evaluation, tmp_path / "r.html", k=3).read_text()
-    assert html.count('src="data:image/png;base64,') == 1  # the ROC curve
+    assert html.count('src="data:image/png;base64,') == 2  # image and pixel ROC curves
     assert html.count('src="data:image/jpeg;base64,') == 6  # 3 misses + 3 false alarms
     assert "Worst misses" in html and "ROC curve" in html
 
