@@ -4,7 +4,7 @@ Tiny architecture (random weights): the numbers show what the learning loop adds
 the same frozen encoder, not what ViT-H reaches. Writes the "accuracy" section of
 bench/RESULTS.md.
 
-    .venv/bin/python -m bench.accuracy            # about 10 min on 2 busy cores
+    .venv/bin/python -m bench.accuracy            # 0.6 min on 2 idle cores, 7 when shared
     .venv/bin/python -m bench.accuracy --quick    # smaller sets, fewer epochs (smoke run)
 """
 
@@ -139,10 +139,12 @@ def report(all_results: dict[str, dict], args: argparse.Namespace, elapsed: floa
         "projection scores textured background such as the belt higher than the smooth "
         "foil, where the defects are), so part of the margin is simply learning that the "
         "background is normal.",
-        "- Synthetic defects placed anywhere taught the opposite (pasted foil on the dark belt "
-        "or scanner background is the biggest, easiest change, so 'texture = defect'); "
-        "centring them on the part (Otsu foreground, `models.poisson.foreground`) is what "
-        "made training pay off: compare the 'defects anywhere' row. During development a "
+        "- Synthetic defects placed anywhere teach the wrong lesson (pasted foil on the dark "
+        "belt or scanner background is the biggest, easiest change, so 'texture = defect'): "
+        "on the pouch set that made training worse than zero-shot; on ultrasound, where the "
+        "part fills most of the frame, it helped less. Centring them on the part (Otsu "
+        "foreground, `models.poisson.foreground`) is what made training pay off: compare the "
+        "'defects anywhere' rows. During development a "
         "logistic-regression probe on the same frozen tap features (not run by this script) "
         "showed the same: pouch 0.49 -> 0.66, ultrasound 0.35 -> 0.59 pixel AUROC.",
         "- Synthetic Poisson patches are not the test defects (thin scratches, round "
