@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint broker clean
+.PHONY: demo test lint broker browser clean install uninstall docs
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/inspector demo --frames 12
 
-test: $(STAMP) broker
+test: $(STAMP) broker browser
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -30,6 +30,32 @@ broker:
 	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto >/dev/null; }; \
 	  else \
 	    echo "mosquitto is missing: run 'sudo apt-get install mosquitto' and retry" >&2; exit 1; \
+	  fi; }
+
+# Install the station on this box (as root) or into a staging folder: make install DESTDIR=/tmp/stage
+# INSTALL_FLAGS e.g. "--wheelhouse DIR --extras llm" (scripts/install.sh --help)
+install:
+	scripts/install.sh $(if $(DESTDIR),--root $(DESTDIR)) $(INSTALL_FLAGS)
+
+# Removes the software and the units; keeps /var/lib/inspector, /etc/inspector and the user.
+uninstall:
+	scripts/install.sh --uninstall $(if $(DESTDIR),--root $(DESTDIR))
+
+# The config reference is generated from the schema (a test fails when it is stale).
+docs: $(STAMP)
+	$(PY) scripts/gen_config_reference.py
+
+# The technicians' page is also tested in headless Chromium; without it that one test skips
+# and says so.
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and chromium-driver (Debian packages) for the browser test"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	    echo "could not install chromium: the browser test will be skipped" >&2; \
+	  else \
+	    echo "chromium is missing ('sudo apt-get install chromium chromium-driver'): the browser test will be skipped" >&2; \
 	  fi; }
 
 clean:
