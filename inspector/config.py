@@ -189,6 +189,39 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     return cfg
 
 
+def _check_paths(cfg: Config) -> Config:
+    """Refuse paths that cannot work on any machine: a NUL byte, a data_dir that is a file."""
+    named = {"data_dir": cfg.data_dir, "bundle": cfg.bundle}
+    named |= {f"source.{k}": v for k, v in cfg.source if isinstance(v, Path)}
+    if cfg.mqtt.tls:
+        named |= {f"mqtt.tls.{k}": v for k, v in cfg.mqtt.tls if isinstance(v, Path)}
+    for key, path in named.items():
+        if "\x00" in str(path):
+            raise ConfigError(f"invalid configuration: {key}: a path must not contain a NUL byte")
+    if cfg.data_dir.exists() and not cfg.data_dir.is_dir():
+        raise ConfigError(f"invalid configuration: data_dir: {cfg.data_dir} is not a folder")
+    return cfg
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice (plain YAML keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool):
+                continue  # unhashable keys: the base class says what is wrong
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def parse_config(data: object, base: Path = Path(".")) -> Config:
     """Validate an already-parsed mapping; raise ``ConfigError`` listing every problem."""
     if not isinstance(data, dict):
@@ -197,7 +230,7 @@ def parse_config(data: object, base: Path = Path(".")) -> Config:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError("invalid configuration: " + "; ".join(_describe(exc))) from None
-    return _resolve_paths(cfg, base)
+    return _check_paths(_resolve_paths(cfg, base))
 
 
 def load_config(path: str | Path) -> Config:
@@ -212,8 +245,10 @@ def load_config(path: str | Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # safe: SafeLoader's constructors only
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""

@@ -18,6 +18,7 @@ import logging
 import queue
 import re
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 
-from inspector.config import MqttConfig
+from inspector.config import ConfigError, MqttConfig
 
 log = logging.getLogger("inspector.mqtt")
 
@@ -58,17 +59,18 @@ def parse_trigger(payload: bytes) -> tuple[str, str | None]:
     """
     try:
         data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TriggerError(f"not JSON in UTF-8: {exc}") from None
+    # ValueError also covers integers of over 4300 digits; RecursionError, deep nesting
+    except (ValueError, RecursionError) as exc:
+        raise TriggerError(f"not JSON in UTF-8: {exc}"[:300]) from None
     if not isinstance(data, dict):
         raise TriggerError("payload must be a JSON object with cell_id")
     cell_id, product = data.get("cell_id"), data.get("product")
-    if not isinstance(cell_id, str) or not CELL_ID.match(cell_id):
+    if not isinstance(cell_id, str) or not CELL_ID.fullmatch(cell_id):  # "$" allows "\n"
         raise TriggerError(
             "cell_id must be a string of 1-128 letters, digits or . _ : - starting with a"
             f" letter or digit, got {cell_id!r}"[:300]
         )
-    if product is not None and (not isinstance(product, str) or not PRODUCT.match(product)):
+    if product is not None and (not isinstance(product, str) or not PRODUCT.fullmatch(product)):
         raise TriggerError(f"product must be a short name, got {product!r}"[:300])
     return cell_id, product
 
@@ -125,12 +127,18 @@ class MqttLink:
         if cfg.username:
             self.client.username_pw_set(cfg.username, cfg.resolved_password())
         if cfg.tls is not None:
-            self.client.tls_set(
-                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+            for key, path in cfg.tls:  # ssl names no file when one is missing
+                if key.endswith("_file") and path is not None and not path.is_file():
+                    raise ConfigError(f"mqtt.tls.{key}: {path} is not a readable file")
+            try:
+                self.client.tls_set(
+                    ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+                    certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                    keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (OSError, ssl.SSLError) as exc:  # not PEM, key and certificate mismatch
+                raise ConfigError(f"mqtt.tls: cannot load the PEM files: {exc}") from None
             self.client.tls_insecure_set(cfg.tls.insecure)
         if will:
             self.client.will_set(
@@ -138,6 +146,7 @@ class MqttLink:
             )
         self._will = will
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
@@ -191,6 +200,16 @@ class MqttLink:
         self.connected.set()
         if self.on_ack_signal:
             self.on_ack_signal()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its ``except OSError`` and logs nothing above DEBUG
+        exc = sys.exc_info()[1]
+        reason = f"{type(exc).__name__}: {exc}" if exc else "connection failed"
+        if reason != self.refusal:
+            log.error("cannot connect to %s:%s: %s", self.cfg.host, self.cfg.port, reason)
+        self.refusal = reason
+        if isinstance(exc, ssl.SSLError):  # untrusted or wrong certificate: retrying won't help
+            self.refused.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected.is_set():
