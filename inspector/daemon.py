@@ -222,6 +222,8 @@ class Daemon:
                     self.counts["frames"] += 1
                     if not frame.cell_id:
                         frame.cell_id = new_cell_id()
+                    if self._already_stored(frame):
+                        continue
                     self.frame_q.put(Grabbed(frame, t))
                 if self._stop.is_set():
                     break
@@ -246,6 +248,22 @@ class Daemon:
                     break
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
         self.frame_q.put(STOP)
+
+    def _already_stored(self, frame: Frame) -> bool:
+        """A file handed out again after a crash between storing its result and filing it away:
+        file it now instead of inspecting it a second time under a new frame_id."""
+        path = frame.meta.get("path")
+        if not path:
+            return False
+        stored = self.store.stored_for_file(frame.cell_id, _iso(frame.timestamp), str(path))
+        if stored is None:
+            return False
+        log.warning("%s already has result %s; filing it away", path, stored["frame_id"])
+        try:
+            self.source.ack(frame, stored["verdict"] != "error")
+        except Exception:
+            log.exception("source ack of %s failed", frame.cell_id)
+        return True
 
     def _base_payload(self, g: Grabbed) -> dict:
         f = g.frame

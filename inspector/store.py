@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_frame ON results(frame_id);
 CREATE INDEX IF NOT EXISTS results_unpublished ON results(id) WHERE published_at IS NULL;
 CREATE INDEX IF NOT EXISTS results_rejects ON results(verdict, ts);
+CREATE INDEX IF NOT EXISTS results_cell ON results(cell_id, ts);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     result_id INTEGER NOT NULL REFERENCES results(id),
@@ -360,6 +361,23 @@ class Store:
                 (frame_id,),
             ).fetchone()
         return json.loads(row["payload"]) if row else None
+
+    def stored_for_file(self, cell_id: str, ts: str, path: str) -> dict | None:
+        """The stored result of the file ``path`` (with this cell id and time), else None.
+
+        A source that keeps its file until the result is stored (the hot folder) hands the
+        file out again when a crash fell between the two; this finds the verdict it already got.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT payload FROM results WHERE cell_id=? AND ts=? ORDER BY id",
+                (cell_id, ts),
+            ).fetchall()
+        for row in rows:
+            payload = json.loads(row["payload"])
+            if (payload.get("source") or {}).get("path") == path:
+                return payload
+        return None
 
     # --- explanation jobs ----------------------------------------------------------------
 
