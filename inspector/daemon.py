@@ -399,8 +399,10 @@ class Daemon:
         payload = o.payload
         t0 = time.monotonic()
         payload["latency_ms"]["total"] = round((t0 - o.t_grab) * 1e3, 2)
-        image = o.frame.image if payload["verdict"] == "fail" else None
-        row_id = self.store.record(payload, image, o.amap, defer_files=True)
+        image, amap = (o.frame.image, o.amap) if payload["verdict"] == "fail" else (None, None)
+        if image is not None and not self._room_for_pictures():
+            image = amap = None  # the verdict still goes out; only the pictures are not kept
+        row_id = self.store.record(payload, image, amap, defer_files=True)
         self.metrics.latency.labels("store").observe(time.monotonic() - t0)
         if self.outbox is not None:
             self.outbox.offer(row_id, payload)
@@ -427,6 +429,16 @@ class Daemon:
             )
         if self.on_result is not None:
             self.on_result(row_id, payload, o.frame)
+
+    def _room_for_pictures(self) -> bool:
+        """False (and the disk alarm) when the data directory is below the free-space floor."""
+        free_gb = self.store.free_bytes() / 1e9
+        if free_gb >= self.cfg.retention.disk_low_alarm_gb:
+            return True
+        if "disk" not in self._faults:
+            self.alarm("disk_low", "critical", f"{free_gb:.2f} GB free: reject pictures not saved")
+        self._set_fault("disk", f"{free_gb:.2f} GB free")
+        return False
 
     def _housekeeping(self) -> None:
         hb = self.cfg.mqtt.heartbeat_s
