@@ -198,7 +198,9 @@ class PylonSource(Source):
             with self._retrieving:  # close() waits for this section before releasing
                 if self._closed.is_set():
                     continue
-                removed = camera.IsCameraDeviceRemoved()
+                # a destroyed device is neither "removed" nor grabbing: RetrieveResult then
+                # returns invalid results forever, so a grab that stopped by itself is a loss too
+                removed = camera.IsCameraDeviceRemoved() or not camera.IsGrabbing()
                 self._in_retrieve = not removed
             if removed:
                 yield from self._fail_pending("camera removed")
