@@ -15,7 +15,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -27,6 +26,7 @@ import yaml
 from tests.broker import Collector
 from tests.cli_helpers import INSPECTOR
 from tests.inspector.daemon_helpers import TOPIC_ROOT, bad_image, good_image
+from tests.reliability.fs_wait import wait_until
 
 KILLS = 20
 FILES_PER_CYCLE = 3
@@ -77,28 +77,6 @@ def start_daemon(config: Path, log: Path) -> subprocess.Popen:
         )
 
 
-def wait_until_empty(folder: Path, timeout: float) -> None:
-    """Block until ``folder`` holds no ``.png`` (woken by file events, checked again each time)."""
-    from watchdog.events import FileSystemEventHandler
-    from watchdog.observers import Observer
-
-    changed = threading.Event()
-    handler = FileSystemEventHandler()
-    handler.on_any_event = lambda event: changed.set()
-    observer = Observer()
-    observer.schedule(handler, str(folder))
-    observer.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while left := sorted(folder.glob("*.png")):
-            assert time.monotonic() < deadline, f"still in the hot folder: {left}"
-            changed.wait(1.0)
-            changed.clear()
-    finally:
-        observer.stop()
-        observer.join()
-
-
 def stored_rows(data_dir: Path) -> dict[str, dict]:
     """frame_id -> {cell_id, published} of every stored result; the database must be sound."""
     db = sqlite3.connect(data_dir / "inspector.db")
@@ -146,7 +124,12 @@ def test_sigkill_at_random_points_loses_no_result_and_repeats_only_with_the_same
         onlines = len(collector.on("status"))
         proc = start_daemon(config, log)  # the last start runs to the end
         collector.wait_for("status", onlines + 1, timeout=START_S)  # its SIGTERM handler is set
-        wait_until_empty(incoming, START_S)  # every file inspected and filed away
+        wait_until(
+            incoming,
+            lambda: not list(incoming.glob("*.png")),
+            START_S,
+            "every file inspected and filed away",
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
         # the clean stop flushes the outbox, then says offline: what it sent came before that
