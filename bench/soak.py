@@ -77,12 +77,15 @@ def frames() -> tuple[list[np.ndarray], np.ndarray]:
     return passes, paste_foreign(passes[0], (200, 100, 60, 60))
 
 
-def snapshot(proc) -> dict:
+def snapshot(proc, done: int = 0) -> dict:
     return {
+        "done": done,
         "rss": proc.memory_info().rss,
         "fds": proc.num_fds(),
         "threads": proc.num_threads(),
         "t": time.monotonic(),
+        "load": os.getloadavg()[0],
+        "cpu": sum(proc.cpu_times()[:2]),  # user + system seconds of this process
     }
 
 
@@ -143,15 +146,15 @@ def run(total: int, window: int) -> tuple[str, bool]:
 
         def sample() -> None:  # the trend between start and end
             while not finished.wait(10):
-                samples.append(snapshot(proc))
+                samples.append(snapshot(proc, len(tracker.done)))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        start = snapshot(proc)  # the sampler's own thread already counted
+        start = snapshot(proc, len(tracker.done))  # the sampler's thread already counted
         with tqdm(total=total, desc="soak", unit="frame", mininterval=5) as bar:
             feed(total, "soak", bar)
         daemon.store.flush_files()  # reject pictures written: their files are closed
-        end = snapshot(proc)
+        end = snapshot(proc, len(tracker.done))
         finished.set()
         sampler.join()
         daemon.stop()
@@ -181,6 +184,24 @@ def run(total: int, window: int) -> tuple[str, bool]:
     # a WAL checkpoint) is not one
     ok = worst_ratio <= 1.2 and rss_growth <= 0.05 and end["fds"] <= start["fds"] + 2
     per_minute = " / ".join(f"{v * 1e3:.0f}" for v in p99.values())
+    # RSS at the end of each minute: flat means it levels off, not that it ends low
+    rss_by_minute: dict[int, float] = {}
+    load_by_minute: dict[int, float] = {}  # other jobs on the machine show up as latency
+    for smp in samples:
+        rss_by_minute[int((smp["t"] - t0) // 60)] = smp["rss"] / 2**20
+        minute = int((smp["t"] - t0) // 60)
+        load_by_minute[minute] = max(load_by_minute.get(minute, 0.0), smp["load"])
+    load_trend = " / ".join(f"{v:.1f}" for _, v in sorted(load_by_minute.items()))
+    # CPU time per frame by minute: the daemon's own cost, whatever else the machine runs
+    cpu_by_minute: dict[int, float] = {}
+    prev = start
+    for smp in [*samples, end]:
+        minute = int((smp["t"] - t0) // 60)
+        if smp["done"] > prev["done"] and (smp is end or minute != int((prev["t"] - t0) // 60)):
+            cpu_by_minute[minute] = (smp["cpu"] - prev["cpu"]) / (smp["done"] - prev["done"])
+            prev = smp
+    cpu_trend = " / ".join(f"{v * 1e3:.1f}" for _, v in sorted(cpu_by_minute.items()))
+    rss_trend = " / ".join(f"{v:.0f}" for _, v in sorted(rss_by_minute.items()))
     mib = 2**20
     body = f"""
 Daemon at its highest sustained rate: in-memory source of {WIDTH}x{HEIGHT} Mono8 frames
@@ -196,6 +217,11 @@ machine is shared with other jobs, so the rate is the rate under that load).
 | resident memory (RSS) | {start["rss"] / mib:.1f} MiB | {end["rss"] / mib:.1f} MiB ({100 * rss_growth:+.1f} %; peak {rss_max / mib:.1f} MiB) |
 | open file descriptors | {start["fds"]} | {end["fds"]} (every 10 s: {min(fds)}-{max(fds)}) |
 | threads | {start["threads"]} | {end["threads"]} |
+
+RSS at the end of each minute (MiB): {rss_trend}.
+
+Highest 1-minute load average in each minute: {load_trend}; CPU time of the whole process
+per frame, minute by minute (ms): {cpu_trend}.
 
 **{rate:.1f} frames/s** over {elapsed / 60:.1f} min; verdicts {counts}.
 Latency grab -> PUBACK: median {np.median(lats) * 1e3:.0f} ms, p99 {np.percentile(lats, 99) * 1e3:.0f} ms
