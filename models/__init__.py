@@ -3,3 +3,10 @@
 Modules that the runtime needs without PyTorch (``recipe``, ``preprocess``, ``image_io``) do
 not import torch; everything else does.
 """
+
+import os
+
+MAX_PIXELS = 100_000_000
+# OpenCV reads its decoder's size cap once, when cv2 is loaded: set it before any module here
+# imports cv2, so a small file that decompresses into a huge image is refused, not allocated.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))

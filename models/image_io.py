@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models import MAX_PIXELS
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm"})
 
 
@@ -24,7 +26,10 @@ def read_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error:
+        raise ImageError(f"{path}: image larger than {MAX_PIXELS:,} pixels") from None
     if image is None:
         raise ImageError(f"{path}: not a readable image")
     if image.ndim == 3 and image.shape[2] == 4:

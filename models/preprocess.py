@@ -10,13 +10,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from models import MAX_PIXELS
 from models.image_io import ImageError
 
 # OpenCLIP (OpenAI) normalisation
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 MIN_SIDE = 8
-MAX_PIXELS = 100_000_000
 
 
 def validate_frame(image: object) -> np.ndarray:
