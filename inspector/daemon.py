@@ -206,7 +206,9 @@ class Daemon:
             return False
 
     def _grab_stage(self, opened: bool) -> None:
-        backoff = 1.0
+        first = getattr(self.cfg.source, "reconnect_backoff_s", 1.0)
+        longest = getattr(self.cfg.source, "reconnect_backoff_max_s", MAX_BACKOFF_S)
+        backoff = first
         while not self._stop.is_set():
             try:
                 if not opened:
@@ -215,7 +217,7 @@ class Daemon:
                     if "source" in self._faults:
                         self.alarm("source_restored", "info", f"{self.source.name} source is back")
                         self._set_fault("source", None)
-                    backoff = 1.0
+                    backoff = first
                 for frame in self.source.frames():
                     t = time.monotonic()
                     self.metrics.frames.inc()
@@ -246,7 +248,7 @@ class Daemon:
                 log.info("reopening the source in %.1f s", backoff)
                 if self._stop.wait(backoff):
                     break
-                backoff = min(MAX_BACKOFF_S, backoff * 2)
+                backoff = min(longest, backoff * 2)
         self.frame_q.put(STOP)
 
     def _already_stored(self, frame: Frame) -> bool:

@@ -153,9 +153,12 @@ def test_a_lost_camera_is_alarmed_degrades_the_status_and_is_reopened(
     broker,
     collector,
     line_bundle,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     source = QueueSource()
-    cfg = make_config(tmp_path, line_bundle, broker.port, {"kind": "video", "url": "unused"})
+    video = {"kind": "video", "url": "unused", "reconnect_backoff_s": 0.3}
+    cfg = make_config(tmp_path, line_bundle, broker.port, video)
+    caplog.set_level("INFO", logger="inspector")
     with running(Daemon(cfg, source=source)):
         collector.wait_for("status", where=lambda p: p["state"] == "online")
         source.lose_device()
@@ -167,6 +170,7 @@ def test_a_lost_camera_is_alarmed_degrades_the_status_and_is_reopened(
         assert collector.wait_for("result")[0]["cell_id"] == "AFTER-1"
     assert lost["severity"] == "critical" and "camera removed" in lost["message"]
     assert source.opens == 2
+    assert "reopening the source in 0.3 s" in caplog.text  # the configured back-off
 
 
 def test_results_made_while_the_broker_is_down_arrive_in_order_when_it_returns(
