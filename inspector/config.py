@@ -53,8 +53,12 @@ def _env_secret(name: str | None) -> str | None:
 class StationConfig(_Strict):
     """Where this box stands: the names that form the MQTT topic root."""
 
-    line: str = Field(min_length=1, max_length=64)
-    station: str = Field(min_length=1, max_length=64)
+    line: str = Field(
+        min_length=1, max_length=64, description="Production line name (topic level)."
+    )
+    station: str = Field(
+        min_length=1, max_length=64, description="Station name on that line (topic level)."
+    )
 
     @field_validator("line", "station")
     @classmethod
@@ -67,30 +71,44 @@ class StationConfig(_Strict):
 class TLSConfig(_Strict):
     """TLS towards the broker; files are PEM. No CA file means the system's trust store."""
 
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure: bool = False  # skip host name verification (test benches only)
+    ca_file: Path | None = Field(None, description="CA certificate that signed the broker's.")
+    cert_file: Path | None = Field(None, description="Client certificate (mutual TLS only).")
+    key_file: Path | None = Field(None, description="Its private key (mutual TLS only).")
+    insecure: bool = Field(
+        False, description="Skip the broker host name check (test benches only)."
+    )
 
 
 class MqttConfig(_Strict):
     """The broker connection and the publishing behaviour."""
 
-    enabled: bool = True
-    host: str = "localhost"
-    port: int = Field(1883, ge=1, le=65535)
-    client_id: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    password_env: str | None = None
-    tls: TLSConfig | None = None
-    keepalive_s: int = Field(30, ge=5, le=3600)
-    topic_prefix: str = "inspector/v1"
-    heartbeat_s: float = Field(10.0, gt=0)
-    reconnect_min_s: float = Field(1.0, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
-    inflight_window: int = Field(100, ge=1, le=10_000)
-    backlog_alarm: int = Field(1000, ge=1)
+    enabled: bool = Field(True, description="false: results are only stored (bench, offline).")
+    host: str = Field("localhost", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual for TLS).")
+    client_id: str | None = Field(
+        None, description="MQTT client id; default `inspector-<role>-<line>-<station>`."
+    )
+    username: str | None = Field(None, description="Broker user name.")
+    password: SecretStr | None = Field(None, description="Its password (prefer password_env).")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the broker password."
+    )
+    tls: TLSConfig | None = Field(None, description="Set to connect over TLS.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive interval.")
+    topic_prefix: str = Field(
+        "inspector/v1", description="Topics are `<prefix>/<line>/<station>/<kind>`."
+    )
+    heartbeat_s: float = Field(
+        10.0, gt=0, description="Heartbeat period; also how often backlog and disk are checked."
+    )
+    reconnect_min_s: float = Field(1.0, gt=0, description="First reconnect delay after a loss.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay (back-off).")
+    inflight_window: int = Field(
+        100, ge=1, le=10_000, description="Results published and not yet acknowledged, at most."
+    )
+    backlog_alarm: int = Field(
+        1000, ge=1, description="Unpublished results above this raise `broker_backlog`."
+    )
 
     @field_validator("password_env")
     @classmethod
@@ -113,13 +131,23 @@ class MqttConfig(_Strict):
 class PipelineConfig(_Strict):
     """Stage queues (bounded: a slow stage holds the previous one back) and batching."""
 
-    frame_queue: int = Field(16, ge=1, le=10_000)
-    result_queue: int = Field(64, ge=1, le=10_000)
-    max_batch: int = Field(8, ge=1, le=256)
-    # 0: a batch is what waits when the backend is free (bursts batch, a lone frame never
-    # waits); above 0: also wait this long for company after the first frame
-    batch_wait_ms: float = Field(0.0, ge=0, le=10_000)
-    channel_order: Literal["bgr", "rgb"] = "bgr"
+    frame_queue: int = Field(
+        16, ge=1, le=10_000, description="Frames grabbed and waiting for the model, at most."
+    )
+    result_queue: int = Field(
+        64, ge=1, le=10_000, description="Verdicts waiting to be stored and published, at most."
+    )
+    max_batch: int = Field(8, ge=1, le=256, description="Frames per model call, at most.")
+    batch_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        le=10_000,
+        description="0: a batch is what waits when the model is free (a lone frame never "
+        "waits); above 0: also wait this long for more frames after the first.",
+    )
+    channel_order: Literal["bgr", "rgb"] = Field(
+        "bgr", description="Channel order of colour frames from the source."
+    )
 
 
 class RetentionConfig(_Strict):
@@ -128,30 +156,53 @@ class RetentionConfig(_Strict):
     Unpublished results and rejects that still wait for an explanation are never deleted.
     """
 
-    max_age_days: float = Field(30.0, gt=0)
-    max_disk_gb: float = Field(20.0, gt=0)
-    check_every_s: float = Field(600.0, gt=0)
-    disk_low_alarm_gb: float = Field(1.0, ge=0)
+    max_age_days: float = Field(30.0, gt=0, description="Results older than this are deleted.")
+    max_disk_gb: float = Field(
+        20.0, gt=0, description="Oldest results (pictures first) go until the data fit in this."
+    )
+    check_every_s: float = Field(600.0, gt=0, description="How often retention runs.")
+    disk_low_alarm_gb: float = Field(
+        1.0,
+        ge=0,
+        description="Free-space floor: below it `disk_low` is raised and reject pictures are "
+        "not saved (verdicts still are).",
+    )
 
 
 class HealthConfig(_Strict):
     """systemd watchdog, Prometheus metrics and log format."""
 
-    metrics_port: int | None = Field(9108, ge=0, le=65535)
-    metrics_host: str = "127.0.0.1"
-    stall_s: float = Field(30.0, gt=0)
-    log_format: Literal["json", "text"] = "json"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_port: int | None = Field(
+        9108, ge=0, le=65535, description="Prometheus `/metrics` port; null: no endpoint."
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics endpoint binds.")
+    stall_s: float = Field(
+        30.0, gt=0, description="A stage busy with one item this long stops the watchdog pings."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json: one object per line (journald); text: for people."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level logged."
+    )
 
 
 class Config(_Strict):
     """The whole file. Relative paths are taken relative to the file's folder."""
 
     station: StationConfig
-    data_dir: Path
-    bundle: Path
-    backend: Literal["torch", "onnxruntime", "tensorrt"] | None = None
-    source: SourceConfig
+    data_dir: Path = Field(
+        description="Results database, reject pictures and maps (the only writable folder)."
+    )
+    bundle: Path = Field(description="Model bundle folder (`inspector bundle create`).")
+    backend: Literal["torch", "onnxruntime", "tensorrt"] | None = Field(
+        None,
+        description="Inference backend; null: what inspector-engine.service chose for this "
+        "box, else the bundle recipe's.",
+    )
+    source: SourceConfig = Field(
+        description="Where frames come from: a Basler camera, a hot folder or a video stream."
+    )
     mqtt: MqttConfig = MqttConfig()
     pipeline: PipelineConfig = PipelineConfig()
     retention: RetentionConfig = RetentionConfig()

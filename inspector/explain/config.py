@@ -27,14 +27,14 @@ class OpenAISettings(_Strict):
     """Any OpenAI-compatible chat server (llama.cpp server, vLLM, Ollama, ...)."""
 
     base_url: str = Field("http://127.0.0.1:8080/v1", description="up to and including /v1")
-    model: str = "default"
+    model: str = Field("default", description="Model name the server knows.")
     api_key_env: str | None = Field(
         "OPENAI_API_KEY", description="environment variable holding the API key (may be unset)"
     )
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0, description="Give up on one request after this.")
     send_image: bool = Field(True, description="attach the overlay PNG (vision models)")
-    max_tokens: int = Field(400, gt=0)
-    temperature: float = Field(0.2, ge=0.0, le=2.0)
+    max_tokens: int = Field(400, gt=0, description="Longest answer, in tokens.")
+    temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature.")
 
     @field_validator("base_url")
     @classmethod
@@ -56,10 +56,15 @@ class BatteryGPTSettings(_Strict):
     bundle: Path | None = Field(
         None, description="bundle whose encoder initialises image encoder 2 (station's if unset)"
     )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
-    max_new_tokens: int = Field(256, gt=0)
-    stop_strings: list[str] = Field(default_factory=lambda: ["</s>", "USER:", "###"])
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="auto: float16 on CUDA, float32 on the CPU."
+    )
+    max_new_tokens: int = Field(256, gt=0, description="Longest answer, in tokens.")
+    stop_strings: list[str] = Field(
+        default_factory=lambda: ["</s>", "USER:", "###"],
+        description="Generation stops at the first of these.",
+    )
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy")
 
 
@@ -67,9 +72,9 @@ class RetrySettings(_Strict):
     """A failing job is retried with exponential back-off, then explained by the template."""
 
     max_attempts: int = Field(3, ge=1, description="attempts with the chosen backend")
-    backoff_s: float = Field(5.0, ge=0.0)
-    backoff_factor: float = Field(2.0, ge=1.0)
-    max_backoff_s: float = Field(300.0, ge=0.0)
+    backoff_s: float = Field(5.0, ge=0.0, description="Wait after the first failed attempt.")
+    backoff_factor: float = Field(2.0, ge=1.0, description="Each later wait is this much longer.")
+    max_backoff_s: float = Field(300.0, ge=0.0, description="Longest wait between attempts.")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -79,10 +84,18 @@ class RetrySettings(_Strict):
 class ExplainerConfig(_Strict):
     """How rejects are explained (the ``explainer`` section; defaults need nothing)."""
 
-    backend: Literal["template", "openai", "batterygpt"] = "template"
-    openai: OpenAISettings = Field(default_factory=OpenAISettings)
-    batterygpt: BatteryGPTSettings = Field(default_factory=BatteryGPTSettings)
-    retry: RetrySettings = Field(default_factory=RetrySettings)
+    backend: Literal["template", "openai", "batterygpt"] = Field(
+        "template", description="Who writes explanations; template needs no language model."
+    )
+    openai: OpenAISettings = Field(
+        default_factory=OpenAISettings, description="Used when backend is openai."
+    )
+    batterygpt: BatteryGPTSettings = Field(
+        default_factory=BatteryGPTSettings, description="Used when backend is batterygpt."
+    )
+    retry: RetrySettings = Field(
+        default_factory=RetrySettings, description="Retries before the template takes over."
+    )
     poll_interval_s: float = Field(1.0, gt=0, description="wait between empty queue checks")
     check_facts: bool = Field(
         True, description="replace a model's explanation that contradicts the facts"

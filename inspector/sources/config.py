@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -31,6 +31,12 @@ PixelFormat = Literal[
 ]
 
 
+def _cell_id_prefix() -> Any:
+    return Field(
+        default="cell", description="Prefix of the ids given to frames that arrive without one."
+    )
+
+
 class PylonSourceConfig(BaseModel):
     """A Basler camera through pypylon.
 
@@ -42,28 +48,39 @@ class PylonSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["pylon"] = "pylon"
-    serial: str | None = None
-    user_id: str | None = None
-    pixel_format: PixelFormat = "Mono8"
-    trigger: Literal["software", "hardware", "free_run"] = "software"
-    trigger_line: str = "Line1"
-    trigger_activation: Literal["RisingEdge", "FallingEdge"] = "RisingEdge"
-    exposure_us: float | None = Field(default=None, gt=0)
+    serial: str | None = Field(default=None, description="Camera serial number.")
+    user_id: str | None = Field(default=None, description="Camera user id (DeviceUserID).")
+    pixel_format: PixelFormat = Field(default="Mono8", description="PixelFormat set on the camera.")
+    trigger: Literal["software", "hardware", "free_run"] = Field(
+        default="software",
+        description="software: a frame per MQTT trigger; hardware: FrameStart on trigger_line.",
+    )
+    trigger_line: str = Field(default="Line1", description="hardware only: the TriggerSource.")
+    trigger_activation: Literal["RisingEdge", "FallingEdge"] = Field(
+        default="RisingEdge", description="hardware only: the edge that triggers."
+    )
+    exposure_us: float | None = Field(
+        default=None, gt=0, description="ExposureTime in µs; null: the camera's setting."
+    )
     frame_rate: float | None = Field(
         default=None, gt=0, description="free run only: AcquisitionFrameRate in Hz"
     )
-    width: int | None = Field(default=None, gt=0)
-    height: int | None = Field(default=None, gt=0)
+    width: int | None = Field(default=None, gt=0, description="Width in px; null: the camera's.")
+    height: int | None = Field(default=None, gt=0, description="Height in px; null: the camera's.")
     buffers: int = Field(default=16, ge=2, le=1024, description="MaxNumBuffer")
     grab_timeout_ms: int = Field(
         default=2000, gt=0, description="a triggered frame not here by then is an error frame"
     )
-    reconnect_backoff_s: float = Field(default=1.0, gt=0)
-    reconnect_backoff_max_s: float = Field(default=30.0, gt=0)
+    reconnect_backoff_s: float = Field(
+        default=1.0, gt=0, description="First wait before re-opening a lost camera."
+    )
+    reconnect_backoff_max_s: float = Field(
+        default=30.0, gt=0, description="Longest wait between re-open attempts (back-off)."
+    )
     emulation_images: Path | None = Field(
         default=None, description="emulated camera only: folder of images it serves"
     )
-    cell_id_prefix: str = "cell"
+    cell_id_prefix: str = _cell_id_prefix()
 
 
 class HotFolderSourceConfig(BaseModel):
@@ -78,11 +95,17 @@ class HotFolderSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["hotfolder"] = "hotfolder"
-    folder: Path
-    cell_id_pattern: str | None = None
-    suffixes: list[str] = Field(default_factory=lambda: sorted(IMAGE_SUFFIXES))
-    done_dir: Path | None = None
-    failed_dir: Path | None = None
+    folder: Path = Field(description="The folder the scanner writes into.")
+    cell_id_pattern: str | None = Field(
+        default=None, description="Regular expression with a `(?P<cell_id>...)` group."
+    )
+    suffixes: list[str] = Field(
+        default_factory=lambda: sorted(IMAGE_SUFFIXES), description="File types taken."
+    )
+    done_dir: Path | None = Field(default=None, description="Where inspected files go.")
+    failed_dir: Path | None = Field(
+        default=None, description="Where unreadable files and error frames go."
+    )
     settle_s: float = Field(
         default=0.5, gt=0, description="a file is complete when unchanged this long"
     )
@@ -90,7 +113,7 @@ class HotFolderSourceConfig(BaseModel):
         default=10.0, gt=0, description="an unreadable file unchanged this long is corrupt"
     )
     polling: bool = Field(default=False, description="poll instead of OS events (network shares)")
-    cell_id_prefix: str = "cell"
+    cell_id_prefix: str = _cell_id_prefix()
 
     @field_validator("cell_id_pattern")
     @classmethod
@@ -132,14 +155,18 @@ class VideoSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["video"] = "video"
-    url: str
-    every_nth: int = Field(default=1, ge=1)
-    loop: bool = False
-    grayscale: bool = False
-    open_timeout_ms: int = Field(default=10000, gt=0)
-    read_timeout_ms: int = Field(default=10000, gt=0)
-    reconnect_backoff_s: float = Field(default=1.0, gt=0)
-    cell_id_prefix: str = "cell"
+    url: str = Field(description="File path, stream URL or device number.")
+    every_nth: int = Field(default=1, ge=1, description="Inspect every n-th frame.")
+    loop: bool = Field(default=False, description="Start a file again at its end.")
+    grayscale: bool = Field(default=False, description="Convert colour frames to gray.")
+    open_timeout_ms: int = Field(default=10000, gt=0, description="Give up opening after this.")
+    read_timeout_ms: int = Field(
+        default=10000, gt=0, description="A stream silent this long has stopped."
+    )
+    reconnect_backoff_s: float = Field(
+        default=1.0, gt=0, description="Wait before re-opening a stopped stream."
+    )
+    cell_id_prefix: str = _cell_id_prefix()
 
     @model_validator(mode="after")
     def _url_not_blank(self) -> VideoSourceConfig:

@@ -41,7 +41,7 @@ class WebConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = Field("127.0.0.1", description="Address to bind; 127.0.0.1 keeps it local.")
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(8080, ge=1, le=65535, description="Port of the page.")
     token: SecretStr | None = Field(None, description="Access token (prefer token_env).")
     token_env: str | None = Field(
         DEFAULT_TOKEN_ENV, description="Environment variable holding the access token."
