@@ -15,6 +15,7 @@ import pytest
 from inspector.config import Config, parse_config
 from inspector.sources.base import Frame, Source, SourceError
 from models.recipe import load_recipe, save_recipe
+from tests.broker import Collector
 from tests.conftest import paste_foreign, textured
 
 
@@ -29,6 +30,14 @@ def line_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     recipe.fusion = "memory"
     save_recipe(out, recipe)
     return out
+
+
+@pytest.fixture
+def collector(broker) -> Iterator[Collector]:
+    """Every message under the station's topic root, for the test's own broker."""
+    c = Collector(broker, TOPIC_ROOT)
+    yield c
+    c.close()
 
 
 def good_image(seed: int = 5) -> np.ndarray:

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 from inspector.daemon import Daemon  # noqa: E402
 from inspector.sources.base import Frame  # noqa: E402
 from inspector.store import Store  # noqa: E402
-from tests.broker import Collector, publish  # noqa: E402
+from tests.broker import publish  # noqa: E402
 from tests.inspector.daemon_helpers import (  # noqa: E402
     TOPIC_ROOT,
     QueueSource,
@@ -31,13 +31,6 @@ RESULT_FIELDS = {
     "image_score", "thresholds", "defect_area_px", "regions", "model_id", "backend",
     "latency_ms", "width", "height",
 }  # fmt: skip
-
-
-@pytest.fixture
-def collector(broker):
-    c = Collector(broker, TOPIC_ROOT)
-    yield c
-    c.close()
 
 
 def test_each_mqtt_trigger_gives_one_result_from_the_emulated_camera(

@@ -1,4 +1,4 @@
 """Fixtures of the fault tests: a real Mosquitto per test and the calibrated tiny bundle."""
 
 from tests.broker import broker  # noqa: F401
-from tests.inspector.daemon_helpers import line_bundle  # noqa: F401
+from tests.inspector.daemon_helpers import collector, line_bundle  # noqa: F401

@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 
 from inspector.daemon import Daemon  # noqa: E402
 from inspector.sources.base import Frame  # noqa: E402
-from tests.broker import Collector, publish  # noqa: E402
+from tests.broker import publish  # noqa: E402
 from tests.inspector.daemon_helpers import (  # noqa: E402
     TOPIC_ROOT,
     QueueSource,
@@ -30,13 +30,6 @@ from tests.inspector.daemon_helpers import (  # noqa: E402
     running,
     write_images,
 )
-
-
-@pytest.fixture
-def collector(broker):
-    c = Collector(broker, TOPIC_ROOT, client_id="camera-collector")
-    yield c
-    c.close()
 
 
 def trigger(broker, cell: str) -> None:

@@ -13,9 +13,7 @@ import pytest
 
 from inspector.daemon import Daemon
 from inspector.sources.base import Frame
-from tests.broker import Collector
 from tests.inspector.daemon_helpers import (
-    TOPIC_ROOT,
     QueueSource,
     bad_image,
     good_image,
@@ -43,13 +41,6 @@ HOSTILE = {
     "BOOL": (np.zeros((64, 64), bool), "unsupported pixel type bool"),
     "NOT-AN-ARRAY": ([[1, 2], [3, 4]], "numpy array, got list"),
 }
-
-
-@pytest.fixture
-def collector(broker):
-    c = Collector(broker, TOPIC_ROOT)
-    yield c
-    c.close()
 
 
 @pytest.mark.slow
