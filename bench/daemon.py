@@ -53,6 +53,24 @@ def make_bundle(folder: Path) -> Path:
     return out
 
 
+def station_config(work: Path, bundle: Path, port: int, line: str, max_batch: int):
+    """A daemon config for the benchmarks: in-memory source, local broker, no metrics port."""
+    from inspector.config import parse_config
+
+    return parse_config(
+        {
+            "station": {"line": line, "station": "S1"},
+            "data_dir": str(work / "data"),
+            "bundle": str(bundle),
+            "source": {"kind": "video", "url": "in-memory"},
+            "mqtt": {"host": "127.0.0.1", "port": port, "heartbeat_s": 5},
+            "health": {"metrics_port": None, "log_format": "text", "log_level": "ERROR"},
+            "pipeline": {"max_batch": max_batch},
+        },
+        work,
+    )
+
+
 def big_frames(n: int, defect: bool = False) -> list[np.ndarray]:
     import cv2
 
@@ -82,7 +100,6 @@ class Timer:
 
 
 def run(frames: int, burst: int) -> str:
-    from inspector.config import parse_config
     from inspector.daemon import Daemon
     from inspector.predictor import Predictor
     from inspector.sources.base import Frame
@@ -93,18 +110,7 @@ def run(frames: int, burst: int) -> str:
     broker = Broker(work / "broker").start()
     try:
         bundle = make_bundle(work)
-        cfg = parse_config(
-            {
-                "station": {"line": "bench", "station": "S1"},
-                "data_dir": str(work / "data"),
-                "bundle": str(bundle),
-                "source": {"kind": "video", "url": "in-memory"},
-                "mqtt": {"host": "127.0.0.1", "port": broker.port, "heartbeat_s": 5},
-                "health": {"metrics_port": None, "log_format": "text", "log_level": "ERROR"},
-                "pipeline": {"max_batch": 8},
-            },
-            work,
-        )
+        cfg = station_config(work, bundle, broker.port, "bench", 8)
         predictor = Predictor(bundle, "torch")
         timer = Timer(predictor.backend)
         source = QueueSource()

@@ -93,8 +93,7 @@ def run(total: int, window: int) -> tuple[str, bool]:
     import psutil
     from tqdm import tqdm
 
-    from bench.daemon import make_bundle
-    from inspector.config import parse_config
+    from bench.daemon import make_bundle, station_config
     from inspector.daemon import Daemon
     from inspector.sources.base import Frame
     from tests.broker import Broker
@@ -106,18 +105,7 @@ def run(total: int, window: int) -> tuple[str, bool]:
     tracker = Tracker()
     try:
         bundle = make_bundle(work)
-        cfg = parse_config(
-            {
-                "station": {"line": "soak", "station": "S1"},
-                "data_dir": str(work / "data"),
-                "bundle": str(bundle),
-                "source": {"kind": "video", "url": "in-memory"},
-                "mqtt": {"host": "127.0.0.1", "port": broker.port, "heartbeat_s": 5},
-                "health": {"metrics_port": None, "log_format": "text", "log_level": "ERROR"},
-                "pipeline": {"max_batch": window // 2},
-            },
-            work,
-        )
+        cfg = station_config(work, bundle, broker.port, "soak", window // 2)
         source = QueueSource()
         daemon = Daemon(
             cfg, source=source, on_result=tracker.on_result, on_delivered=tracker.on_delivered
