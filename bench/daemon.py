@@ -104,7 +104,7 @@ def run(frames: int, burst: int) -> str:
     from inspector.predictor import Predictor
     from inspector.sources.base import Frame
     from tests.broker import Broker
-    from tests.inspector.daemon_helpers import QueueSource
+    from tests.inspector.daemon_helpers import QueueSource, running
 
     work = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
     broker = Broker(work / "broker").start()
@@ -122,16 +122,16 @@ def run(frames: int, burst: int) -> str:
         stored = threading.Condition()
 
         def on_result(row_id: int, payload: dict, frame) -> None:
-            with stored:
-                cell_of_row[row_id] = payload["cell_id"]
-                stored.notify_all()
             backend_s = timer.calls[-1][1] if timer.calls else 0.0
             lat_ms = payload["latency_ms"]
-            model_s[payload["cell_id"]] = (
-                backend_s,
-                lat_ms["prepare"] / 1e3,
-                lat_ms["total"] / 1e3,
-            )
+            with stored:  # model_s before cell_of_row: the waiter reads both once woken
+                model_s[payload["cell_id"]] = (
+                    backend_s,
+                    lat_ms["prepare"] / 1e3,
+                    lat_ms["total"] / 1e3,
+                )
+                cell_of_row[row_id] = payload["cell_id"]
+                stored.notify_all()
 
         def on_delivered(row_id: int, t: float) -> None:
             acked.put((row_id, t))
@@ -147,49 +147,47 @@ def run(frames: int, burst: int) -> str:
             return original_put(item, *a, **k)
 
         daemon.frame_q.put = stamped_put
-        daemon.start()
-        assert daemon.link.wait_connected(10), "broker not reachable"
+        with running(daemon):  # stopped even when a wait below times out
+            assert daemon.link.wait_connected(10), "broker not reachable"
 
-        def one_at_a_time(images: list[np.ndarray], n: int, prefix: str) -> list[dict]:
-            rows = []
-            for i in range(n):
-                cell = f"{prefix}-{i:05d}"
-                source.push(Frame(cell, images[i % len(images)]))
-                row_id, t_ack = acked.get(timeout=120)
-                with stored:  # the PUBACK may beat the on_result callback
-                    assert stored.wait_for(lambda r=row_id: r in cell_of_row, 60)
-                c = cell_of_row[row_id]
-                backend_s, prepare_s, to_store = model_s[c]
-                total = t_ack - grabbed[c]
-                rows.append(
-                    {
-                        "total": total,
-                        "backend": backend_s,
-                        "prepare": prepare_s,
-                        "pre_store": to_store - backend_s - prepare_s,
-                        "post_store": total - to_store,
-                    }
-                )
-            return rows
+            def one_at_a_time(images: list[np.ndarray], n: int, prefix: str) -> list[dict]:
+                rows = []
+                for i in range(n):
+                    cell = f"{prefix}-{i:05d}"
+                    source.push(Frame(cell, images[i % len(images)]))
+                    row_id, t_ack = acked.get(timeout=120)
+                    with stored:  # the PUBACK may beat the on_result callback
+                        assert stored.wait_for(lambda r=row_id: r in cell_of_row, 60)
+                    c = cell_of_row[row_id]
+                    backend_s, prepare_s, to_store = model_s[c]
+                    total = t_ack - grabbed[c]
+                    rows.append(
+                        {
+                            "total": total,
+                            "backend": backend_s,
+                            "prepare": prepare_s,
+                            "pre_store": to_store - backend_s - prepare_s,
+                            "post_store": total - to_store,
+                        }
+                    )
+                return rows
 
-        passes = big_frames(4)
-        one_at_a_time(passes, 5, "warm")  # warm-up: first calls allocate
-        lat = one_at_a_time(passes, frames, "lat")
-        rejects = one_at_a_time(big_frames(2, defect=True), 10, "rej")
+            passes = big_frames(4)
+            one_at_a_time(passes, 5, "warm")  # warm-up: first calls allocate
+            lat = one_at_a_time(passes, frames, "lat")
+            rejects = one_at_a_time(big_frames(2, defect=True), 10, "rej")
 
-        # throughput: a burst, as fast as the pipeline takes it
-        timer.calls.clear()
-        t0 = time.monotonic()
-        for i in range(burst):
-            source.push(Frame(f"burst-{i:05d}", passes[i % len(passes)]))
-        last = t0
-        for _ in range(burst):
-            _, last = acked.get(timeout=300)
-        burst_s = last - t0
-        backend_busy = sum(s for _, s in timer.calls)
-        batches = [n for n, _ in timer.calls]
-        daemon.stop()
-        daemon.wait_stopped()
+            # throughput: a burst, as fast as the pipeline takes it
+            timer.calls.clear()
+            t0 = time.monotonic()
+            for i in range(burst):
+                source.push(Frame(f"burst-{i:05d}", passes[i % len(passes)]))
+            last = t0
+            for _ in range(burst):
+                _, last = acked.get(timeout=300)
+            burst_s = last - t0
+            backend_busy = sum(s for _, s in timer.calls)
+            batches = [n for n, _ in timer.calls]
         verdicts = {v: daemon.counts[v] for v in ("pass", "fail", "error")}
 
     finally:

@@ -97,7 +97,7 @@ def run(total: int, window: int) -> tuple[str, bool]:
     from inspector.daemon import Daemon
     from inspector.sources.base import Frame
     from tests.broker import Broker
-    from tests.inspector.daemon_helpers import QueueSource
+    from tests.inspector.daemon_helpers import QueueSource, running
 
     proc = psutil.Process()
     work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
@@ -110,43 +110,41 @@ def run(total: int, window: int) -> tuple[str, bool]:
         daemon = Daemon(
             cfg, source=source, on_result=tracker.on_result, on_delivered=tracker.on_delivered
         )
-        daemon.start()
-        assert daemon.link.wait_connected(10), "broker not reachable"
-        passes, reject = frames()
+        with running(daemon):  # stopped even when a wait below times out
+            assert daemon.link.wait_connected(10), "broker not reachable"
+            passes, reject = frames()
 
-        def feed(n: int, prefix: str, bar=None) -> None:
-            base = len(tracker.done)
-            for i in range(n):
-                if i >= window:  # closed loop: at most `window` frames in flight
-                    tracker.wait_done(base + i - window + 1)
-                image = reject if i % REJECT_EVERY == REJECT_EVERY - 1 else passes[i % 8]
-                cell = f"{prefix}-{i:06d}"
-                tracker.push(cell)
-                source.push(Frame(cell, image))
-                if bar is not None:
-                    bar.update(1)
-            tracker.wait_done(base + n)
+            def feed(n: int, prefix: str, bar=None) -> None:
+                base = len(tracker.done)
+                for i in range(n):
+                    if i >= window:  # closed loop: at most `window` frames in flight
+                        tracker.wait_done(base + i - window + 1)
+                    image = reject if i % REJECT_EVERY == REJECT_EVERY - 1 else passes[i % 8]
+                    cell = f"{prefix}-{i:06d}"
+                    tracker.push(cell)
+                    source.push(Frame(cell, image))
+                    if bar is not None:
+                        bar.update(1)
+                tracker.wait_done(base + n)
 
-        feed(200, "warm")  # first calls allocate; not counted
-        warm_done = len(tracker.done)
-        samples: list[dict] = []
-        finished = threading.Event()
+            feed(200, "warm")  # first calls allocate; not counted
+            warm_done = len(tracker.done)
+            samples: list[dict] = []
+            finished = threading.Event()
 
-        def sample() -> None:  # the trend between start and end
-            while not finished.wait(10):
-                samples.append(snapshot(proc, len(tracker.done)))
+            def sample() -> None:  # the trend between start and end
+                while not finished.wait(10):
+                    samples.append(snapshot(proc, len(tracker.done)))
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        start = snapshot(proc, len(tracker.done))  # the sampler's thread already counted
-        with tqdm(total=total, desc="soak", unit="frame", mininterval=5) as bar:
-            feed(total, "soak", bar)
-        daemon.store.flush_files()  # reject pictures written: their files are closed
-        end = snapshot(proc, len(tracker.done))
-        finished.set()
-        sampler.join()
-        daemon.stop()
-        daemon.wait_stopped()
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            start = snapshot(proc, len(tracker.done))  # the sampler's thread already counted
+            with tqdm(total=total, desc="soak", unit="frame", mininterval=5) as bar:
+                feed(total, "soak", bar)
+            daemon.store.flush_files()  # reject pictures written: their files are closed
+            end = snapshot(proc, len(tracker.done))
+            finished.set()
+            sampler.join()
         counts = dict(daemon.counts)
     finally:
         broker.stop()
@@ -159,6 +157,8 @@ def run(total: int, window: int) -> tuple[str, bool]:
         minutes.setdefault(int((t_ack - t0) // 60), []).append(lat)
     lats = np.array([lat for _, lat in timed])
     p99 = {m: float(np.percentile(v, 99)) for m, v in sorted(minutes.items()) if len(v) >= 100}
+    if not p99:
+        raise SystemExit("run too short: no minute had 100 frames for a p99 (raise --frames)")
     first = p99[min(p99)]
     last_m = max(p99)
     worst_ratio = max(v / first for v in p99.values())
@@ -170,7 +170,12 @@ def run(total: int, window: int) -> tuple[str, bool]:
     rss_max = max([s["rss"] for s in samples] + [end["rss"]])
     # a leak grows with the frames; one descriptor open for a moment (a PNG being written,
     # a WAL checkpoint) is not one
-    ok = worst_ratio <= 1.2 and rss_growth <= 0.05 and end["fds"] <= start["fds"] + 2
+    ok = (
+        worst_ratio <= 1.2
+        and rss_growth <= 0.05
+        and end["fds"] <= start["fds"] + 2
+        and end["threads"] <= start["threads"]
+    )
     per_minute = " / ".join(f"{v * 1e3:.0f}" for v in p99.values())
     # RSS at the end of each minute: flat means it levels off, not that it ends low
     rss_by_minute: dict[int, float] = {}
@@ -215,7 +220,7 @@ per frame, minute by minute (ms): {cpu_trend}.
 Latency grab -> PUBACK: median {np.median(lats) * 1e3:.0f} ms, p99 {np.percentile(lats, 99) * 1e3:.0f} ms
 over the run. p99 per minute (ms): {per_minute}; the worst minute is
 **{worst_ratio:.2f}x** the first minute's (limit 1.20x; last minute {p99[last_m] / first:.2f}x).
-Verdict: **{"flat" if ok else "NOT flat"}** (RSS growth <= 5 %, p99 <= 1.2x, fds +2 at most).
+Verdict: **{"flat" if ok else "NOT flat"}** (RSS growth <= 5 %, p99 <= 1.2x, fds +2 at most, no new threads).
 """  # noqa: E501
     return body, ok
 

@@ -55,8 +55,16 @@ def write_images(folder: Path, images: list[np.ndarray]) -> Path:
     return folder
 
 
+# the source section when the test hands the daemon its own QueueSource
+UNUSED_SOURCE = {"kind": "video", "url": "unused"}
+
+
 def make_config(
-    tmp_path: Path, bundle: Path, port: int | None, source: dict, **sections: dict
+    tmp_path: Path,
+    bundle: Path,
+    port: int | None,
+    source: dict = UNUSED_SOURCE,
+    **sections: dict,
 ) -> Config:
     """A station config for tests: broker on ``port`` (None: MQTT off), no metrics port."""
     data = {

@@ -69,7 +69,7 @@ def test_a_reject_raises_an_alarm_and_queues_an_explanation_job(
     line_bundle,
 ) -> None:
     source = QueueSource()
-    cfg = make_config(tmp_path, line_bundle, broker.port, {"kind": "video", "url": "unused"})
+    cfg = make_config(tmp_path, line_bundle, broker.port)
     with running(Daemon(cfg, source=source)):
         source.push(Frame("GOOD-1", good_image(6)))
         source.push(Frame("BAD-1", bad_image(6), product="pouch"))
@@ -106,7 +106,7 @@ def test_a_broken_frame_gets_an_error_verdict_and_inspection_goes_on(
     line_bundle,
 ) -> None:
     source = QueueSource()
-    cfg = make_config(tmp_path, line_bundle, broker.port, {"kind": "video", "url": "unused"})
+    cfg = make_config(tmp_path, line_bundle, broker.port)
     with running(Daemon(cfg, source=source)):
         source.push(Frame("LOST-1", None, error="grab timed out"))
         source.push(Frame("TINY-1", np.zeros((3, 3), np.uint8)))
@@ -128,7 +128,7 @@ def test_a_bad_trigger_is_alarmed_and_the_next_good_one_still_works(
     line_bundle,
 ) -> None:
     source = QueueSource()
-    cfg = make_config(tmp_path, line_bundle, broker.port, {"kind": "video", "url": "unused"})
+    cfg = make_config(tmp_path, line_bundle, broker.port)
     with running(Daemon(cfg, source=source)):
         collector.wait_for("status", where=lambda p: p["state"] == "online")
         for bad in (b"not json", b'{"cell_id": 42}', b'{"cell_id": "a/b#"}', b"[]"):
@@ -173,7 +173,7 @@ def test_results_made_while_the_broker_is_down_arrive_in_order_when_it_returns(
     line_bundle,
 ) -> None:
     source = QueueSource()
-    cfg = make_config(tmp_path, line_bundle, broker.port, {"kind": "video", "url": "unused"})
+    cfg = make_config(tmp_path, line_bundle, broker.port)
     stored = threading.Semaphore(0)
     daemon = Daemon(cfg, source=source, on_result=lambda *_: stored.release())
     with running(daemon):
@@ -200,7 +200,7 @@ def test_stopping_finishes_the_frames_in_flight_and_publishes_them(
     tmp_path: Path, broker, collector, line_bundle
 ) -> None:
     source = QueueSource()
-    cfg = make_config(tmp_path, line_bundle, broker.port, {"kind": "video", "url": "unused"})
+    cfg = make_config(tmp_path, line_bundle, broker.port)
     daemon = Daemon(cfg, source=source)
     daemon.start()
     assert daemon.link.wait_connected(10)

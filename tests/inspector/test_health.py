@@ -71,7 +71,6 @@ def test_the_daemon_reports_ready_and_serves_its_metrics(
         tmp_path,
         line_bundle,
         None,
-        {"kind": "video", "url": "unused"},
         health={"metrics_port": 0, "metrics_host": "127.0.0.1"},
     )
     stored = threading.Semaphore(0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -10,6 +12,8 @@ import numpy as np
 import pytest
 
 from inspector.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def result(frame_id: str, verdict: str = "pass", **extra) -> dict:
@@ -41,11 +45,19 @@ def test_results_wait_in_the_outbox_in_order_until_acknowledged(store: Store) ->
     assert store.backlog() == 2
 
 
+CRASHING_WRITER = """
+import os, sys
+from inspector.store import Store
+store = Store(sys.argv[1])
+for frame_id in ("a", "b"):
+    store.record({"frame_id": frame_id, "cell_id": "c", "verdict": "pass"}, None, None)
+os._exit(0)  # no close, no atexit: as a killed process leaves the WAL behind
+"""
+
+
 def test_the_outbox_survives_a_crash(tmp_path: Path) -> None:
-    first = Store(tmp_path)
-    first.record(result("a"), None, None)
-    first.record(result("b"), None, None)
-    # no close(): a killed process leaves the WAL behind
+    subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(tmp_path)], check=True, cwd=REPO)
+    assert (tmp_path / "inspector.db-wal").exists(), "the writer left its WAL behind"
     second = Store(tmp_path)
     assert [r["payload"]["frame_id"] for r in second.unpublished()] == ["a", "b"]
     second.close()

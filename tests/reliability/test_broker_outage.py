@@ -155,7 +155,6 @@ def test_a_60_s_broker_outage_loses_nothing_and_shows_the_backlog(
         tmp_path,
         line_bundle,
         gate.port,
-        {"kind": "video", "url": "unused"},
         mqtt={"backlog_alarm": 20},
         health={"metrics_port": 0},
     )

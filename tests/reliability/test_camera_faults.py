@@ -96,9 +96,7 @@ def test_a_stalled_inference_stops_the_watchdog_pings_until_it_moves_again(
     tmp_path: Path, notify_socket: socket.socket, line_bundle: Path
 ) -> None:
     source = QueueSource()
-    cfg = make_config(
-        tmp_path, line_bundle, None, {"kind": "video", "url": "unused"}, health={"stall_s": 0.5}
-    )
+    cfg = make_config(tmp_path, line_bundle, None, health={"stall_s": 0.5})
     stored = threading.Semaphore(0)
     daemon = Daemon(cfg, source=source, on_result=lambda *_: stored.release())
     entered, release = threading.Event(), threading.Event()

@@ -63,9 +63,10 @@ def station_yaml(tmp_path: Path, bundle: Path, port: int) -> Path:
 def drop_file(folder: Path, cell: str, seed: int) -> None:
     """Write an image as the scanner would: under a temporary name, then renamed into place."""
     image = bad_image(seed) if seed % 4 == 0 else good_image(seed)
-    tmp = folder / f"{cell}.part"
-    cv2.imwrite(str(tmp.with_suffix(".png")), image)
-    os.replace(tmp.with_suffix(".png"), tmp)  # keep it out of the watched suffixes until done
+    tmp = folder / f"{cell}.part"  # not a watched suffix until it is complete
+    ok, png = cv2.imencode(".png", image)
+    assert ok
+    tmp.write_bytes(png.tobytes())
     os.replace(tmp, folder / f"{cell}.png")
 
 

@@ -65,7 +65,6 @@ def test_a_full_disk_keeps_unpublished_results_and_publishes_verdicts_without_pi
         tmp_path,
         line_bundle,
         broker.port,
-        {"kind": "video", "url": "unused"},
         retention={
             "max_disk_gb": RETAIN_MB / 1e3,
             "check_every_s": 0.2,

@@ -64,7 +64,7 @@ def test_station_inspects_over_tls_with_a_password_from_the_environment(
     monkeypatch.setenv("TEST_STATION_PASSWORD", USERS["station"])
     mqtt_cfg = {"username": "station", "password_env": "TEST_STATION_PASSWORD"}
     cfg = make_config(
-        tmp_path, line_bundle, secure_broker.port, {"kind": "video", "url": "unused"},
+        tmp_path, line_bundle, secure_broker.port,
         mqtt=mqtt_cfg | {"tls": {"ca_file": str(secure_broker.ca_file)}},
     )  # fmt: skip
     messages: list[tuple[str, dict]] = []

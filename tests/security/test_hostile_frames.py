@@ -48,7 +48,7 @@ def test_hostile_frames_get_clear_error_verdicts_and_the_line_goes_on(
     tmp_path: Path, broker, collector, line_bundle: Path
 ) -> None:
     source = QueueSource()
-    cfg = make_config(tmp_path, line_bundle, broker.port, {"kind": "video", "url": "unused"})
+    cfg = make_config(tmp_path, line_bundle, broker.port)
     sixteen_good = good_image(7).astype(np.uint16) * 257  # the same picture at 16 bits
     sixteen_bad = bad_image(7).astype(np.uint16) * 257
     with running(Daemon(cfg, source=source)) as daemon:
