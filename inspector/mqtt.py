@@ -227,10 +227,13 @@ class MqttLink:
 
     def publish_result(self, row_id: int, payload: dict) -> int:
         """Hand one outbox row to the client; its PUBACK shows up in ``delivered()``."""
+        sent = time.monotonic()
         info = self.publish_json("result", payload, qos=1)
         with self._lock:
-            if self._early.pop(info.mid, None) is not None:
-                self._acks.put((row_id, time.monotonic()))
+            acked = self._early.pop(info.mid, None)
+            # an older entry is the ack of an earlier message with this id (ids wrap at 65535)
+            if acked is not None and acked >= sent:
+                self._acks.put((row_id, acked))
             else:
                 self._pending[info.mid] = row_id
         return info.mid

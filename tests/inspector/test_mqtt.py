@@ -162,3 +162,21 @@ def test_results_travel_over_tls_with_the_configured_ca(tmp_path: Path) -> None:
     finally:
         untrusted.stop(final_status=None)
         broker.stop()
+
+
+def test_a_reused_message_id_does_not_count_an_old_ack_for_a_new_result(tmp_path: Path) -> None:
+    broker = Broker(tmp_path / "broker").start()
+    link = link_for(broker)
+    try:
+        link.start()
+        assert link.wait_connected(10)
+        alarm = link.publish_json("alarm", {"kind": "test"}, qos=1)
+        alarm.wait_for_publish(10)  # its PUBACK is kept, as no result waits for it
+        broker.stop()
+        link.client._last_mid = alarm.mid - 1  # ids wrap at 65535: the next message reuses it
+        assert link.publish_result(7, {"frame_id": "f7"}) == alarm.mid
+        assert link.delivered() == [], "the broker never acknowledged this result"
+        assert link.in_flight() == 1
+    finally:
+        link.stop(final_status=None)
+        broker.stop()
