@@ -274,19 +274,24 @@ class Store:
                 except Exception as exc:  # disk full...: explain from the facts alone
                     log.exception("saving the pictures of result %s failed", row_id)
                     error, size = f"pictures not saved: {exc}", 0
-                with self._tx() as db:
-                    if error:
-                        db.execute(
-                            "UPDATE results SET image_path=NULL, map_path=NULL WHERE id=?",
-                            (row_id,),
-                        )
-                    db.execute("UPDATE results SET file_bytes=? WHERE id=?", (size, row_id))
-                    db.execute(
-                        "UPDATE jobs SET state='queued', error=? WHERE id=? AND state='saving'",
-                        (error, job_id),
-                    )
+                try:
+                    self._files_saved(row_id, job_id, size, error)
+                except Exception:  # disk full, locked: the job stays 'saving' until next start
+                    log.exception("recording the pictures of result %s failed", row_id)
             finally:
                 self._files.task_done()
+
+    def _files_saved(self, row_id: int, job_id: int, size: int, error: str | None) -> None:
+        with self._tx() as db:
+            if error:
+                db.execute(
+                    "UPDATE results SET image_path=NULL, map_path=NULL WHERE id=?", (row_id,)
+                )
+            db.execute("UPDATE results SET file_bytes=? WHERE id=?", (size, row_id))
+            db.execute(
+                "UPDATE jobs SET state='queued', error=? WHERE id=? AND state='saving'",
+                (error, job_id),
+            )
 
     def flush_files(self) -> None:
         """Wait until every deferred reject picture is on disk and its job claimable."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,27 @@ def test_a_crash_while_saving_pictures_still_leaves_a_claimable_job(tmp_path: Pa
     job = second.claim_job()
     assert job is not None and job.frame_id == "cut" and job.image_path is None
     second.close()
+
+
+def test_a_database_error_while_saving_pictures_does_not_stop_later_rejects(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = np.zeros((32, 32), np.uint8)
+    amap = np.zeros((32, 32), np.float32)
+    real = store._files_saved
+    calls: list[int] = []
+
+    def full_once(row_id, *args):  # the first update meets a full disk
+        calls.append(row_id)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(row_id, *args)
+
+    monkeypatch.setattr(store, "_files_saved", full_once)
+    store.record(result("bad1", "fail"), image, amap, defer_files=True)
+    store.record(result("bad2", "fail"), image, amap, defer_files=True)
+    store.flush_files()  # returns: the writer thread lived through the error
+    job = store.claim_job()
+    assert job is not None and job.frame_id == "bad2", "the second reject is saved and queued"
+    assert store.recover_unsaved() == 1, "the first waits in 'saving' for the next start"
+    assert store.claim_job().frame_id == "bad1"
