@@ -257,7 +257,7 @@ class Daemon:
         path = frame.meta.get("path")
         if not path:
             return False
-        stored = self.store.stored_for_file(frame.cell_id, _iso(frame.timestamp), str(path))
+        stored = self.store.stored_for_file(_iso(frame.timestamp), str(path))
         if stored is None:
             return False
         log.warning("%s already has result %s; filing it away", path, stored["frame_id"])

@@ -57,6 +57,7 @@ CREATE INDEX IF NOT EXISTS results_frame ON results(frame_id);
 CREATE INDEX IF NOT EXISTS results_unpublished ON results(id) WHERE published_at IS NULL;
 CREATE INDEX IF NOT EXISTS results_rejects ON results(verdict, ts);
 CREATE INDEX IF NOT EXISTS results_cell ON results(cell_id, ts);
+CREATE INDEX IF NOT EXISTS results_ts ON results(ts);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     result_id INTEGER NOT NULL REFERENCES results(id),
@@ -367,16 +368,16 @@ class Store:
             ).fetchone()
         return json.loads(row["payload"]) if row else None
 
-    def stored_for_file(self, cell_id: str, ts: str, path: str) -> dict | None:
-        """The stored result of the file ``path`` (with this cell id and time), else None.
+    def stored_for_file(self, ts: str, path: str) -> dict | None:
+        """The stored result of the file ``path`` with this time stamp, else None.
 
         A source that keeps its file until the result is stored (the hot folder) hands the
         file out again when a crash fell between the two; this finds the verdict it already got.
+        Not by cell id: a file name without one gets a new id each time it is handed out.
         """
         with self._lock:
             rows = self._db.execute(
-                "SELECT payload FROM results WHERE cell_id=? AND ts=? ORDER BY id",
-                (cell_id, ts),
+                "SELECT payload FROM results WHERE ts=? ORDER BY id", (ts,)
             ).fetchall()
         for row in rows:
             payload = json.loads(row["payload"])

@@ -25,6 +25,7 @@ from tests.inspector.daemon_helpers import (  # noqa: E402
     running,
     write_images,
 )
+from tests.reliability.fs_wait import wait_until  # noqa: E402
 
 RESULT_FIELDS = {
     "schema", "line", "station", "cell_id", "frame_id", "ts", "product", "verdict",
@@ -214,3 +215,27 @@ def test_stopping_finishes_the_frames_in_flight_and_publishes_them(
     assert store.backlog() == 0, "flushed before the offline status"
     store.close()
     collector.wait_for("status", where=lambda p: p["state"] == "offline")
+
+
+def test_a_hot_folder_file_stored_before_a_crash_is_filed_not_inspected_again(
+    tmp_path: Path, broker, collector, line_bundle
+) -> None:
+    incoming = write_images(tmp_path / "incoming", [good_image(5)])  # no cell id in the name
+    (name,) = [p.name for p in incoming.iterdir()]
+    hot = {"kind": "hotfolder", "folder": str(incoming), "settle_s": 0.05}
+    cfg = make_config(tmp_path, line_bundle, broker.port, hot)
+    with running(Daemon(cfg)):
+        first = collector.wait_for("result")[0]
+        wait_until(incoming, lambda: (incoming / "done" / name).exists(), 10, "file filed")
+    # a crash after storing the result and before filing it leaves the file where it was
+    done = incoming / "done" / name
+    mtime = done.stat().st_mtime_ns
+    done.replace(incoming / name)
+    os.utime(incoming / name, ns=(mtime, mtime))
+    with running(Daemon(cfg)) as again:
+        wait_until(incoming, lambda: (incoming / "done" / name).exists(), 10, "file filed again")
+    assert again.counts["pass"] + again.counts["fail"] + again.counts["error"] == 0
+    assert len(collector.on("result")) == 1, "one result for the file, from the first run"
+    store = Store(cfg.data_dir)
+    assert store.stored_for_file(first["ts"], str(incoming / name))["frame_id"] == first["frame_id"]
+    store.close()
