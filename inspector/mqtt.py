@@ -377,13 +377,15 @@ class OutboxPublisher:
         self._behind = True  # the store may hold rows not yet handed (old ones at start)
         self._hand_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
-        link.on_ack_signal = self.wake
+        link.on_ack_signal = self._wake.set  # acks only: no new rows to look for
 
     def start(self) -> None:
         self._thread.start()
 
     def wake(self) -> None:
-        """New rows or acknowledgements: drain now."""
+        """New rows in the store: look for them and drain now."""
+        with self._hand_lock:
+            self._behind = True
         self._wake.set()
 
     def offer(self, row_id: int, payload: dict) -> None:
@@ -403,7 +405,7 @@ class OutboxPublisher:
                 self._last_handed = row_id
                 return
             self._behind = True
-        self.wake()
+        self._wake.set()
 
     def _step(self) -> None:
         self._mark(self.link.delivered())
@@ -412,7 +414,7 @@ class OutboxPublisher:
                 self._behind = True
                 return
             room = self.window - self.link.in_flight()
-            if room <= 0:
+            if room <= 0 or not self._behind:  # caught up: offer() publishes new rows itself
                 return
             rows = self.store.unpublished(after_id=self._last_handed, limit=room)
             for row in rows:
