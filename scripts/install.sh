@@ -175,9 +175,10 @@ create_data_dirs() {
 }
 
 source_stamp() {  # a hash of everything pip would install, to skip identical reinstalls
+    # Every file of the packages (templates and stylesheets too), bytecode caches aside.
     (cd "$SRC" && find setup.cfg pyproject.toml inspector models export -type f \
-        \( -name '*.py' -o -name '*.json' -o -name '*.cfg' -o -name '*.toml' \) \
-        -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum)
+        -not -path '*/__pycache__/*' -not -name '*.pyc' -print0 \
+        | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum)
     printf 'extras=%s\n' "$EXTRAS"
 }
 

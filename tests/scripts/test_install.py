@@ -2,7 +2,8 @@
 
 The installer runs with ``--root`` (nothing outside the temporary root is touched, systemctl
 is never called) and ``--no-venv`` (pip-installing torch into a temporary root is too heavy
-for a test; the venv step is the only one not covered here).
+for a test). The venv step's decision to reinstall is tested with a stub ``python`` that only
+records the pip call.
 """
 
 from __future__ import annotations
@@ -169,3 +170,49 @@ def test_installed_units_verify_in_the_installed_tree(installed: Path) -> None:
         shutil.copy(unit, targets / unit.name)
     for unit in UNITS:
         assert verify(installed, unit) == ""
+
+
+SOURCE_PARTS = ("scripts", "systemd", "docs", "inspector", "models", "export")
+
+
+def source_copy(dest: Path) -> Path:
+    """A copy of the parts of the source tree the installer reads, to change without harm."""
+    for name in SOURCE_PARTS:
+        shutil.copytree(
+            REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+    for name in ("setup.cfg", "pyproject.toml"):
+        shutil.copy(REPO / name, dest / name)
+    return dest
+
+
+def test_a_template_only_change_is_reinstalled(tmp_path: Path) -> None:
+    """The venv is pip-installed again when any package file changed, not only Python code."""
+    src = source_copy(tmp_path / "src")
+    root = tmp_path / "root"
+    pip_log = tmp_path / "pip.log"
+    venv_bin = root / "opt/battery-inspector/venv/bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").write_text(f'#!/bin/sh\necho "$@" >>"{pip_log}"\n')
+    (venv_bin / "python").chmod(0o755)
+
+    def install() -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            ["bash", str(src / "scripts/install.sh"), "--root", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    assert "installed battery-inspector into" in install().stdout
+    assert "nothing changed" in install().stdout
+    assert len(pip_log.read_text().splitlines()) == 1
+    (src / "inspector/web/templates/login.html").write_text("{# changed #}\n", "utf-8")
+    assert "installed battery-inspector into" in install().stdout
+    assert len(pip_log.read_text().splitlines()) == 2
+    cache = src / "inspector/web/__pycache__"
+    cache.mkdir(exist_ok=True)
+    (cache / "app.cpython-311.pyc").write_bytes(b"bytecode")  # not a source change
+    assert "nothing changed" in install().stdout
