@@ -30,7 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from inspector.web import present
 from inspector.web.auth import COOKIE_NAME, Authenticator
 from inspector.web.config import WebConfig
-from inspector.web.pictures import PictureMissing, Pictures
+from inspector.web.pictures import PictureMissing, Pictures, stored_file
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,6 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
         if entry.is_file() and suffix in types:
             out[entry.name] = (entry.read_bytes(), types[suffix])
     return out
-
-
-def result_of(reject: dict) -> dict:
-    """A reject row with its MQTT result payload folded in; the row's own columns win."""
-    nested = reject.get("result")
-    return {**nested, **reject} if isinstance(nested, dict) else reject
 
 
 def _safe_next(target: str | None) -> str:
@@ -159,6 +153,18 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
             html, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})}
         )
 
+    def login_page(request: Request, status: int, target: str, error: str | None) -> HTMLResponse:
+        """The login form, asking for what is configured: user name and password, token, or both."""
+        return page(
+            request,
+            "login.html",
+            status=status,
+            next=target,
+            error=error,
+            with_user=credentials.username is not None,
+            with_token=credentials.token is not None,
+        )
+
     def not_found(request: Request, what: str = "No such reject") -> HTMLResponse:
         return page(request, "missing.html", status=404, what=what)
 
@@ -206,7 +212,7 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
 
     @app.get("/login", response_class=HTMLResponse)
     def login_form(request: Request, next: str | None = None) -> HTMLResponse:
-        return page(request, "login.html", next=_safe_next(next), error=None)
+        return login_page(request, 200, _safe_next(next), None)
 
     @app.post("/login")
     async def login(request: Request) -> Response:
@@ -214,19 +220,13 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
         target = _safe_next(form.get("next"))
         now = time.monotonic()
         if len(failures) == failures.maxlen and now - failures[0] < 60.0:
-            return page(
-                request,
-                "login.html",
-                status=429,
-                next=target,
-                error="Too many wrong attempts. Wait a minute and try again.",
+            return login_page(
+                request, 429, target, "Too many wrong attempts. Wait a minute and try again."
             )
         if not auth.check_login(form.get("username", ""), form.get("secret", "")):
             failures.append(now)
             log.warning("failed login from %s", request.client.host if request.client else "?")
-            return page(
-                request, "login.html", status=401, next=target, error="Wrong token or password."
-            )
+            return login_page(request, 401, target, "Wrong token or password.")
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             COOKIE_NAME,
@@ -265,7 +265,7 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
             limit=limit + 1,
         )
         more = len(rows) > limit
-        rows = [result_of(r) for r in rows[:limit]]
+        rows = [present.result_of(r) for r in rows[:limit]]
         return page(
             request,
             "list.html",
@@ -278,7 +278,7 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
 
     def load(frame_id: str) -> dict | None:
         reject = store.reject(frame_id)
-        return result_of(reject) if reject else None
+        return present.result_of(reject) if reject else None
 
     def reject_page(
         request: Request, reject: dict, status: int = 200, question: str = "", error: str = ""
@@ -292,8 +292,8 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
             regions=present.region_rows(reject),
             explanation=store.explanation(frame_id),
             history=store.chat_history(frame_id),
-            has_image=_has(data_dir, reject.get("image_path")),
-            has_map=_has(data_dir, reject.get("map_path")),
+            has_image=stored_file(data_dir, reject.get("image_path")) is not None,
+            has_map=stored_file(data_dir, reject.get("map_path")) is not None,
             question=question,
             error=error,
         )
@@ -374,16 +374,6 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
         return RedirectResponse(f"/rejects/{quote(frame_id, safe='')}#chat-end", 303)
 
     return app
-
-
-def _has(data_dir: Path, stored: object) -> bool:
-    from inspector.web.pictures import inside
-
-    try:
-        inside(data_dir, stored)  # type: ignore[arg-type]
-    except PictureMissing:
-        return False
-    return True
 
 
 def _same_origin(request: Request) -> bool:

@@ -106,6 +106,30 @@ def test_basic_auth_with_username_and_password(store: Store) -> None:
     assert client.get("/rejects", headers=basic("other", "pw-1")).status_code == 401
 
 
+def test_login_form_with_username_and_password_only(store: Store) -> None:
+    cfg = WebConfig(token_env=None, username="tech", password=SecretStr("pw-1"))
+    client = TestClient(create_app(store, template_chat, cfg), follow_redirects=False)
+    page = client.get("/login?next=/rejects/f-1")
+    assert page.status_code == 200
+    assert 'name="username"' in page.text and 'name="secret"' in page.text
+    assert "token" not in page.text.lower()  # no token configured: none asked for
+    wrong = client.post("/login", data={"username": "tech", "secret": "nope"})
+    assert wrong.status_code == 401 and 'name="username"' in wrong.text
+    assert client.post("/login", data={"secret": "pw-1"}).status_code == 401  # user name needed
+    ok = client.post("/login", data={"username": "tech", "secret": "pw-1", "next": "/rejects/f-1"})
+    assert ok.status_code == 303 and ok.headers["location"] == "/rejects/f-1"
+    assert client.get("/rejects/f-1").status_code == 200  # the client keeps the cookie
+
+
+def test_login_form_with_both_token_and_password(store: Store) -> None:
+    cfg = settings(username="tech", password=SecretStr("pw-1"))
+    client = TestClient(create_app(store, template_chat, cfg), follow_redirects=False)
+    page = client.get("/login")
+    assert 'name="username"' in page.text and "Password or access token" in page.text
+    assert client.post("/login", data={"secret": TOKEN}).status_code == 303
+    assert client.post("/login", data={"username": "tech", "secret": "pw-1"}).status_code == 303
+
+
 def test_no_configured_login_refuses_to_start(store: Store) -> None:
     with pytest.raises(CredentialsError, match="INSPECTOR_WEB_TEST_UNSET"):
         create_app(store, template_chat, WebConfig(token_env="INSPECTOR_WEB_TEST_UNSET"))
@@ -141,6 +165,9 @@ def test_reject_page_shows_explanation_and_regions_and_escapes_text(
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in hostile.text
     assert "Not explained yet" in hostile.text
     assert "default-src 'none'" in hostile.headers["content-security-policy"]
+    listed = client.get("/rejects", headers=AUTH).text  # f-1 explained, f-2 still waiting
+    assert listed.count('class="pill ok">ready') == 1
+    assert listed.count('class="pill wait">pending') == 1
 
 
 def test_overlay_png_decodes_at_the_frame_size_and_shows_the_map(client: TestClient) -> None:
