@@ -63,7 +63,9 @@ def serve(
             def make_backend():
                 return create_backend(cfg.explainer, cfg.bundle)
 
-        chat = ExplainerChat(cfg.data_dir, make_backend, _recipe(cfg.bundle))
+        chat = ExplainerChat(
+            cfg.data_dir, make_backend, _recipe(cfg.bundle), check_facts=cfg.explainer.check_facts
+        )
         application = create_app(store, chat, web)
     if web.host not in LOCAL_HOSTS:
         typer.secho(

@@ -14,13 +14,13 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from inspector.decision import Decision, Region, find_regions, position_word
-from models.recipe import Recipe, Thresholds
+from models.recipe import Thresholds
 
 SCRATCH_ELONGATION = 3.0  # length / width at or above which a region reads as a scratch
 
@@ -60,18 +60,6 @@ class RegionFacts:
         """``"scratch-like"`` (elongated) or ``"blob-like"``."""
         return "scratch-like" if self.elongation >= SCRATCH_ELONGATION else "blob-like"
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["bbox"] = list(self.bbox)
-        d["centroid"] = [round(c, 1) for c in self.centroid]
-        d["elongation"] = round(self.elongation, 2)
-        d["shape"] = self.shape
-        for key in ("area_px", "peak", "mean", "length_px", "width_px", "angle_deg"):
-            d[key] = round(float(d[key]), 4)
-        for key in ("area_mm2", "length_mm", "width_mm"):
-            d[key] = None if d[key] is None else round(float(d[key]), 4)
-        return d
-
     def size_text(self) -> str:
         """``"1600 px (16.0 mm^2), about 40 x 40 px"`` style size description."""
         area = f"{self.area_px:.0f} px"
@@ -103,19 +91,6 @@ class Facts:
     @property
     def verdict(self) -> str:
         return "fail" if self.regions else "pass"
-
-    def to_dict(self) -> dict:
-        return {
-            "product": self.product,
-            "width": self.width,
-            "height": self.height,
-            "verdict": self.verdict,
-            "image_score": round(float(self.image_score), 4),
-            "pixel_pitch_mm": self.pixel_pitch_mm,
-            "thresholds": self.thresholds.model_dump(),
-            "count": self.count,
-            "regions": [r.to_dict() for r in self.regions],
-        }
 
     def decision(self) -> Decision:
         """The facts as an ``inspector.decision.Decision`` (for ``render_overlay``)."""
@@ -228,57 +203,82 @@ def facts_from_map(
     return Facts(product, w, h, score, thresholds, pixel_pitch_mm, regions)
 
 
-def facts_for_recipe(amap: np.ndarray, recipe: Recipe, image_score: float | None = None) -> Facts:
-    """``facts_from_map`` with a bundle recipe's thresholds, pixel pitch and product noun."""
-    return facts_from_map(
-        amap, recipe.thresholds, recipe.pixel_pitch_mm, recipe.product, image_score
+def as_float(value: object, default: float | None = 0.0) -> float | None:
+    """``value`` as a finite float, else ``default`` (a stored record may hold anything)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+    return number if np.isfinite(number) else default
+
+
+def thresholds_of(result: dict, default: Thresholds | None = None) -> Thresholds:
+    """The thresholds of a stored verdict; ``default`` (or the defaults) when missing or bad."""
+    raw = result.get("thresholds")
+    if isinstance(raw, dict) and raw:
+        try:
+            return Thresholds(**{k: v for k, v in raw.items() if k in Thresholds.model_fields})
+        except (TypeError, ValueError):  # pydantic's ValidationError is a ValueError
+            pass
+    return default if default is not None else Thresholds()
+
+
+def _region_from_result(index: int, r: dict, width: int, height: int) -> RegionFacts:
+    """One stored region as facts, shaped by its bounding box.
+
+    Raises:
+        KeyError, TypeError, ValueError, AttributeError: the region is malformed.
+    """
+    x, y, bw, bh = (int(v) for v in r["bbox"])
+    cx, cy = (float(v) for v in r.get("centroid") or (x + bw / 2, y + bh / 2))
+    area_px = float(r.get("area_px", bw * bh))
+    area_mm2 = as_float(r.get("area_mm2"), None)
+    pitch = (area_mm2 / area_px) ** 0.5 if area_mm2 and area_px > 0 else None
+    position = r.get("position") or (
+        position_word(cx, cy, width, height) if width and height else "unknown position"
+    )
+    return RegionFacts(
+        index=index,
+        position=str(position),
+        bbox=(x, y, bw, bh),
+        centroid=(cx, cy),
+        area_px=area_px,
+        peak=float(r.get("peak", 0.0)),
+        mean=float(r.get("mean", 0.0)),
+        length_px=float(max(bw, bh)),
+        width_px=float(min(bw, bh)),
+        angle_deg=0.0 if bw >= bh else 90.0,
+        area_mm2=area_mm2,
+        length_mm=max(bw, bh) * pitch if pitch else None,
+        width_mm=min(bw, bh) * pitch if pitch else None,
     )
 
 
 def facts_from_result(result: dict, product: str = "battery cell") -> Facts:
     """Facts from a result payload alone (its ``regions``), for when the map file is missing.
 
-    Shape measures fall back to the bounding box (length and width of the box).
+    Shape measures fall back to the bounding box (length and width of the box). A malformed
+    region is left out (as on the overlay) and bad numbers fall back to defaults, so any
+    stored record still gets facts.
     """
-    t = result.get("thresholds") or {}
-    thresholds = Thresholds(**{k: v for k, v in t.items() if k in Thresholds.model_fields})
-    width, height = int(result.get("width") or 0), int(result.get("height") or 0)
-    regions = []
-    for i, r in enumerate(result.get("regions") or [], start=1):
-        x, y, bw, bh = (int(v) for v in r["bbox"])
-        cx, cy = r.get("centroid") or (x + bw / 2, y + bh / 2)
-        area_px = float(r.get("area_px", bw * bh))
-        area_mm2 = r.get("area_mm2")
-        pitch = (area_mm2 / area_px) ** 0.5 if area_mm2 and area_px else None
-        position = r.get("position") or (
-            position_word(cx, cy, width, height) if width and height else "unknown position"
-        )
-        regions.append(
-            RegionFacts(
-                index=i,
-                position=position,
-                bbox=(x, y, bw, bh),
-                centroid=(float(cx), float(cy)),
-                area_px=area_px,
-                peak=float(r.get("peak", 0.0)),
-                mean=float(r.get("mean", 0.0)),
-                length_px=float(max(bw, bh)),
-                width_px=float(min(bw, bh)),
-                angle_deg=0.0 if bw >= bh else 90.0,
-                area_mm2=area_mm2,
-                length_mm=max(bw, bh) * pitch if pitch else None,
-                width_mm=min(bw, bh) * pitch if pitch else None,
-            )
-        )
+    width = int(as_float(result.get("width")) or 0)
+    height = int(as_float(result.get("height")) or 0)
+    regions: list[RegionFacts] = []
+    stored = result.get("regions")
+    for r in stored if isinstance(stored, list) else []:
+        try:
+            regions.append(_region_from_result(len(regions) + 1, r, width, height))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue  # numbered like the overlay, which skips it too
     pitch = (
         regions[0].length_mm / regions[0].length_px if regions and regions[0].length_mm else None
     )
     return Facts(
-        result.get("product") or product,
+        str(result.get("product") or product),
         width,
         height,
-        float(result.get("image_score", 0.0)),
-        thresholds,
+        as_float(result.get("image_score")) or 0.0,
+        thresholds_of(result),
         pitch,
         regions,
     )

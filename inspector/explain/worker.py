@@ -24,9 +24,17 @@ import numpy as np
 from inspector.explain.backends.base import Backend, BackendError, RejectContext
 from inspector.explain.backends.template import TemplateBackend
 from inspector.explain.config import ExplainerConfig
-from inspector.explain.facts import Facts, facts_from_map, facts_from_result
+from inspector.explain.facts import (
+    Facts,
+    as_float,
+    facts_from_map,
+    facts_from_result,
+    thresholds_of,
+)
+from inspector.explain.files import read_map
 from inspector.explain.grounding import contradictions
-from models.recipe import Recipe, Thresholds
+from models.image_io import read_image
+from models.recipe import Recipe
 
 log = logging.getLogger("inspector.explain")
 
@@ -44,19 +52,32 @@ class Outcome:
     error: str | None = None
 
 
-def _load_image(path: Path | None) -> np.ndarray | None:
+def _read_optional(
+    read: Callable[[Path], np.ndarray], path: Path | None, what: str, frame_id: object
+) -> np.ndarray | None:
+    """``read(path)``, or None when no file is stored or it cannot be read (logged)."""
     if path is None or not Path(path).is_file():
         return None
-    from models.image_io import read_image
-
-    return read_image(path)
-
-
-def _load_map(path: Path | None) -> np.ndarray | None:
-    if path is None or not Path(path).is_file():
+    try:
+        return read(Path(path))
+    except (OSError, ValueError) as exc:  # ImageError is a ValueError
+        log.warning("%s of %s unreadable: %s", what, frame_id, exc)
         return None
-    amap = np.load(path, allow_pickle=False)
-    return amap.astype(np.float32) if amap.ndim == 2 else None
+
+
+def check_answer(facts: Facts, text: str) -> str:
+    """``text`` when it agrees with the measured facts.
+
+    Raises:
+        BackendError: (permanent) the text contradicts the facts; a retry would not cure it.
+    """
+    problems = contradictions(facts, text)
+    if problems:
+        raise BackendError(
+            f"answer contradicts the facts ({'; '.join(problems)}): {text[:200]!r}",
+            permanent=True,
+        )
+    return text
 
 
 def reject_facts(result: dict, amap: np.ndarray | None, recipe: Recipe | None = None) -> Facts:
@@ -69,14 +90,10 @@ def reject_facts(result: dict, amap: np.ndarray | None, recipe: Recipe | None = 
     from_result = facts_from_result(result, product)
     if amap is None:
         return from_result
-    t = result.get("thresholds")
-    thresholds = (
-        Thresholds(**{k: v for k, v in t.items() if k in Thresholds.model_fields})
-        if t
-        else (recipe.thresholds if recipe else Thresholds())
-    )
+    thresholds = thresholds_of(result, recipe.thresholds if recipe else None)
     pitch = recipe.pixel_pitch_mm if recipe else from_result.pixel_pitch_mm
-    measured = facts_from_map(amap, thresholds, pitch, product, result.get("image_score"))
+    score = as_float(result.get("image_score"), None)
+    measured = facts_from_map(amap, thresholds, pitch, product, score)
     if result.get("regions") is not None and measured.count != from_result.count:
         log.info(
             "map of %s gives %d regions, its verdict %d: using the verdict's",
@@ -94,19 +111,14 @@ def reject_context(
     map_path: Path | None,
     recipe: Recipe | None = None,
 ) -> RejectContext:
-    """Everything a backend gets about one reject; missing or unreadable files are left out."""
-    try:
-        image = _load_image(image_path)
-    except (OSError, ValueError) as exc:
-        log.warning("image of %s unreadable: %s", result.get("frame_id"), exc)
-        image = None
-    try:
-        amap = _load_map(map_path)
-    except (OSError, ValueError) as exc:
-        log.warning("map of %s unreadable: %s", result.get("frame_id"), exc)
-        amap = None
-    if image is not None and amap is not None and image.shape[:2] != amap.shape:
-        image = None  # a picture that does not match its map cannot be overlaid
+    """Everything a backend gets about one reject; missing or unreadable files are left out.
+
+    The map is brought to the frame's size (as the page draws it), so both line up.
+    """
+    frame_id = result.get("frame_id")
+    image = _read_optional(read_image, image_path, "image", frame_id)
+    shape = None if image is None else image.shape[:2]
+    amap = _read_optional(lambda p: read_map(p, shape), map_path, "map", frame_id)
     return RejectContext(reject_facts(result, amap, recipe), image, amap)
 
 
@@ -148,12 +160,8 @@ class ExplainWorker:
         if not isinstance(backend, TemplateBackend):
             try:
                 text = backend.explain(ctx)
-                problems = contradictions(ctx.facts, text) if self.cfg.check_facts else []
-                if problems:
-                    raise BackendError(
-                        f"answer contradicts the facts ({'; '.join(problems)}): {text[:200]!r}",
-                        permanent=True,
-                    )
+                if self.cfg.check_facts:
+                    check_answer(ctx.facts, text)
             except Exception as exc:  # any failure: retry later, finally the template
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 retry = self.cfg.retry
@@ -198,11 +206,8 @@ class ExplainWorker:
         job = self.store.claim_job()
         return None if job is None else self.process(job)
 
-    def run(self, stop: threading.Event, on_outcome: Callable[[Outcome], None] | None = None):
+    def run(self, stop: threading.Event) -> None:
         """Process jobs until ``stop`` is set, waiting ``poll_interval_s`` when idle."""
         while not stop.is_set():
-            outcome = self.run_once()
-            if outcome is None:
+            if self.run_once() is None:
                 stop.wait(self.cfg.poll_interval_s)
-            elif on_outcome is not None:
-                on_outcome(outcome)

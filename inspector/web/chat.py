@@ -2,26 +2,31 @@
 
 ``ExplainerChat`` is what ``inspector serve`` uses: it gives the backend the station's
 ``explainer`` section names (loaded on the first question) the same facts, frame and map the
-explanation worker gave it (``inspector.explain.worker.reject_context``), and lets the template
-backend answer when there is no language model or it fails, so a question always gets an
-answer that agrees with the explanation. ``template_chat`` is the minimal form: facts from the
-stored result alone, no files, no model.
+explanation worker gave it (``inspector.explain.worker.reject_context``), checks its answer
+against the facts as the worker does, and lets the template backend answer when there is no
+language model, it fails or it contradicts the facts, so a question always gets an answer that
+agrees with the explanation. ``template_chat`` is the minimal form: facts from the stored
+result alone, no files, no model.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inspector.web.pictures import stored_file
+from inspector.web.present import result_of
+
+if TYPE_CHECKING:
+    from inspector.explain.backends import RejectContext
 
 log = logging.getLogger(__name__)
 
-
-def _result(reject: dict) -> dict:
-    nested = reject.get("result")
-    result = nested if isinstance(nested, dict) else reject
-    return {**result, "product": reject.get("product") or result.get("product")}
+CONTEXT_CACHE = 8  # rejects whose decoded frame, map and facts are kept (a chat is on a few)
 
 
 def _turns(history: list[dict]) -> list[dict]:
@@ -39,7 +44,7 @@ def template_chat(reject: dict, history: list[dict], question: str) -> str:
     from inspector.explain.backends import RejectContext, TemplateBackend
     from inspector.explain.facts import facts_from_result
 
-    ctx = RejectContext(facts_from_result(_result(reject)))
+    ctx = RejectContext(facts_from_result(result_of(reject)))
     return TemplateBackend().reply(ctx, _turns(history), question)
 
 
@@ -50,6 +55,8 @@ class ExplainerChat:
         data_dir: the store's data directory; frames and maps outside it are not read.
         make_backend: builds the language-model backend on first use; None: template only.
         recipe: the station bundle's recipe (pixel pitch for mm, product noun); optional.
+        check_facts: replace an answer that contradicts the facts with the template's
+            (``explainer.check_facts``).
 
     Example:
         >>> from inspector.explain.backends import create_backend
@@ -62,50 +69,76 @@ class ExplainerChat:
         data_dir: Path,
         make_backend: Callable[[], object] | None = None,
         recipe: object | None = None,
+        check_facts: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.recipe = recipe
+        self.check_facts = check_facts
         self._make = make_backend
         self._backend = None
-        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._contexts: OrderedDict[str, RejectContext] = OrderedDict()
 
-    def _checked(self, stored: object) -> Path | None:
-        from inspector.web.pictures import PictureMissing, inside
+    def context(self, reject: dict) -> RejectContext:
+        """The facts (measured on the map where stored), frame and map of one reject.
 
-        try:
-            return inside(self.data_dir, stored)  # type: ignore[arg-type]
-        except PictureMissing:
-            return None
+        Kept for the last ``CONTEXT_CACHE`` rejects: a reject never changes, and decoding its
+        frame and map again for every question of a chat would be wasted.
+        """
+        frame_id = reject.get("frame_id")
+        with self._cache_lock:
+            if frame_id in self._contexts:
+                self._contexts.move_to_end(frame_id)
+                return self._contexts[frame_id]
+        ctx = self._measure(reject)
+        if frame_id is not None:
+            with self._cache_lock:
+                self._contexts[frame_id] = ctx
+                while len(self._contexts) > CONTEXT_CACHE:
+                    self._contexts.popitem(last=False)
+        return ctx
 
-    def context(self, reject: dict):
-        """The facts (measured on the map where stored), frame and map of one reject."""
+    def _measure(self, reject: dict) -> RejectContext:
         from inspector.explain.backends import RejectContext
         from inspector.explain.facts import facts_from_result
         from inspector.explain.worker import reject_context
 
-        result = _result(reject)
+        result = result_of(reject)
         try:
             return reject_context(
                 result,
-                self._checked(reject.get("image_path")),
-                self._checked(reject.get("map_path")),
+                stored_file(self.data_dir, reject.get("image_path")),
+                stored_file(self.data_dir, reject.get("map_path")),
                 self.recipe,
             )
         except Exception:  # a malformed record still has its verdict's own facts
             log.exception("could not measure reject %s; using its result", reject.get("frame_id"))
             return RejectContext(facts_from_result(result))
 
+    def _language_model(self):
+        """The backend, built on the first question; None if there is none or it failed."""
+        with self._load_lock:
+            if self._backend is None and self._make is not None:
+                make, self._make = self._make, None  # a failed load is not tried again
+                try:
+                    self._backend = make()
+                except Exception:
+                    log.exception("could not load the chat backend; the template answers")
+            return self._backend
+
     def __call__(self, reject: dict, history: list[dict], question: str) -> str:
-        from inspector.explain.backends import TemplateBackend
+        from inspector.explain.backends import BackendError, TemplateBackend
+        from inspector.explain.worker import check_answer
 
         ctx, turns = self.context(reject), _turns(history)
-        if self._make is not None:
+        backend = self._language_model()
+        if backend is not None:
             try:
-                with self._lock:
-                    if self._backend is None:
-                        self._backend = self._make()
-                    backend = self._backend
-                return backend.reply(ctx, turns, question)
+                answer = backend.reply(ctx, turns, question)
+                return check_answer(ctx.facts, answer) if self.check_facts else answer
+            except BackendError as exc:
+                log.warning("chat backend: %s; answering from the facts", exc)
             except Exception:  # any backend failure: the template still answers
                 log.exception("chat backend failed; answering from the facts")
         return TemplateBackend().reply(ctx, turns, question)

@@ -15,10 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspector.decision import Decision, Region
+from inspector.decision import Decision
+from inspector.explain.facts import facts_from_result
+from inspector.explain.files import read_map
 from inspector.overlay import MIN_LONG_SIDE, display_image, render_overlay
 from models.image_io import ImageError, read_image
-from models.recipe import Thresholds
 
 THUMB_WIDTH = 320
 CACHE_BYTES = 64 * 2**20
@@ -49,32 +50,22 @@ def inside(data_dir: Path, stored: str | Path | None) -> Path:
     return path
 
 
-def decision_of(result: dict, verdict: str = "fail") -> Decision:
-    """Rebuild the verdict, score, thresholds and regions of a stored result for drawing."""
-    fields = set(Thresholds.model_fields)
-    raw = result.get("thresholds") or {}
+def stored_file(data_dir: Path, stored: object) -> Path | None:
+    """``inside(data_dir, stored)``, or None where that refuses the path."""
     try:
-        thresholds = Thresholds(**{k: v for k, v in raw.items() if k in fields})
-    except (ValueError, TypeError):
-        thresholds = Thresholds()
-    regions = []
-    for r in result.get("regions") or []:
-        try:
-            regions.append(
-                Region(
-                    bbox=tuple(int(v) for v in r["bbox"]),
-                    area_px=float(r.get("area_px", 0.0)),
-                    peak=float(r.get("peak", 0.0)),
-                    mean=float(r.get("mean", 0.0)),
-                    centroid=tuple(float(v) for v in r.get("centroid", (0.0, 0.0))),
-                    position=str(r.get("position", "")),
-                    area_mm2=r.get("area_mm2"),
-                )
-            )
-        except (KeyError, TypeError, ValueError):
-            continue  # a malformed region is not drawn; the rest still are
-    score = float(result.get("image_score") or 0.0)
-    return Decision(str(result.get("verdict") or verdict), score, regions, thresholds)
+        return inside(data_dir, stored)  # type: ignore[arg-type]
+    except PictureMissing:
+        return None
+
+
+def decision_of(result: dict, verdict: str = "fail") -> Decision:
+    """Rebuild the verdict, score, thresholds and regions of a stored result for drawing.
+
+    Malformed regions and thresholds are read as ``facts_from_result`` reads them (left out,
+    or the defaults), so the boxes are numbered as the explanation numbers them.
+    """
+    decision = facts_from_result(result).decision()
+    return replace(decision, verdict=str(result.get("verdict") or verdict))
 
 
 def png(image: np.ndarray) -> bytes:
@@ -130,15 +121,9 @@ class Pictures:
 
     def _map(self, stored: str | Path | None, shape: tuple[int, int]) -> np.ndarray:
         try:
-            amap = np.load(inside(self.data_dir, stored), allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise PictureMissing(f"map unreadable: {exc}") from None
-        amap = np.nan_to_num(np.asarray(amap, dtype=np.float32).squeeze(), nan=0.0)
-        if amap.ndim != 2:
-            raise PictureMissing("map is not 2-D")
-        if amap.shape != shape:
-            amap = cv2.resize(amap, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-        return amap
+            return read_map(inside(self.data_dir, stored), shape)
+        except ImageError as exc:
+            raise PictureMissing(str(exc)) from None
 
     def image_png(self, reject: dict) -> bytes:
         """The frame as an 8-bit PNG a browser shows (16-bit and float stretched).

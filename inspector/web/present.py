@@ -77,6 +77,12 @@ def ago(value: object, now: datetime | None = None) -> str:
     return ""
 
 
+def result_of(reject: dict) -> dict:
+    """A reject row with its MQTT result payload folded in; the row's own columns win."""
+    nested = reject.get("result")
+    return {**nested, **reject} if isinstance(nested, dict) else reject
+
+
 def region_rows(result: dict) -> list[dict]:
     """One row per defect region with the numbers a technician reads, already formatted."""
     rows = []

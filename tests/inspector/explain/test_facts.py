@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.explain.facts import facts_from_map, facts_from_result
+from inspector.explain.facts import facts_from_map, facts_from_result, thresholds_of
 from models.recipe import Thresholds
 
 
@@ -73,3 +73,33 @@ def test_facts_from_a_result_payload_agree_with_the_map() -> None:
     assert [r.position for r in from_result.regions] == [r.position for r in from_map.regions]
     assert [r.area_px for r in from_result.regions] == [r.area_px for r in from_map.regions]
     assert from_result.pixel_pitch_mm == pytest.approx(0.1)
+
+
+def test_thresholds_of_a_stored_result_fall_back_when_missing_or_bad() -> None:
+    recipe_t = Thresholds(pixel=0.3, image=0.4)
+    assert thresholds_of({"thresholds": {"pixel": 0.7, "extra": 1}}).pixel == 0.7
+    assert thresholds_of({}) == Thresholds()
+    assert thresholds_of({}, recipe_t) == recipe_t
+    assert thresholds_of({"thresholds": {"pixel": "high"}}, recipe_t) == recipe_t
+    assert thresholds_of({"thresholds": {"image": 7.0}}) == Thresholds()  # out of range
+    assert thresholds_of({"thresholds": ["not", "a", "dict"]}) == Thresholds()
+
+
+def test_facts_from_a_malformed_result_skip_what_they_cannot_read() -> None:
+    result = {
+        "width": "wide",
+        "height": 300,
+        "image_score": "high",
+        "thresholds": {"pixel": None},
+        "regions": [
+            {"position": "lower right"},  # no bbox
+            {"bbox": [1, 2, "x", 4]},
+            "not a region",
+            {"bbox": [10, 20, 30, 40], "peak": 0.8, "area_mm2": "n/a"},
+        ],
+    }
+    facts = facts_from_result(result)
+    assert facts.count == 1 and facts.regions[0].index == 1
+    assert facts.regions[0].bbox == (10, 20, 30, 40) and facts.regions[0].area_mm2 is None
+    assert (facts.width, facts.image_score, facts.thresholds) == (0, 0.0, Thresholds())
+    assert facts_from_result({"regions": {"bbox": [0, 0, 1, 1]}}).count == 0

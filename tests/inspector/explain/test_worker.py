@@ -11,7 +11,7 @@ import pytest
 from inspector.decision import decide
 from inspector.explain.backends import Backend, BackendError, TemplateBackend
 from inspector.explain.config import ExplainerConfig
-from inspector.explain.worker import ExplainWorker
+from inspector.explain.worker import ExplainWorker, reject_context
 from inspector.store import Store
 from models.recipe import Thresholds
 from tests.conftest import textured
@@ -138,3 +138,42 @@ def test_an_explanation_that_contradicts_the_facts_is_replaced_by_the_template(
     outcome = ExplainWorker(store, Confabulating(), ExplainerConfig()).run_once()
     assert (outcome.state, outcome.backend) == ("done", "template")
     assert store.explanation("f1")["text"].startswith("This pouch cell was rejected: one defect")
+
+
+@pytest.mark.parametrize("with_files", [True, False])
+def test_a_malformed_result_is_still_explained_and_done(store: Store, with_files: bool) -> None:
+    """A region without a box and a non-numeric threshold are read tolerantly, not fatally."""
+    amap = np.zeros((240, 320), np.float32)
+    amap[10:40, 10:40] = 0.9
+    result = {
+        "frame_id": "f1",
+        "cell_id": "cell-f1",
+        "product": "pouch cell",
+        "width": 320,
+        "height": 240,
+        "verdict": "fail",
+        "image_score": 0.9,
+        "thresholds": {"pixel": "high", "image": 0.5},
+        "regions": [
+            {"position": "lower right", "peak": 0.9},  # no bbox
+            {"bbox": [10, 10, 30, 30], "position": "upper left", "area_px": 900, "peak": 0.9},
+        ],
+    }
+    store.record(result, textured(240, 320) if with_files else None, amap if with_files else None)
+    outcome = ExplainWorker(store, EchoBackend(), ExplainerConfig()).run_once()
+    assert outcome.state == "done"
+    assert store.pending_jobs() == 0
+    assert store.explanation("f1")["text"] == "1 region(s) at upper left"
+
+
+def test_a_map_of_another_size_is_brought_to_the_frame(tmp_path: Path) -> None:
+    """As the page draws it: the frame is kept and the map (squeezed, NaN as 0) resized."""
+    image_path, map_path = tmp_path / "frame.png", tmp_path / "map.npy"
+    cv2.imwrite(str(image_path), textured(240, 320))
+    amap = np.zeros((1, 120, 160), np.float32)
+    amap[0, 5:20, 5:20], amap[0, 100, 150] = 0.9, np.nan
+    np.save(map_path, amap)
+    ctx = reject_context({"frame_id": "f1", "width": 320, "height": 240}, image_path, map_path)
+    assert ctx.image is not None and ctx.amap.shape == (240, 320)
+    assert not np.isnan(ctx.amap).any()
+    assert ctx.facts.count == 1 and ctx.facts.regions[0].position == "upper left"

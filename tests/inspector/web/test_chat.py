@@ -65,3 +65,57 @@ def test_sizes_in_mm_with_the_bundles_pixel_pitch(store: Store) -> None:
     chat = ExplainerChat(store.data_dir, None, recipe(pitch_mm=0.1))
     answer = chat(store.reject("f-1"), [], "How big is region 1?")
     assert "900 px (9 mm^2)" in answer
+
+
+class Confabulating(Backend):
+    name = "confabulating"
+
+    def reply(self, ctx: RejectContext, history: list, question: str) -> str:
+        return "There are three defects, the worst in the lower right."
+
+
+def test_a_backend_that_cannot_be_built_is_tried_once(store: Store) -> None:
+    builds: list[int] = []
+
+    def make() -> Backend:
+        builds.append(1)
+        raise RuntimeError("model folder missing")
+
+    chat = ExplainerChat(store.data_dir, make)
+    reject = store.reject("f-1")
+    for _ in range(3):
+        assert "Region 1 (upper left) covers 900 px" in chat(reject, [], "How big is region 1?")
+    assert len(builds) == 1
+
+
+def test_an_answer_that_contradicts_the_facts_is_replaced_by_the_template(store: Store) -> None:
+    reject, question = store.reject("f-1"), "How big is region 1?"
+    checked = ExplainerChat(store.data_dir, Confabulating)(reject, [], question)
+    assert checked == template_chat(reject, [], question)
+    assert "three" not in checked
+    unchecked = ExplainerChat(store.data_dir, Confabulating, check_facts=False)
+    assert unchecked(reject, [], question).startswith("There are three defects")
+
+
+def test_a_rejects_context_is_measured_once_and_kept(store: Store, monkeypatch) -> None:
+    import inspector.explain.worker as worker
+    import inspector.web.chat as chat_module
+
+    measured: list[str] = []
+    real = worker.reject_context
+
+    def counting(result: dict, *args, **kw):
+        measured.append(result["frame_id"])
+        return real(result, *args, **kw)
+
+    monkeypatch.setattr(worker, "reject_context", counting)
+    monkeypatch.setattr(chat_module, "CONTEXT_CACHE", 1)
+    backend = Recording()
+    chat = ExplainerChat(store.data_dir, lambda: backend)
+    f1, f2 = store.reject("f-1"), store.reject("f-2")
+    chat(f1, [], "Where?")
+    chat(f1, [], "How big?")
+    assert measured == ["f-1"] and backend.seen[0][0] is backend.seen[1][0]
+    chat(f2, [], "Where?")  # the cache holds one reject here: f-1 makes way
+    chat(f1, [], "Where?")
+    assert measured == ["f-1", "f-2", "f-1"]
