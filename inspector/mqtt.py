@@ -94,18 +94,15 @@ class MqttLink:
         station: str,
         role: str = "daemon",
         on_trigger: Callable[[str, str | None], None] | None = None,
-        on_bad_trigger: Callable[[str], None] | None = None,
         will: bool = True,
     ) -> None:
         self.cfg = cfg
         self.root = f"{cfg.topic_prefix.rstrip('/')}/{line}/{station}/"
         self.line, self.station = line, station
         self.on_trigger = on_trigger
-        self.on_bad_trigger = on_bad_trigger
         self.connected = threading.Event()
         self.refused = threading.Event()  # the broker said no (bad credentials, ...)
         self.refusal: str | None = None
-        self.connect_count = 0
         self._status = {"state": "online", "detail": ""}
         self._acks: queue.SimpleQueue[tuple[int, float]] = queue.SimpleQueue()
         self._pending: dict[int, int] = {}  # mid -> result row id
@@ -188,7 +185,6 @@ class MqttLink:
             self.refusal = str(reason_code)
             self.refused.set()
             return
-        self.connect_count += 1
         log.info("connected to %s:%s", self.cfg.host, self.cfg.port)
         if self.on_trigger is not None:
             client.subscribe(self.topic("trigger"), qos=1)
@@ -341,8 +337,6 @@ class MqttLink:
         except TriggerError as exc:
             log.warning("bad trigger ignored: %s", exc)
             self.alarm("bad_trigger", "warning", f"trigger ignored: {exc}")
-            if self.on_bad_trigger:
-                self.on_bad_trigger(str(exc))
             return
         try:
             self.on_trigger(cell_id, product)

@@ -208,7 +208,7 @@ class Store:
                 only when they are on disk. ``flush_files()`` waits for the writer.
 
         Returns:
-            The row id, which ``mark_published`` takes once the broker has it.
+            The row id, which ``mark_published_many`` takes once the broker has it.
         """
         reject = result.get("verdict") == "fail"
         image_path = map_path = None
@@ -321,16 +321,8 @@ class Store:
             )
         return len(rows)
 
-    def mark_published(self, row_id: int) -> None:
-        """The broker acknowledged this result (PUBACK): it leaves the outbox."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE results SET published_at=? WHERE id=? AND published_at IS NULL",
-                (time.time(), row_id),
-            )
-
     def mark_published_many(self, row_ids: list[int]) -> None:
-        """``mark_published`` for several rows in one transaction."""
+        """The broker acknowledged these results (PUBACK): they leave the outbox."""
         now = time.time()
         with self._tx() as db:
             db.executemany(
@@ -358,15 +350,6 @@ class Store:
             return self._db.execute(
                 "SELECT COUNT(*) FROM results WHERE published_at IS NULL"
             ).fetchone()[0]
-
-    def result(self, frame_id: str) -> dict | None:
-        """The latest result payload stored for ``frame_id``."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT payload FROM results WHERE frame_id=? ORDER BY id DESC LIMIT 1",
-                (frame_id,),
-            ).fetchone()
-        return json.loads(row["payload"]) if row else None
 
     def stored_for_file(self, ts: str, path: str) -> dict | None:
         """The stored result of the file ``path`` with this time stamp, else None.

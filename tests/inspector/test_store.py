@@ -39,7 +39,7 @@ def store(tmp_path: Path):
 def test_results_wait_in_the_outbox_in_order_until_acknowledged(store: Store) -> None:
     rows = [store.record(result(f"f{i}"), None, None) for i in range(5)]
     assert [r["payload"]["frame_id"] for r in store.unpublished()] == [f"f{i}" for i in range(5)]
-    store.mark_published(rows[1])
+    store.mark_published_many([rows[1]])
     store.mark_published_many([rows[3], rows[0]])
     assert [r["id"] for r in store.unpublished()] == [rows[2], rows[4]]
     assert [r["id"] for r in store.unpublished(after_id=rows[2])] == [rows[4]]
