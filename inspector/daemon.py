@@ -149,18 +149,29 @@ class Daemon:
         if self.link is not None:
             self.link.alarm(kind, severity, message, **extra)
 
-    def _set_fault(self, name: str, detail: str | None) -> None:
+    def _set_fault(self, name: str, detail: str | None) -> bool:
+        """Set (``detail``) or clear (None) a fault; the status follows. True when the fault
+        appeared or went away, so the caller alarms once, not at every check."""
         with self._fault_lock:
+            before = self._faults.get(name)
             if detail is None:
                 self._faults.pop(name, None)
             else:
                 self._faults[name] = detail
+            if before == detail:
+                return False
             faults = dict(self._faults)
         state = "degraded" if faults else "online"
         text = "; ".join(f"{k}: {v}" for k, v in sorted(faults.items()))
         if self.link is not None:
             self.link.set_status(state, text)
         sd_notify(f"STATUS={state}{': ' + text if text else ''}")
+        return (before is None) != (detail is None)
+
+    def _raise_fault(self, name: str, detail: str, kind: str, message: str, **extra) -> None:
+        """Set fault ``name``; the critical alarm ``kind`` goes out when the fault is new."""
+        if self._set_fault(name, detail):
+            self.alarm(kind, "critical", message, **extra)
 
     # --- stages --------------------------------------------------------------------------
 
@@ -195,15 +206,15 @@ class Daemon:
                 frame = Frame(cell_id, None, product=product, error=f"trigger failed: {exc}")
                 self.frame_q.put(Grabbed(frame, time.monotonic()))
 
-    def _open_source_once(self) -> bool:
+    def _open_source_once(self) -> str | None:
+        """Open the source; the reason when it cannot be opened."""
         try:
             self.source.open()
-            return True
+            return None
         except Exception as exc:
             reason = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
-            self._faults["source"] = reason  # alarmed once MQTT is up
             log.error("source not opened: %s", reason)
-            return False
+            return reason
 
     def _grab_stage(self, opened: bool) -> None:
         first = getattr(self.cfg.source, "reconnect_backoff_s", 1.0)
@@ -214,9 +225,8 @@ class Daemon:
                 if not opened:
                     self.source.open()
                     opened = True
-                    if "source" in self._faults:
+                    if self._set_fault("source", None):
                         self.alarm("source_restored", "info", f"{self.source.name} source is back")
-                        self._set_fault("source", None)
                     backoff = first
                 for frame in self.source.frames():
                     t = time.monotonic()
@@ -238,9 +248,7 @@ class Daemon:
                 )
                 if not isinstance(exc, SourceError):
                     log.exception("source failed")
-                if "source" not in self._faults:
-                    self.alarm("source_lost", "critical", reason, source=self.source.name)
-                self._set_fault("source", reason)
+                self._raise_fault("source", reason, "source_lost", reason, source=self.source.name)
                 try:
                     self.source.close()
                 except Exception:
@@ -433,13 +441,13 @@ class Daemon:
             self.on_result(row_id, payload, o.frame)
 
     def _room_for_pictures(self) -> bool:
-        """False (and the disk alarm) when the data directory is below the free-space floor."""
+        """False (and the disk fault) when the data directory is below the free-space floor."""
         free_gb = self.store.free_bytes() / 1e9
         if free_gb >= self.cfg.retention.disk_low_alarm_gb:
+            self._set_fault("disk", None)
             return True
-        if "disk" not in self._faults:
-            self.alarm("disk_low", "critical", f"{free_gb:.2f} GB free: reject pictures not saved")
-        self._set_fault("disk", f"{free_gb:.2f} GB free")
+        detail = f"{free_gb:.2f} GB free"
+        self._raise_fault("disk", detail, "disk_low", f"{detail}: reject pictures not saved")
         return False
 
     def _housekeeping(self) -> None:
@@ -458,22 +466,14 @@ class Daemon:
                 self.metrics.queue_depth.labels("frames").set(self.frame_q.qsize())
                 self.metrics.queue_depth.labels("ready").set(self.ready_q.qsize())
                 self.metrics.queue_depth.labels("results").set(self.result_q.qsize())
-                if backlog > self.cfg.mqtt.backlog_alarm:
-                    if "backlog" not in self._faults:
-                        self.alarm("broker_backlog", "warning", f"{backlog} results unpublished")
-                    self._set_fault("backlog", f"{backlog} results unpublished")
-                elif "backlog" in self._faults:
-                    self._set_fault("backlog", None)
+                unpublished = f"{backlog} results unpublished"
+                over = backlog > self.cfg.mqtt.backlog_alarm
+                if self._set_fault("backlog", unpublished if over else None) and over:
+                    self.alarm("broker_backlog", "warning", unpublished)
                 if now >= next_retention:
                     next_retention = now + ret.check_every_s
                     self.store.apply_retention(ret.max_age_days * 86400, int(ret.max_disk_gb * 1e9))
-                    free_gb = self.store.free_bytes() / 1e9
-                    if free_gb < ret.disk_low_alarm_gb:
-                        if "disk" not in self._faults:
-                            self.alarm("disk_low", "critical", f"{free_gb:.2f} GB free")
-                        self._set_fault("disk", f"{free_gb:.2f} GB free")
-                    elif "disk" in self._faults:
-                        self._set_fault("disk", None)
+                self._room_for_pictures()  # every heartbeat: the disk fault also clears
                 if self.link is not None:
                     dt = max(1e-6, now - last_t)
                     self.link.heartbeat(
@@ -504,13 +504,15 @@ class Daemon:
                 log.info("metrics on http://%s:%d/metrics", self.cfg.health.metrics_host, port)
             except OSError as exc:
                 log.error("metrics endpoint not started: %s", exc)
-        opened = self._open_source_once()  # before triggers can arrive
+        not_opened = self._open_source_once()  # before triggers can arrive
+        opened = not_opened is None
         if self.link is not None:
             self.link.start()
             self.outbox.start()
-        if not opened:
-            self.alarm("source_lost", "critical", self._faults["source"], source=self.source.name)
-            self._set_fault("source", self._faults["source"])
+        if not_opened:
+            self._raise_fault(
+                "source", not_opened, "source_lost", not_opened, source=self.source.name
+            )
         for name, target in (
             ("grab", lambda: self._grab_stage(opened)),
             ("prepare", self._prepare_stage),
