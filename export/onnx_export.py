@@ -24,13 +24,17 @@ import onnx
 import torch
 
 from export.parity import parity
-from inspector.backends.onnxruntime_backend import ONNX_FILE, ONNX_INT8_FILE
+from inspector.backends.onnxruntime_backend import (
+    INPUT_NAME,
+    MODEL_ID_KEY,
+    ONNX_FILE,
+    ONNX_INT8_FILE,
+)
 from models.bundle import load_detector
 from models.detector import BatteryDetector
 from models.recipe import load_recipe, model_id
 
 REPORT_FILE = "export_report.json"
-INPUT_NAME = "images"
 OUTPUT_NAMES = ("anomaly_map", "score")
 DEFAULT_OPSET = 18
 MIN_OPSET = 17  # LayerNormalization is one op from opset 17 on
@@ -188,7 +192,7 @@ def export_bundle(
         detector,
         bundle / ONNX_FILE,
         opset,
-        metadata={"model_id": mid, "arch": recipe.arch, "input_size": str(recipe.input_size)},
+        metadata={MODEL_ID_KEY: mid, "arch": recipe.arch, "input_size": str(recipe.input_size)},
     )
     report: dict = {
         "model_id": mid,

@@ -11,23 +11,21 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from inspector.backends.onnxruntime_backend import ONNX_FILE
+from inspector.backends.onnxruntime_backend import INPUT_NAME, ONNX_FILE, check_export_current
 from inspector.backends.tensorrt_backend import (
     ENGINE_FILE,
     SIDECAR_FILE,
     describe_gpu,
     import_tensorrt,
 )
-from models.recipe import load_recipe, model_id
+from models.recipe import load_recipe
 
 TIMING_CACHE_FILE = "tensorrt.timing-cache"
-INPUT_NAME = "images"
 
 
 def profile_shapes(max_batch: int, size: int, opt_batch: int | None = None) -> dict[str, tuple]:
@@ -52,9 +50,11 @@ def engine_sidecar(
     precision: str,
     fp32_layers: int,
     bundle_model_id: str,
-    onnx_sha256: str,
 ) -> dict:
-    """What the engine was built for; ``check_engine_compatible`` reads it before loading."""
+    """What the engine was built for; ``check_engine_compatible`` reads it before loading.
+
+    ``bundle_model_id`` is the model id stored in the ONNX graph the engine was built from.
+    """
     return {
         "tensorrt": tensorrt_version,
         "gpu": dict(gpu),
@@ -66,19 +66,8 @@ def engine_sidecar(
         "precision": precision,
         "fp32_layers": fp32_layers,
         "model_id": bundle_model_id,
-        "onnx_sha256": onnx_sha256,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    for p in [path, path.with_name(path.name + ".data")]:
-        if p.is_file():
-            with p.open("rb") as f:
-                while block := f.read(1 << 20):
-                    h.update(block)
-    return h.hexdigest()
 
 
 def _keep_norms_fp32(trt, network) -> int:
@@ -107,6 +96,8 @@ def build_engine(
 
     Raises:
         FileNotFoundError: the bundle has no ONNX export yet.
+        StaleExportError: the ONNX export is of an older state of the bundle (checked before
+            TensorRT is imported).
         TensorRTMissingError: ``tensorrt`` cannot be imported.
         RuntimeError: TensorRT could not parse the graph or build the engine.
     """
@@ -118,6 +109,7 @@ def build_engine(
             f"{onnx_path} is missing: run 'inspector export onnx --bundle {bundle}' first"
         )
     recipe = load_recipe(bundle)
+    exported_id = check_export_current(onnx_path, bundle)
     shapes = profile_shapes(max_batch, recipe.input_size, opt_batch)
     trt = import_tensorrt()
     gpu = describe_gpu()
@@ -163,8 +155,7 @@ def build_engine(
         opt_batch=shapes["opt"][0],
         precision="fp16" if fp16 else "fp32",
         fp32_layers=pinned,
-        bundle_model_id=model_id(bundle, recipe),
-        onnx_sha256=_sha256(onnx_path),
+        bundle_model_id=exported_id,
     )
     (bundle / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
     return engine_path

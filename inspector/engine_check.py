@@ -201,17 +201,27 @@ class EngineCheck:
         return load_recipe(self.bundle).backend
 
     def onnx_problem(self, current_id: str) -> str | None:
-        """Why ``model.onnx`` cannot be used as it is, or None when it is current."""
-        from inspector.backends.onnxruntime_backend import ONNX_FILE
+        """Why ``model.onnx`` cannot be used as it is, or None when it is current.
+
+        The graph's own metadata says which model it is; the export report, written last,
+        says the export (with its parity check) finished for that same model.
+        """
+        from inspector.backends.onnxruntime_backend import ONNX_FILE, exported_model_id
 
         if not (self.bundle / ONNX_FILE).is_file():
             return f"{ONNX_FILE} is missing"
         try:
-            exported = json.loads((self.bundle / REPORT_FILE).read_text()).get("model_id")
-        except (OSError, ValueError):
-            return f"{REPORT_FILE} is missing or unreadable"
+            exported = exported_model_id(self.bundle / ONNX_FILE)
+        except (OSError, ValueError) as exc:
+            return f"{ONNX_FILE} is unreadable ({exc})"
         if exported != current_id:
             return f"{ONNX_FILE} was exported from model {exported}, the bundle is {current_id}"
+        try:
+            reported = json.loads((self.bundle / REPORT_FILE).read_text()).get("model_id")
+        except (OSError, ValueError):
+            return f"{REPORT_FILE} is missing or unreadable"
+        if reported != exported:
+            return f"the export of {exported} did not finish ({REPORT_FILE} is of {reported})"
         return None
 
     def engine_problem(self, runtime: Runtime, current_id: str) -> str | None:

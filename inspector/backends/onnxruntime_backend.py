@@ -16,10 +16,46 @@ from models.recipe import load_recipe, model_id
 
 ONNX_FILE = "model.onnx"  # written by export/onnx_export.py
 ONNX_INT8_FILE = "model.int8.onnx"
+INPUT_NAME = "images"  # the graph's input: named by onnx_export, profiled by tensorrt_build
+MODEL_ID_KEY = "model_id"  # metadata_props key holding models.recipe.model_id at export
 
 
 class StaleExportError(ValueError):
     """The exported graph belongs to an older state of the bundle's tensors."""
+
+
+def exported_model_id(path: str | Path) -> str | None:
+    """The bundle's ``model_id`` stored in an exported graph's metadata (None when absent).
+
+    Big graphs keep their weights in an external file, which is not read here.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not an ONNX model.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except OSError:
+        raise
+    except Exception as exc:  # protobuf's DecodeError
+        raise ValueError(f"{path}: not an ONNX model ({exc})") from None
+    return {p.key: p.value for p in model.metadata_props}.get(MODEL_ID_KEY)
+
+
+def check_export_current(path: Path, bundle: Path, current: str | None = None) -> str:
+    """The model id ``path`` was exported from; ``StaleExportError`` unless it is the bundle's
+    current one (``current``, else computed)."""
+    exported = exported_model_id(path)
+    current = current or model_id(bundle, load_recipe(bundle))
+    if exported != current:
+        flag = " --int8" if path.name == ONNX_INT8_FILE else ""
+        raise StaleExportError(
+            f"{path.name} was exported from model {exported}, but the bundle is now "
+            f"{current}: run 'inspector export onnx --bundle {bundle}{flag}' again"
+        )
+    return exported
 
 
 def cpu_threads() -> int:
@@ -65,6 +101,7 @@ class OnnxRuntimeBackend(Backend):
             raise FileNotFoundError(
                 f"{path} is missing: run 'inspector export onnx --bundle {bundle}{flag}' first"
             )
+        check_export_current(path, bundle)  # before loading a graph that may be gigabytes
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -77,13 +114,6 @@ class OnnxRuntimeBackend(Backend):
         self.precision = "int8" if int8 else "fp32"
         if int8:
             self.name = "onnxruntime-int8"
-        exported = self.session.get_modelmeta().custom_metadata_map.get("model_id")
-        current = model_id(bundle, load_recipe(bundle))
-        if exported != current:
-            raise StaleExportError(
-                f"{path.name} was exported from model {exported}, but the bundle is now "
-                f"{current}: run 'inspector export onnx --bundle {bundle}' again"
-            )
         self.input_name = self.session.get_inputs()[0].name
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

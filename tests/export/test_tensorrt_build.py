@@ -1,13 +1,17 @@
 """TensorRT engine building: the pure parts always, the build itself where TensorRT imports."""
 
 import importlib.util
+import json
 import shutil
 
 import numpy as np
 import pytest
+from safetensors.numpy import load_file, save_file
 
 from export.tensorrt_build import engine_sidecar, profile_shapes
+from inspector.backends.onnxruntime_backend import exported_model_id
 from inspector.backends.tensorrt_backend import EngineMismatchError, check_engine_compatible
+from models.recipe import model_id
 from tests.cli_helpers import run_inspector
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -25,7 +29,6 @@ def sidecar(gpu=H100, version="10.3.0", mid="tiny-abc"):
         precision="fp16",
         fp32_layers=9,
         bundle_model_id=mid,
-        onnx_sha256="0" * 64,
     )
 
 
@@ -72,6 +75,45 @@ def test_build_without_an_onnx_export_says_to_export_first(tiny_bundle):
     assert "inspector export onnx --bundle" in proc.stderr
 
 
+def test_a_stale_onnx_export_is_refused_before_tensorrt_is_needed(
+    tiny_bundle, tmp_path, monkeypatch
+):
+    """Retrained after the export: the engine would run the old graph under the new id."""
+    import export.tensorrt_build as build
+    from export.onnx_export import export_bundle
+    from inspector.backends.onnxruntime_backend import StaleExportError
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    export_bundle(bundle)
+    exported = model_id(bundle)
+    tensors = load_file(bundle / "decoder.safetensors")
+    save_file({k: v * 1.01 for k, v in tensors.items()}, bundle / "decoder.safetensors")
+
+    def no_tensorrt():
+        raise AssertionError("the stale check must come before TensorRT is imported")
+
+    monkeypatch.setattr(build, "import_tensorrt", no_tensorrt)
+    with pytest.raises(StaleExportError) as err:
+        build.build_engine(bundle)
+    assert f"exported from model {exported}, but the bundle is now {model_id(bundle)}" in str(
+        err.value
+    )
+    assert "inspector export onnx --bundle" in str(err.value)
+    assert not (bundle / "model.plan").exists() and not (bundle / "model.plan.json").exists()
+    proc = run_inspector("export", "tensorrt", "--bundle", str(bundle))
+    assert proc.returncode == 2 and "was exported from model" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_input_name_is_defined_once():
+    import export.onnx_export as onnx_export
+    import export.tensorrt_build as build
+    from inspector.backends import onnxruntime_backend
+
+    assert onnx_export.INPUT_NAME is build.INPUT_NAME is onnxruntime_backend.INPUT_NAME
+
+
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
 def test_without_tensorrt_the_build_is_one_clear_line(tiny_bundle, tmp_path):
     bundle = tmp_path / "b"
@@ -94,6 +136,9 @@ def test_engine_builds_and_matches_onnxruntime(tiny_bundle, tmp_path):
     proc = run_inspector("export", "tensorrt", "--bundle", str(bundle), "--max-batch", "4")
     assert proc.returncode == 0, proc.stderr
     assert (bundle / "model.plan.json").is_file() and (bundle / "tensorrt.timing-cache").is_file()
+    built = json.loads((bundle / "model.plan.json").read_text())
+    assert built["model_id"] == exported_model_id(bundle / "model.onnx") == model_id(bundle)
+    assert "onnx_sha256" not in built
     x = parity_inputs(6)
     with TensorRTBackend(bundle) as trt_b, OnnxRuntimeBackend(bundle) as ort_b:
         for b in (1, 4, 6):  # 6 > max batch: run in chunks

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from inspector.backends.onnxruntime_backend import exported_model_id
 from inspector.backends.tensorrt_backend import ENGINE_FILE, SIDECAR_FILE
 from inspector.config import parse_config
 from inspector.engine_check import (
@@ -103,7 +104,6 @@ def write_engine(bundle: Path, runtime: Runtime, model: str | None = None) -> No
         precision="fp16",
         fp32_layers=13,
         bundle_model_id=model or model_id(bundle, load_recipe(bundle)),
-        onnx_sha256="0" * 64,
     )
     (bundle / SIDECAR_FILE).write_text(json.dumps(sidecar))
 
@@ -184,6 +184,33 @@ def test_stale_onnx_is_exported_again(bundle: Path, tmp_path: Path) -> None:
     decision = check(tmp_path, bundle, "onnxruntime", H100, build).run()
     assert decision.backend == "onnxruntime" and build.calls == ["onnx"]
     assert json.loads((bundle / REPORT_FILE).read_text())["model_id"] == decision.model_id
+    assert "did not finish" in decision.actions[0]
+
+
+def test_onnx_of_an_older_model_is_exported_again_whatever_the_report_says(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """The graph's own metadata decides: retrained after the export, report edited to match."""
+    from safetensors.numpy import load_file, save_file
+
+    old = model_id(bundle, load_recipe(bundle))
+    tensors = load_file(bundle / "decoder.safetensors")
+    save_file({k: v * 1.01 for k, v in tensors.items()}, bundle / "decoder.safetensors")
+    new = model_id(bundle, load_recipe(bundle))
+    report = json.loads((bundle / REPORT_FILE).read_text())
+    (bundle / REPORT_FILE).write_text(json.dumps({**report, "model_id": new}))
+    build = FakeTensorRT(H100)
+    decision = check(tmp_path, bundle, "onnxruntime", H100, build).run()
+    assert decision.backend == "onnxruntime" and build.calls == ["onnx"]
+    assert f"was exported from model {old}, the bundle is {new}" in decision.actions[0]
+    assert exported_model_id(bundle / "model.onnx") == new == decision.model_id
+
+
+def test_unfinished_export_is_done_again(bundle: Path, tmp_path: Path) -> None:
+    (bundle / REPORT_FILE).unlink()  # the export stopped before its parity report
+    build = FakeTensorRT(H100)
+    decision = check(tmp_path, bundle, "onnxruntime", H100, build).run()
+    assert build.calls == ["onnx"] and f"{REPORT_FILE} is missing" in decision.actions[0]
 
 
 def test_report_file_name_matches_the_exporter() -> None:

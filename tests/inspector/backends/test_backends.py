@@ -11,9 +11,15 @@ import pytest
 
 from export.onnx_export import export_bundle
 from inspector.backends import BACKENDS, create_backend
-from inspector.backends.onnxruntime_backend import StaleExportError, choose_providers
+from inspector.backends.onnxruntime_backend import (
+    ONNX_FILE,
+    ONNX_INT8_FILE,
+    StaleExportError,
+    choose_providers,
+    exported_model_id,
+)
 from inspector.predictor import Predictor
-from models.recipe import load_recipe, save_recipe
+from models.recipe import load_recipe, model_id, save_recipe
 from models.synth import render
 from tests.cli_helpers import run_inspector
 
@@ -118,6 +124,33 @@ def test_stale_export_is_refused_after_the_tensors_change(bundle, tmp_path):
     save_file({k: v * 1.01 for k, v in tensors.items()}, copy / "decoder.safetensors")
     with pytest.raises(StaleExportError, match="inspector export onnx --bundle"):
         create_backend("onnxruntime", copy)
+    with pytest.raises(StaleExportError, match=f"{ONNX_INT8_FILE} was exported .* --int8' again"):
+        create_backend("onnxruntime-int8", copy)
+
+
+@pytest.mark.parametrize("name", [ONNX_FILE, ONNX_INT8_FILE])
+def test_exported_model_id_reads_the_graphs_metadata(bundle, name):
+    import onnx
+
+    stored = {p.key: p.value for p in onnx.load(str(bundle / name)).metadata_props}
+    assert exported_model_id(bundle / name) == stored["model_id"] == model_id(bundle)
+
+
+def test_exported_model_id_of_other_files(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [x])
+    plain = helper.make_model(graph, producer_name="test")
+    onnx.save(plain, str(tmp_path / "plain.onnx"))
+    assert exported_model_id(tmp_path / "plain.onnx") is None
+    helper.set_model_props(plain, {"arch": "tiny", "model_id": "tiny-0123456789ab"})
+    onnx.save(plain, str(tmp_path / "tagged.onnx"))
+    assert exported_model_id(tmp_path / "tagged.onnx") == "tiny-0123456789ab"
+    (tmp_path / "junk.onnx").write_bytes(b"\x0f\xff\xff")  # not a protobuf message
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        exported_model_id(tmp_path / "junk.onnx")
 
 
 def test_missing_export_says_how_to_make_it(tiny_bundle):
