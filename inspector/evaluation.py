@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -64,6 +65,14 @@ class Evaluation:
     def scores(self) -> np.ndarray:
         return np.array([r.score for r in self.results], np.float64)
 
+    @cached_property
+    def pixels(self) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+        """(masks, maps) at evaluation resolution when every defective image has a mask, else
+        None. Read once (every mask file) for both the metrics and the report's pixel ROC."""
+        if not has_masks([r.sample for r in self.results]):
+            return None
+        return pixel_pairs(self.results)
+
 
 def eval_shape(frame_shape: Sequence[int], side: int = EVAL_SIDE) -> tuple[int, int]:
     """(h, w) with the frame's aspect ratio and the long side at most ``side``."""
@@ -95,10 +104,10 @@ def compute_metrics(evaluation: Evaluation) -> dict:
     thresholds fare (false-reject rate on normal images, escape rate on defective ones)."""
     results = evaluation.results
     labels, scores = evaluation.labels, evaluation.scores
-    with_masks = has_masks([r.sample for r in results])
+    with_masks = evaluation.pixels is not None
     pixel_auroc = aupro = None
-    if with_masks:
-        masks, maps = pixel_pairs(results)
+    if evaluation.pixels is not None:
+        masks, maps = evaluation.pixels
         pixel_auroc = metrics.pixel_auroc(masks, maps)
         aupro = metrics.aupro(masks, maps)
     normal = [r for r in results if r.sample.label == 0]

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from inspector.evaluation import Evaluation, ImageResult, pixel_pairs
+from inspector.evaluation import Evaluation, ImageResult
 from inspector.overlay import display_image, render_overlay
 from models.preprocess import resize_map
 
@@ -22,12 +22,13 @@ PLOT = 360  # plot area side, px
 MARGIN = 50
 
 
-def roc_png(labels: np.ndarray, scores: np.ndarray, title: str = "image ROC") -> bytes | None:
-    """PNG of the ROC curve with the diagonal and AUC; None with only one class."""
-    if labels.size == 0 or labels.min() == labels.max():
+def roc_png(
+    labels: np.ndarray, scores: np.ndarray, auc: float | None, title: str = "image ROC"
+) -> bytes | None:
+    """PNG of the ROC curve with the diagonal, titled with ``auc`` (the metrics' AUROC, not
+    recomputed here); None with only one class."""
+    if auc is None or labels.size == 0 or labels.min() == labels.max():
         return None
-    from sklearn.metrics import auc
-
     fpr, tpr, _ = roc_curve(labels, scores)
     size = PLOT + 2 * MARGIN
     img = np.full((size, size, 3), 255, np.uint8)
@@ -47,9 +48,7 @@ def roc_png(labels: np.ndarray, scores: np.ndarray, title: str = "image ROC") ->
     points = np.array([pt(f, t) for f, t in zip(fpr, tpr, strict=True)], np.int32)
     cv2.polylines(img, [points], False, blue, 2, cv2.LINE_AA)
     cv2.putText(img, "false-positive rate", (x0 + PLOT // 2 - 70, size - 12), 0, 0.5, black, 1)
-    cv2.putText(
-        img, f"{title}, AUC {auc(fpr, tpr):.3f}", (x0, MARGIN - 15), 0, 0.55, black, 1, cv2.LINE_AA
-    )
+    cv2.putText(img, f"{title}, AUC {auc:.3f}", (x0, MARGIN - 15), 0, 0.55, black, 1, cv2.LINE_AA)
     cv2.putText(img, "TPR", (8, MARGIN - 15), 0, 0.5, black, 1, cv2.LINE_AA)
     ok, buf = cv2.imencode(".png", img)
     return buf.tobytes() if ok else None
@@ -103,6 +102,19 @@ def _gallery(title: str, note: str, results: list[ImageResult]) -> str:
     return f"<h2>{html.escape(title)}</h2><p>{html.escape(note)}</p><div class=g>{cells}</div>"
 
 
+def _pixel_roc_png(evaluation: Evaluation) -> bytes | None:
+    """The pixel ROC from the masks and maps the metrics were computed on (None without)."""
+    if evaluation.pixels is None:
+        return None
+    masks, maps = evaluation.pixels
+    return roc_png(
+        np.concatenate([x.ravel() for x in masks]).astype(np.int64),
+        np.concatenate([x.ravel() for x in maps]),
+        evaluation.metrics.get("pixel_auroc"),
+        "pixel ROC",
+    )
+
+
 def write_report(evaluation: Evaluation, path: str | Path, k: int = 6) -> Path:
     """Write the HTML report; returns its path."""
     m = evaluation.metrics
@@ -129,15 +141,8 @@ def write_report(evaluation: Evaluation, path: str | Path, k: int = 6) -> Path:
         f"<td>{_fmt(v['escape_rate'])}</td></tr>"
         for d, v in m["per_defect"].items()
     )
-    roc = roc_png(evaluation.labels, evaluation.scores)
-    pixel_roc = None
-    if m.get("has_masks"):
-        masks, maps = pixel_pairs(evaluation.results)
-        pixel_roc = roc_png(
-            np.concatenate([x.ravel() for x in masks]).astype(np.int64),
-            np.concatenate([x.ravel() for x in maps]),
-            "pixel ROC",
-        )
+    roc = roc_png(evaluation.labels, evaluation.scores, m.get("image_auroc"))
+    pixel_roc = _pixel_roc_png(evaluation)
     misses, alarms = worst_misses(evaluation, k)
     body = (
         f"<h1>Evaluation of {html.escape(evaluation.model_id)}</h1>"

@@ -45,10 +45,39 @@ def test_json_and_report_are_written(evaluation, tmp_path):
     assert "Worst misses" in html and "ROC curve" in html
 
 
+def test_report_reuses_the_masks_and_aucs_of_the_metrics(evaluation, tmp_path, monkeypatch):
+    import inspector.evaluation as evaluation_module
+    import inspector.report as report_module
+
+    def reread(*_args):
+        raise AssertionError("the report read every mask again")
+
+    monkeypatch.setattr(evaluation_module, "pixel_pairs", reread)
+    titles: list[tuple[str, float | None]] = []
+    roc_png = report_module.roc_png
+    monkeypatch.setattr(
+        report_module,
+        "roc_png",
+        lambda labels, scores, auc, title="image ROC": (
+            titles.append((title, auc)) or roc_png(labels, scores, auc, title)
+        ),
+    )
+    html = write_report(evaluation, tmp_path / "r.html", k=1).read_text()
+    assert html.count('src="data:image/png;base64,') == 2
+    m = evaluation.metrics
+    assert titles == [("image ROC", m["image_auroc"]), ("pixel ROC", m["pixel_auroc"])]
+    masks, maps = evaluation.pixels
+    assert len(masks) == len(maps) == m["n_images"]
+
+
 def test_without_masks_pixel_metrics_are_null(tiny_bundle, pouch_set, tmp_path):
     root = tmp_path / "labels_only"
     shutil.copytree(pouch_set, root)
     shutil.rmtree(root / "ground_truth")
-    m = evaluate(tiny_bundle, root, "torch", progress=False).metrics
+    ev = evaluate(tiny_bundle, root, "torch", progress=False)
+    m = ev.metrics
     assert m["pixel_auroc"] is None and m["aupro"] is None and not m["has_masks"]
     assert m["image_auroc"] is not None and m["image_f1_max"] is not None
+    assert ev.pixels is None
+    html = write_report(ev, tmp_path / "r.html", k=1).read_text()
+    assert html.count('src="data:image/png;base64,') == 1  # the image ROC only
