@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.results import update_results  # noqa: E402
 from inspector.evaluation import evaluate  # noqa: E402
 from models.bundle import create_bundle  # noqa: E402
-from models.datasets import train_images  # noqa: E402
+from models.datasets import pick_evenly, train_images  # noqa: E402
 from models.image_io import read_image  # noqa: E402
 from models.recipe import DECODER_FILE  # noqa: E402
 from models.synth import write_dataset  # noqa: E402
@@ -31,11 +31,6 @@ from models.training import TrainConfig, train_bundle  # noqa: E402
 PRODUCTS = {"pouch": "pouch cell", "ultrasound": "pouch cell ultrasound scan"}
 SECTION = "Accuracy (bench/accuracy.py)"
 KEYS = ("image_auroc", "pixel_auroc", "aupro", "image_f1_max")
-
-
-def pick_evenly(items: list, k: int) -> list:
-    step = len(items) / k
-    return [items[int(i * step)] for i in range(k)]
 
 
 def run_kind(kind: str, work: Path, args: argparse.Namespace) -> dict[str, dict]:

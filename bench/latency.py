@@ -25,11 +25,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.results import update_results
@@ -37,9 +35,11 @@ from export.onnx_export import export_bundle, mha_fastpath_disabled
 from inspector.backends import create_backend
 from models import clip_loader
 from models.bundle import _make_decoder, create_bundle, encode_references, save_tensors
+from models.datasets import load_test_split, train_images
 from models.detector import BatteryDetector
 from models.encoder import TapEncoder
-from models.image_io import list_images, read_image
+from models.image_io import read_image
+from models.metrics import image_auroc, pixel_auroc
 from models.preprocess import preprocess
 from models.recipe import ENCODER_FILE, Prompts, Recipe, file_sha256, save_recipe
 from models.synth import write_dataset
@@ -118,6 +118,7 @@ def make_bundle(plan: Plan, out: Path, refs: list[np.ndarray]) -> tuple[Path, fl
                 arch=plan.arch,
                 product="pouch cell",
                 taps=encoder.taps,
+                patch_grid=encoder.grid_size[0],
                 prompts=Prompts(
                     normal_states=["{}"], abnormal_states=["broken {}"], templates=["{}"]
                 ),
@@ -170,8 +171,11 @@ def time_backends(backends: dict, x: np.ndarray, plan: Plan) -> dict[str, dict]:
     return out
 
 
-def accuracy(backend, sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
-    """Maps, image AUROC and pixel AUROC on each procedural set."""
+TestSet = tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]  # images, labels, masks
+
+
+def accuracy(backend, sets: dict[str, TestSet]) -> dict:
+    """Maps, image AUROC and pixel AUROC (None without masks) on each procedural set."""
     out = {}
     for kind, (x, labels, masks) in sets.items():
         maps, scores = [], []
@@ -182,33 +186,33 @@ def accuracy(backend, sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
         maps, scores = np.concatenate(maps), np.concatenate(scores)
         out[kind] = {
             "maps": maps,
-            "image_auroc": float(roc_auc_score(labels, scores)),
-            "pixel_auroc": float(roc_auc_score(masks.ravel() > 0, maps.ravel())),
+            "image_auroc": image_auroc(labels, scores),
+            "pixel_auroc": pixel_auroc(masks, list(maps)) if masks is not None else None,
         }
     return out
 
 
+def load_set(root: Path, size: int) -> TestSet:
+    """Preprocessed test images, labels and ``size``-px masks (None when one is missing)."""
+    xs, labels, masks = [], [], []
+    for sample in load_test_split(root):
+        img = sample.read()
+        xs.append(preprocess(img, size))
+        labels.append(sample.label)
+        masks.append(sample.read_mask((size, size)))
+    complete = all(m is not None for m in masks)
+    return np.stack(xs), np.array(labels), masks if complete else None
+
+
 def procedural_sets(root: Path, plan: Plan, size: int) -> tuple[dict, list[np.ndarray]]:
-    """Preprocessed test images, labels and 224-px masks of pouch and ultrasound sets."""
+    """Test sets of pouch and ultrasound cells, and the pouch set's normal reference images."""
     sets, refs = {}, []
     for kind in ("pouch", "ultrasound"):
         ds = root / kind
         write_dataset(ds, kind, plan.shots, plan.test_good, plan.test_defect, seed=3)
         if kind == "pouch":
-            refs = [read_image(p) for p in list_images(ds / "train" / "good")]
-        xs, labels, masks = [], [], []
-        for folder in sorted((ds / "test").iterdir()):
-            for p in list_images(folder):
-                img = read_image(p)
-                xs.append(preprocess(img, size))
-                labels.append(int(folder.name != "good"))
-                mask = np.zeros(img.shape[:2], np.uint8)
-                if folder.name != "good":
-                    mask = cv2.imread(
-                        str(ds / "ground_truth" / folder.name / f"{p.stem}_mask.png"), 0
-                    )
-                masks.append(cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST))
-        sets[kind] = (np.stack(xs), np.array(labels), np.stack(masks))
+            refs = [read_image(p) for p in train_images(ds)]
+        sets[kind] = load_set(ds, size)
     return sets, refs
 
 
@@ -257,6 +261,13 @@ def bench_arch(plan: Plan, work: Path, peak: dict) -> dict:
     }
 
 
+def _change(before: float | None, after: float | None, digits: int) -> str:
+    """``0.512 -> 0.515 (+0.003)``, or n/a when a metric is undefined (one class, no masks)."""
+    if before is None or after is None:
+        return "n/a"
+    return f"{before:.{digits}f} -> {after:.{digits}f} ({after - before:+.{digits}f})"
+
+
 def render_results(results: list[dict], peak: dict, load: tuple[float, ...]) -> str:
     lines = [
         f"CPU fp32 peak: {peak['cores']} cores x 2 FMA x 8 lanes x 2 FLOP x {peak['ghz']:.2f} GHz "
@@ -295,10 +306,9 @@ def render_results(results: list[dict], peak: dict, load: tuple[float, ...]) -> 
             diff = np.abs(a32["maps"] - a8["maps"])
             parts.append(
                 f"{kind} ({r['n_images'][kind]} images): max |map diff| {diff.max():.4f}, "
-                f"mean {diff.mean():.5f}; image AUROC {a32['image_auroc']:.3f} -> "
-                f"{a8['image_auroc']:.3f} ({a8['image_auroc'] - a32['image_auroc']:+.3f}), "
-                f"pixel AUROC {a32['pixel_auroc']:.4f} -> {a8['pixel_auroc']:.4f} "
-                f"({a8['pixel_auroc'] - a32['pixel_auroc']:+.4f})"
+                f"mean {diff.mean():.5f}; image AUROC "
+                f"{_change(a32['image_auroc'], a8['image_auroc'], 3)}, pixel AUROC "
+                f"{_change(a32['pixel_auroc'], a8['pixel_auroc'], 4)}"
             )
         rep = r["report"]
         notes.append(

@@ -6,8 +6,9 @@ at least ``A`` frame pixels and peaks at or above the image threshold ``I`` (see
 
 1. ``P``: a high quantile (default 99.5 %) of all normal pixels' map values, i.e. "brighter
    than nearly all of a normal cell". It shapes the regions, it does not decide the verdict.
-2. ``A``: half the area of one model patch in frame pixels. The map is a smoothed 16x16 patch
-   grid, so a region smaller than that is a blip of a peak, not something the model resolved.
+2. ``A``: half the area of one model patch in frame pixels. The map is a smoothed patch grid
+   (16x16 for a 224-px ViT-14, ``recipe.patch_grid``), so a region smaller than that is a blip
+   of a peak, not something the model resolved.
 3. ``I``: with ``P`` and ``A`` fixed, each normal image has one number, the peak of its
    largest-peak region (0 when it has none), and it fails exactly when that number reaches
    ``I``. ``I`` is put just above the ``k``-th highest of them, ``k = floor(rate x n)``, so at
@@ -118,8 +119,9 @@ def region_peaks(results: Sequence[ImageResult], pixel: float, min_area_px: floa
     return out
 
 
-def patch_area_px(results: Sequence[ImageResult], grid: int = 16) -> float:
-    """Area of one model patch in frame pixels (median over the images)."""
+def patch_area_px(results: Sequence[ImageResult], grid: int) -> float:
+    """Area of one model patch in frame pixels (median over the images), for a map that is a
+    ``grid`` x ``grid`` patch grid (``recipe.patch_grid``)."""
     areas = [r.frame_shape[0] * r.frame_shape[1] / grid**2 for r in results]
     return float(np.median(areas))
 
@@ -127,12 +129,14 @@ def patch_area_px(results: Sequence[ImageResult], grid: int = 16) -> float:
 def choose_thresholds(
     normal: Sequence[ImageResult],
     target_rate: float,
+    grid: int,
     pixel_quantile: float = PIXEL_QUANTILE,
 ) -> tuple[Thresholds, np.ndarray]:
-    """Thresholds for ``target_rate`` from normal results; also their region peaks."""
+    """Thresholds for ``target_rate`` from normal results of a model with a ``grid`` x ``grid``
+    patch grid; also their region peaks."""
     pixels = np.concatenate([r.map.ravel() for r in normal])
     pixel = float(np.quantile(pixels, pixel_quantile))
-    min_area = round(0.5 * patch_area_px(normal), 1)
+    min_area = round(0.5 * patch_area_px(normal, grid), 1)
     peaks = region_peaks(normal, pixel, min_area)
     k = int(math.floor(target_rate * len(peaks) + 1e-9))
     ranked = np.sort(peaks)[::-1]
@@ -188,7 +192,7 @@ def calibrate(
         notes.append(
             f"no held-out check: it needs {2 * MIN_HOLDOUT} normal images, got {len(normal)}"
         )
-    thresholds, peaks = choose_thresholds(fit, target_rate)
+    thresholds, peaks = choose_thresholds(fit, target_rate, predictor.recipe.patch_grid)
     fit_fails = int((peaks >= thresholds.image).sum())
     holdout_rate = None
     if held:

@@ -22,6 +22,7 @@ from models.memory_bank import MemoryBank
 from models.preprocess import preprocess
 from models.prompts import PromptSet, encode_prompts
 from models.recipe import (
+    CHECKPOINT_FILE,
     DECODER_FILE,
     ENCODER_FILE,
     MEMORY_FILE,
@@ -114,6 +115,9 @@ def create_bundle(
 ) -> Recipe:
     """Make a bundle folder for one product; returns its recipe.
 
+    Overwriting a bundle also deletes its training checkpoint, which belongs to the old
+    tensors (resuming from it would skip training the new ones).
+
     Example:
         >>> import tempfile
         >>> recipe = create_bundle(tempfile.mkdtemp(), "tiny", "pouch cell")
@@ -125,11 +129,13 @@ def create_bundle(
         arch, product, weights, reference_images, seed, prompts, bit_depth, progress
     )
     out = Path(out)
+    (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     save_tensors(out, det, encoder=True)
     recipe = Recipe(
         arch=arch,
         product=product,
         input_size=det.image_size,
+        patch_grid=det.encoder.grid_size[0],
         taps=det.encoder.taps,
         prompts=Prompts(
             normal_states=prompts.normal_states,

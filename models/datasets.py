@@ -13,8 +13,10 @@ A folder with image labels only (no ``ground_truth``) is a valid dataset: its sa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -22,6 +24,7 @@ import numpy as np
 from models.image_io import IMAGE_SUFFIXES, ImageError, list_images, read_image
 
 GOOD = "good"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -110,18 +113,45 @@ def load_test_split(root: str | Path) -> list[Sample]:
     return samples
 
 
-def normal_images(root: str | Path) -> list[Path]:
-    """All normal images of a dataset (``test/good`` then ``train/good``), or a plain folder's."""
+def normal_folders(root: str | Path, include_train: bool = False) -> list[Path]:
+    """Where calibration takes normal images from: ``test/good``, plus ``train/good`` when
+    asked or when there is no ``test/good``; a plain folder itself.
+
+    ``train/good`` is left out by default: those images trained the decoder or filled the
+    memory bank, so they score lower than new cells and would make thresholds too strict.
+    """
     root = Path(root)
     if not is_mvtec(root):
-        return train_images(root)
-    paths: list[Path] = []
-    for folder in (root / "test" / GOOD, root / "train" / GOOD):
-        if folder.is_dir():
-            paths += list_images(folder)
+        return [root]
+    test, train = root / "test" / GOOD, root / "train" / GOOD
+    folders = [test, train] if include_train or not test.is_dir() else [test]
+    return [f for f in folders if f.is_dir()]
+
+
+def normal_images(root: str | Path, include_train: bool = False) -> list[Path]:
+    """The images of ``normal_folders(root, include_train)``, in that order.
+
+    Raises:
+        ImageError: ``root`` is not a directory, or those folders hold no images.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ImageError(f"{root}: not a directory")
+    folders = normal_folders(root, include_train)
+    paths = [p for folder in folders for p in list_images(folder)]
     if not paths:
-        raise ImageError(f"{root} has no normal images (train/good or test/good)")
+        where = ", ".join(map(str, folders)) or f"{root} (no train/good or test/good)"
+        raise ImageError(f"no normal images in {where}")
     return paths
+
+
+def pick_evenly(items: Sequence[T], k: int) -> list[T]:
+    """``k`` items spread evenly over ``items`` (all of them when there are not more than
+    ``k``, or when ``k`` is not positive)."""
+    if k <= 0 or len(items) <= k:
+        return list(items)
+    step = len(items) / k
+    return [items[int(i * step)] for i in range(k)]
 
 
 def defect_samples(root: str | Path) -> list[Sample]:

@@ -18,6 +18,7 @@ ENCODER_FILE = "encoder.safetensors"
 DECODER_FILE = "decoder.safetensors"
 TEXT_FILE = "text_embeddings.safetensors"
 MEMORY_FILE = "memory_bank.safetensors"
+CHECKPOINT_FILE = "train_checkpoint.pt"  # models/training.py's; belongs to one bundle state
 SCHEMA_VERSION = 1
 
 
@@ -54,6 +55,7 @@ class Recipe(_Strict):
     arch: str
     product: str = Field(min_length=1)
     input_size: int = Field(224, gt=0)
+    patch_grid: int = Field(16, gt=0)  # side of the encoder's patch grid (input_size // patch)
     taps: list[int]
     prompts: Prompts
     fusion: Literal["mean", "text", "memory"] = "mean"
@@ -87,6 +89,7 @@ def save_recipe(bundle: str | Path, recipe: Recipe) -> Path:
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

@@ -4,11 +4,14 @@ Only the decoder's per-tap projections learn; the encoder, its LayerNorm and the
 embeddings stay frozen. Adam (lr 1e-3), focal + Dice per tap, gradient accumulation, a tqdm
 bar with the running loss. Every sample is a function of ``(seed, epoch, index)`` and the
 optimizer state is checkpointed into the bundle (``train_checkpoint.pt``), so an interrupted
-run resumes where it stopped and ends with the same weights as an uninterrupted one.
+run resumes where it stopped and ends with the same weights as an uninterrupted one. The
+checkpoint names the bundle it was made for (``bundle_origin``), so one left by another bundle
+is refused rather than "resumed".
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,10 +25,17 @@ from models.bundle import load_detector, save_tensors
 from models.detector import BatteryDetector
 from models.losses import decoder_loss
 from models.poisson import SyntheticDefectSet
-from models.recipe import load_recipe, save_recipe
+from models.recipe import (
+    CHECKPOINT_FILE,
+    MEMORY_FILE,
+    TEXT_FILE,
+    Recipe,
+    file_sha256,
+    load_recipe,
+    save_recipe,
+)
 
-CHECKPOINT_FILE = "train_checkpoint.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: records the bundle it belongs to (``origin``)
 # settings that must match for a checkpoint to be resumed (epochs may grow)
 _RESUME_KEYS = ("batch_size", "accumulate", "lr", "seed", "samples_per_epoch", "gamma", "on_part")
 
@@ -63,6 +73,7 @@ class TrainResult:
     steps_done: int
     epoch_losses: list[float] = field(default_factory=list)
     resumed_from: tuple[int, int] | None = None  # (epoch, step within epoch)
+    steps_run: int = 0  # optimizer steps this call made (0: it was already trained)
 
     @property
     def final_loss(self) -> float | None:
@@ -76,6 +87,45 @@ def trainable_parameters(detector: BatteryDetector) -> list[torch.nn.Parameter]:
     for p in params:
         p.requires_grad_(True)
     return params
+
+
+def bundle_origin(bundle: str | Path, recipe: Recipe | None = None) -> str:
+    """An id of what training leaves alone: encoder, text embeddings, memory bank, creation.
+
+    Stays the same while the decoder trains and changes when the bundle is recreated (another
+    product, references or seed), so a checkpoint can tell whether it belongs to this bundle.
+    """
+    bundle = Path(bundle)
+    recipe = recipe or load_recipe(bundle)
+    h = hashlib.sha256(f"{recipe.encoder_sha256}:{recipe.created}".encode())
+    for name in (TEXT_FILE, MEMORY_FILE):
+        if (bundle / name).is_file():
+            h.update(name.encode())
+            h.update(file_sha256(bundle / name).encode())
+    return h.hexdigest()[:16]
+
+
+def _check_resumable(ckpt: dict, path: Path, origin: str, settings: dict, n_images: int) -> None:
+    """Refuse a checkpoint of another bundle, or one made with other settings or data."""
+    if ckpt.get("origin") != origin:
+        made_for = ckpt.get("origin") or "an unnamed bundle (an older checkpoint)"
+        raise ValueError(
+            f"{path} belongs to another bundle (made for {made_for}, this bundle is {origin}: "
+            "recreated, or copied over); delete it to train this bundle from its current decoder"
+        )
+    if ckpt.get("settings") != settings or ckpt.get("n_images") != n_images:
+        raise ValueError(
+            f"{path} was made with other settings or data "
+            f"({ckpt.get('settings')}, {ckpt.get('n_images')} images); pass the same "
+            f"flags, or delete it to start over from the bundle's current decoder"
+        )
+
+
+def _mark_uncalibrated(bundle: Path, recipe: Recipe) -> None:
+    """New weights, new score scale: calibrated thresholds no longer hold."""
+    if recipe.thresholds.calibrated:
+        recipe.thresholds = recipe.thresholds.model_copy(update={"calibrated": False})
+        save_recipe(bundle, recipe)
 
 
 def _proj_state(detector: BatteryDetector) -> dict[str, torch.Tensor]:
@@ -120,7 +170,8 @@ def train_bundle(
             reporting; raising ``KeyboardInterrupt`` there stops training with a checkpoint).
 
     Raises:
-        ValueError: fewer than 1 image, bad settings, or a checkpoint made with other settings.
+        ValueError: fewer than 1 image, bad settings, or a checkpoint made with other
+            settings or for another bundle.
         KeyboardInterrupt: re-raised after the checkpoint is written, so the run can resume.
     """
     cfg = config or TrainConfig()
@@ -148,28 +199,21 @@ def train_bundle(
     steps_per_epoch = math.ceil(n_micro / cfg.accumulate)
     start_epoch, start_step, losses, resumed = 0, 0, [], None
     ckpt_path = bundle / CHECKPOINT_FILE
+    origin = bundle_origin(bundle, recipe)
     ckpt = load_checkpoint(bundle)
     if ckpt is not None:
-        if ckpt.get("settings") != settings or ckpt.get("n_images") != len(images):
-            raise ValueError(
-                f"{ckpt_path} was made with other settings or data "
-                f"({ckpt.get('settings')}, {ckpt.get('n_images')} images); pass the same "
-                f"flags, or delete it to start over from the bundle's current decoder"
-            )
+        _check_resumable(ckpt, ckpt_path, origin, settings, len(images))
         detector.decoder.proj.load_state_dict(ckpt["proj"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, start_step, losses = ckpt["epoch"], ckpt["step"], list(ckpt["losses"])
         resumed = (start_epoch, start_step)
-    elif recipe.thresholds.calibrated:
-        # new weights, new score scale: the calibrated thresholds no longer hold
-        recipe.thresholds = recipe.thresholds.model_copy(update={"calibrated": False})
-        save_recipe(bundle, recipe)
 
     def checkpoint(epoch: int, step: int, partial_loss: float) -> None:
         _save_checkpoint(
             ckpt_path,
             {
                 "version": CHECKPOINT_VERSION,
+                "origin": origin,
                 "settings": settings,
                 "n_images": len(images),
                 "epoch": epoch,
@@ -183,6 +227,8 @@ def train_bundle(
 
     total = cfg.epochs * steps_per_epoch
     done = min(total, start_epoch * steps_per_epoch + start_step)
+    if done < total:  # a step will run, resumed or not
+        _mark_uncalibrated(bundle, recipe)
     bar = tqdm(total=total, initial=done, desc="train", unit="step", disable=not progress)
     grid = detector.encoder.grid_size
     epoch, step = start_epoch, start_step
@@ -233,4 +279,5 @@ def train_bundle(
         steps_done=max(total, done),
         epoch_losses=losses,
         resumed_from=resumed,
+        steps_run=total - done,
     )

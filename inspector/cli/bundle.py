@@ -10,14 +10,6 @@ from inspector.cli.app import bundle_app
 from inspector.cli.errors import fail, user_errors
 
 
-def pick_evenly(items: list, k: int) -> list:
-    """``k`` items spread evenly over ``items`` (all of them when there are not more)."""
-    if k <= 0 or len(items) <= k:
-        return list(items)
-    step = len(items) / k
-    return [items[int(i * step)] for i in range(k)]
-
-
 @bundle_app.command("create")
 def create(
     out: Path = typer.Option(..., "--out", help="Folder to write the bundle into."),
@@ -41,6 +33,7 @@ def create(
 ) -> None:
     """Create a model bundle: encoder, decoder, cached prompt embeddings, memory bank, recipe."""
     from models.bundle import create_bundle
+    from models.datasets import pick_evenly
     from models.image_io import list_images, read_image
     from models.recipe import RECIPE_FILE
 

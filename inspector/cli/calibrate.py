@@ -44,25 +44,14 @@ def calibrate(
     from inspector.calibration import CALIBRATION_FILE
     from inspector.calibration import calibrate as run_calibration
     from inspector.predictor import Predictor
-    from models.datasets import GOOD, defect_samples, is_mvtec
-    from models.image_io import list_images
+    from models.datasets import GOOD, defect_samples, normal_folders, normal_images
 
     with user_errors():
         if not 0.0 < false_reject_rate < 1.0:
             raise fail(f"--false-reject-rate must be between 0 and 1, got {false_reject_rate}")
-        if not data.is_dir():
-            raise fail(f"{data}: not a directory")
-        if is_mvtec(data):
-            folders = [data / "test" / GOOD]
-            if include_train or not folders[0].is_dir():
-                folders.append(data / "train" / GOOD)
-            folders = [f for f in folders if f.is_dir()]
-            normal = [p for f in folders for p in list_images(f)]
-            defects = defect_samples(data)
-        else:
-            folders, normal, defects = [data], list_images(data), []
-        if not normal:
-            raise fail(f"no normal images in {', '.join(map(str, folders))}")
+        normal = normal_images(data, include_train)
+        folders = normal_folders(data, include_train)
+        defects = defect_samples(data)
         typer.echo(
             f"normal images: {len(normal)} from {', '.join(map(str, folders))}; "
             f"labelled defective images: {len(defects)}"

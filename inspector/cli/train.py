@@ -65,11 +65,12 @@ def train(
         e, s = result.resumed_from
         typer.echo(f"resumed from epoch {e + 1}, step {s}")
     losses = result.epoch_losses
-    if losses:
+    if result.steps_run and losses:
         typer.echo(
             f"trained {bundle}: {result.epochs_done} epoch(s), loss per epoch "
             + " ".join(f"{v:.4f}" for v in losses[-min(len(losses), 10) :])
         )
     else:
         typer.echo(f"{bundle} was already trained for {result.epochs_done} epoch(s)")
-    typer.echo("thresholds are not calibrated for the new weights: run 'inspector calibrate'")
+    if result.steps_run:
+        typer.echo("thresholds are not calibrated for the new weights: run 'inspector calibrate'")

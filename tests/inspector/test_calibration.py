@@ -96,3 +96,18 @@ def test_wilson_interval_is_sound_at_zero_and_brackets_the_rate():
     mid = wilson(10, 100)
     assert mid.low < 0.1 < mid.high
     assert np.isclose(mid.rate, 0.1)
+
+
+def test_min_defect_area_is_half_a_patch_of_the_bundles_own_grid(bundle, sets):
+    from models.bundle import load_detector
+
+    fit, _, _ = sets
+    predictor = Predictor(bundle, "torch")
+    grid = load_detector(bundle).encoder.grid_size
+    assert grid == (predictor.recipe.patch_grid,) * 2 == (16, 16)  # tiny: 224 px, 14-px patches
+    frame_area = 96 * 128
+    for side in (16, 8):
+        predictor.recipe = predictor.recipe.model_copy(update={"patch_grid": side})
+        result = calibrate(predictor, fit[:10], holdout=False, progress=False, write=False)
+        expected = round(0.5 * frame_area / side**2, 1)
+        assert result.thresholds.min_defect_area_px == pytest.approx(expected)

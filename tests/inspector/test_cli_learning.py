@@ -101,6 +101,27 @@ def test_train_then_calibrate_then_evaluate(pouch_set, tmp_path):
     assert m["pixel_auroc"] is not None and m["at_recipe_thresholds"]["thresholds"]["calibrated"]
 
 
+def test_recreating_a_bundle_then_training_trains_again(pouch_set, tmp_path):
+    """'bundle create --force' leaves no checkpoint behind that training would 'resume'."""
+    bundle = tmp_path / "b"
+    train = (
+        "train", "--bundle", str(bundle), "--data", str(pouch_set), "--epochs", "1",
+        "--batch-size", "4", "--samples-per-epoch", "4",
+    )  # fmt: skip
+    for product in ("pouch cell", "cylindrical cell"):
+        proc = run_inspector("bundle", "create", "--product", product, "--out", str(bundle),
+                             "--force")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        proc = run_inspector(*train)
+        assert proc.returncode == 0, proc.stderr
+        assert "resumed" not in proc.stdout and "loss per epoch" in proc.stdout
+        assert "run 'inspector calibrate'" in proc.stdout
+    proc = run_inspector(*train)  # the same flags again: nothing left to do
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed from epoch 2" in proc.stdout and "already trained" in proc.stdout
+    assert "run 'inspector calibrate'" not in proc.stdout
+
+
 def test_bad_input_gets_one_clear_line(pouch_set, tmp_path):
     proc = run_inspector("train", "--bundle", str(tmp_path / "b"), "--data", str(tmp_path / "x"))
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error:")

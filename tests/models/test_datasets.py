@@ -1,5 +1,7 @@
 """The MVTec-layout reader, with and without masks."""
 
+import shutil
+
 import cv2
 import numpy as np
 import pytest
@@ -9,10 +11,12 @@ from models.datasets import (
     has_masks,
     is_mvtec,
     load_test_split,
+    normal_folders,
     normal_images,
+    pick_evenly,
     train_images,
 )
-from models.image_io import ImageError
+from models.image_io import ImageError, list_images
 
 
 def write(path, img):
@@ -51,7 +55,8 @@ def test_reads_labels_defect_types_and_masks(dataset):
     mask = samples[3].read_mask((40, 60))
     assert mask.shape == (40, 60) and mask.max() == 1 and mask.sum() == 100
     assert not samples[0].read_mask((40, 60)).any()
-    assert len(train_images(dataset)) == 3 and len(normal_images(dataset)) == 5
+    assert len(train_images(dataset)) == 3
+    assert len(normal_images(dataset, include_train=True)) == 5
     assert [s.defect for s in defect_samples(dataset)] == ["bubble", "scratch", "scratch"]
 
 
@@ -78,3 +83,36 @@ def test_missing_or_empty_folders_say_so(tmp_path):
     (tmp_path / "train/good").mkdir(parents=True)
     with pytest.raises(ImageError, match="contains no images"):
         train_images(tmp_path)
+
+
+def test_normal_images_leave_train_good_out_unless_asked_or_needed(dataset):
+    test_good, train_good = dataset / "test" / "good", dataset / "train" / "good"
+    assert normal_folders(dataset) == [test_good]
+    assert normal_images(dataset) == list_images(test_good)
+    assert normal_folders(dataset, include_train=True) == [test_good, train_good]
+    assert normal_images(dataset, include_train=True) == [
+        *list_images(test_good),
+        *list_images(train_good),
+    ]
+    shutil.rmtree(test_good)  # nothing else to calibrate on
+    assert normal_folders(dataset) == [train_good]
+    assert normal_images(dataset) == list_images(train_good)
+
+
+def test_normal_images_of_a_plain_folder_or_of_nothing(tmp_path):
+    write(tmp_path / "a.png", np.zeros((20, 20), np.uint8))
+    assert normal_folders(tmp_path) == [tmp_path]
+    assert [p.name for p in normal_images(tmp_path)] == ["a.png"]
+    with pytest.raises(ImageError, match="not a directory"):
+        normal_images(tmp_path / "missing")
+    (tmp_path / "empty" / "test" / "good").mkdir(parents=True)
+    with pytest.raises(ImageError, match="no normal images"):
+        normal_images(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "picked"),
+    [(10, 4, [0, 2, 5, 7]), (3, 8, [0, 1, 2]), (5, 5, [0, 1, 2, 3, 4]), (5, 0, [0, 1, 2, 3, 4])],
+)
+def test_pick_evenly(n, k, picked):
+    assert pick_evenly(list(range(n)), k) == picked

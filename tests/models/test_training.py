@@ -8,7 +8,13 @@ from safetensors.torch import load_file
 
 from models.bundle import create_bundle
 from models.recipe import DECODER_FILE, ENCODER_FILE, TEXT_FILE, file_sha256, load_recipe
-from models.training import CHECKPOINT_FILE, TrainConfig, load_checkpoint, train_bundle
+from models.training import (
+    CHECKPOINT_FILE,
+    TrainConfig,
+    bundle_origin,
+    load_checkpoint,
+    train_bundle,
+)
 from tests.conftest import textured
 
 # 16 samples in batches of 4, 2 batches per optimizer step: 2 steps per epoch
@@ -79,7 +85,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, fresh_bundle
 def test_a_finished_run_has_nothing_left_and_other_settings_are_refused(trained, images):
     out, _ = trained
     again = train_bundle(out, images, CONFIG, progress=False)
-    assert again.resumed_from == (2, 0)
+    assert again.resumed_from == (2, 0) and again.steps_run == 0
     other = TrainConfig(epochs=2, batch_size=8, accumulate=1, samples_per_epoch=16, seed=5)
     with pytest.raises(ValueError, match="other settings"):
         train_bundle(out, images, other, progress=False)
@@ -102,3 +108,50 @@ def test_training_marks_the_thresholds_uncalibrated(tmp_path, fresh_bundle, imag
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=0)
+
+
+def test_a_recreated_bundle_trains_again(tmp_path, images):
+    bundle = tmp_path / "recreated"
+    create_bundle(bundle, "tiny", "pouch cell", seed=0)
+    assert train_bundle(bundle, images, CONFIG, progress=False).steps_run == 4
+    create_bundle(bundle, "tiny", "cylindrical cell", seed=0)  # what 'bundle create --force' does
+    assert not (bundle / CHECKPOINT_FILE).exists()
+    fresh = load_file(bundle / DECODER_FILE)
+    again = train_bundle(bundle, images, CONFIG, progress=False)
+    assert again.resumed_from is None and again.steps_run == 4 and len(again.epoch_losses) == 2
+    trained = load_file(bundle / DECODER_FILE)
+    assert not torch.equal(fresh["proj.0.weight"], trained["proj.0.weight"])
+
+
+def test_a_checkpoint_of_another_bundle_is_refused(tmp_path, trained, images):
+    out, _ = trained
+    other = tmp_path / "other"
+    create_bundle(other, "tiny", "cylindrical cell", seed=0)
+    assert bundle_origin(other) != bundle_origin(out)
+    shutil.copy(out / CHECKPOINT_FILE, other / CHECKPOINT_FILE)  # a stray copy
+    with pytest.raises(ValueError, match="belongs to another bundle"):
+        train_bundle(other, images, CONFIG, progress=False)
+
+
+def test_the_origin_stays_while_the_decoder_trains(fresh_bundle, trained):
+    out, _ = trained
+    assert bundle_origin(out) == bundle_origin(fresh_bundle)
+    assert load_checkpoint(out)["origin"] == bundle_origin(out)
+
+
+def test_resumed_training_marks_the_thresholds_uncalibrated_only_when_it_trains(
+    tmp_path, trained, images
+):
+    from models.recipe import save_recipe
+
+    bundle = tmp_path / "resumed"
+    shutil.copytree(trained[0], bundle)  # finished 2 epochs, then calibrated
+    recipe = load_recipe(bundle)
+    recipe.thresholds = recipe.thresholds.model_copy(update={"calibrated": True})
+    save_recipe(bundle, recipe)
+    same = train_bundle(bundle, images, CONFIG, progress=False)
+    assert same.steps_run == 0 and load_recipe(bundle).thresholds.calibrated is True
+    more = TrainConfig(**{**CONFIG.__dict__, "epochs": 3})
+    longer = train_bundle(bundle, images, more, progress=False)
+    assert longer.resumed_from == (2, 0) and longer.steps_run == 2
+    assert load_recipe(bundle).thresholds.calibrated is False
