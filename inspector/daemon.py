@@ -28,10 +28,8 @@ import numpy as np
 
 from inspector.batcher import STOP, next_batch
 from inspector.config import Config
-from inspector.decision import decide
 from inspector.health import Metrics, Progress, Watchdog, sd_notify
 from inspector.mqtt import RESULT_SCHEMA, MqttLink, OutboxPublisher
-from inspector.predictor import Inspection
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id
 from inspector.store import Store
 
@@ -343,48 +341,46 @@ class Daemon:
         self.result_q.put(STOP)
 
     def _infer(self, batch: list[Grabbed]) -> list[Outcome]:
+        """One backend call for the batch's good frames; an outcome per frame, in order."""
         t0 = time.monotonic()
         good = [g for g in batch if g.error is None]
-        outcomes: dict[int, Outcome] = {}
-        for g in batch:
-            if g.error is not None:
-                outcomes[id(g)] = self._error_outcome(g, g.error, t0)
         if not good:
-            return [outcomes[id(g)] for g in batch]
+            return [self._error_outcome(g, g.error, t0) for g in batch]
         try:
             maps, scores = self.predictor.backend.infer(np.stack([g.input for g in good]))
         except Exception as exc:
             log.exception("backend failed on a batch of %d", len(good))
             self.alarm("backend_error", "critical", f"{type(exc).__name__}: {exc}")
-            for g in good:
-                outcomes[id(g)] = self._error_outcome(g, f"backend: {exc}", t0)
-            return [outcomes[id(g)] for g in batch]
+            return [self._error_outcome(g, g.error or f"backend: {exc}", t0) for g in batch]
         t1 = time.monotonic()
         self.metrics.latency.labels("infer").observe(t1 - t0)
-        recipe = self.predictor.recipe
-        for j, g in enumerate(good):
-            t2 = time.monotonic()
-            shape = tuple(g.frame.image.shape)
-            decision = decide(
-                maps[j], float(scores[j]), shape, recipe.thresholds, recipe.pixel_pitch_mm
-            )
-            inspection = Inspection(decision, maps[j], shape)
-            amap = inspection.full_map() if decision.verdict == "fail" else None
-            t3 = time.monotonic()
-            payload = self._base_payload(g) | {
-                "width": int(shape[1]),
-                "height": int(shape[0]),
-                **decision.to_dict(),
-                "latency_ms": {
-                    "prepare": round((g.t_prepared - g.t_grab) * 1e3, 2),
-                    "wait": round((t0 - g.t_prepared) * 1e3, 2),
-                    "infer": round((t1 - t0) * 1e3, 2),
-                    "decide": round((t3 - t2) * 1e3, 2),
-                },
-            }
-            self.metrics.latency.labels("decide").observe(t3 - t2)
-            outcomes[id(g)] = Outcome(payload, g.frame, amap, g.t_grab)
-        return [outcomes[id(g)] for g in batch]
+        model_out = iter(zip(maps, scores, strict=True))
+        return [
+            self._error_outcome(g, g.error, t0)
+            if g.error is not None
+            else self._decided(g, *next(model_out), t0, t1)
+            for g in batch
+        ]
+
+    def _decided(self, g: Grabbed, amap: np.ndarray, score: float, t0: float, t1: float) -> Outcome:
+        t2 = time.monotonic()
+        inspection = self.predictor.decide(amap, float(score), g.frame.image.shape)
+        decision, shape = inspection.decision, inspection.frame_shape
+        full = inspection.full_map() if decision.verdict == "fail" else None
+        t3 = time.monotonic()
+        self.metrics.latency.labels("decide").observe(t3 - t2)
+        payload = self._base_payload(g) | {
+            "width": int(shape[1]),
+            "height": int(shape[0]),
+            **decision.to_dict(),
+            "latency_ms": {
+                "prepare": round((g.t_prepared - g.t_grab) * 1e3, 2),
+                "wait": round((t0 - g.t_prepared) * 1e3, 2),
+                "infer": round((t1 - t0) * 1e3, 2),
+                "decide": round((t3 - t2) * 1e3, 2),
+            },
+        }
+        return Outcome(payload, g.frame, full, g.t_grab)
 
     def _store_stage(self) -> None:
         while True:

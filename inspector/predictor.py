@@ -79,16 +79,15 @@ class Predictor:
         if good:
             maps, scores = self.backend.infer(np.stack([inputs[i] for i in good]))
             for j, i in enumerate(good):
-                shape = tuple(frames[i].shape)
-                d = decide(
-                    maps[j],
-                    float(scores[j]),
-                    shape,
-                    self.recipe.thresholds,
-                    self.recipe.pixel_pitch_mm,
-                )
-                results[i] = Inspection(d, maps[j], shape)
+                results[i] = self.decide(maps[j], float(scores[j]), frames[i].shape)
         return results
+
+    def decide(self, amap: np.ndarray, score: float, frame_shape: tuple[int, ...]) -> Inspection:
+        """The verdict for one model-resolution map and score, by the bundle's recipe."""
+        shape = tuple(frame_shape)
+        recipe = self.recipe
+        decision = decide(amap, score, shape, recipe.thresholds, recipe.pixel_pitch_mm)
+        return Inspection(decision, amap, shape)
 
     def inspect(self, frame: np.ndarray, channel_order: str = "bgr") -> Inspection:
         """Inspect one frame; raises ``ImageError`` for a frame that cannot be inspected."""
