@@ -174,6 +174,9 @@ class Daemon:
     # --- stages --------------------------------------------------------------------------
 
     def _on_trigger(self, cell_id: str, product: str | None) -> None:
+        if self._stop.is_set():
+            self._refuse_trigger(cell_id)
+            return
         try:
             self.trigger_q.put_nowait((cell_id, product))
         except queue.Full:  # still give the cell a verdict: error, with the reason
@@ -181,6 +184,11 @@ class Daemon:
             frame = Frame(cell_id, None, product=product, error="trigger queue full")
             with contextlib.suppress(queue.Full):
                 self.frame_q.put_nowait(Grabbed(frame, time.monotonic()))
+
+    def _refuse_trigger(self, cell_id: str) -> None:
+        self.alarm(
+            "trigger_refused", "warning", f"trigger {cell_id} refused: stopping", cell_id=cell_id
+        )
 
     def _trigger_stage(self) -> None:
         while True:
@@ -537,13 +545,18 @@ class Daemon:
     def wait_stopped(self) -> None:
         """Finish the frames in flight, flush the outbox, publish offline, close."""
         sd_notify("STOPPING=1", "STATUS=stopping")
-        self.trigger_q.put(STOP)
+        by_name = {t.name: t for t in self._threads}
+        self.trigger_q.put(STOP)  # triggers taken so far reach the source before it closes
+        by_name["trigger"].join(FLUSH_TIMEOUT_S * 3)
+        while not self.trigger_q.empty():  # queued behind STOP as it was put
+            item = self.trigger_q.get_nowait()
+            if item is not STOP:
+                self._refuse_trigger(item[0])
         try:
             self.source.close()
         except Exception:
             log.exception("closing the source")
-        by_name = {t.name: t for t in self._threads}
-        for name in ("grab", "prepare", "infer", "store", "trigger"):
+        for name in ("grab", "prepare", "infer", "store"):
             by_name[name].join(FLUSH_TIMEOUT_S * 3)
         by_name["housekeeping"].join(1.0)
         if self.link is not None:

@@ -239,3 +239,16 @@ def test_a_hot_folder_file_stored_before_a_crash_is_filed_not_inspected_again(
     store = Store(cfg.data_dir)
     assert store.stored_for_file(first["ts"], str(incoming / name))["frame_id"] == first["frame_id"]
     store.close()
+
+
+def test_a_trigger_while_stopping_is_refused_with_an_alarm_not_dropped(
+    tmp_path: Path, broker, collector, line_bundle
+) -> None:
+    cfg = make_config(tmp_path, line_bundle, broker.port)
+    with running(Daemon(cfg, source=QueueSource())) as daemon:
+        collector.wait_for("status", where=lambda p: p["state"] == "online")
+        daemon.stop()  # as SIGTERM does; the link stays up until the outbox is flushed
+        publish(broker, TOPIC_ROOT + "trigger", {"cell_id": "LATE-1"})
+        refused = collector.wait_for("alarm", where=lambda a: a["kind"] == "trigger_refused")
+    assert refused[0]["cell_id"] == "LATE-1" and "stopping" in refused[0]["message"]
+    assert collector.on("result") == [], "no frame was taken for it"
