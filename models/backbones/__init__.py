@@ -1,0 +1,1 @@
+"""Image backbones behind one interface (see ``models.backbones.base``)."""
