@@ -18,6 +18,7 @@ import logging
 import os
 import queue
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -28,15 +29,17 @@ import numpy as np
 
 from inspector.batcher import STOP, next_batch
 from inspector.config import Config
+from inspector.datadir import DataDirError, claim
 from inspector.health import Metrics, Progress, Watchdog, sd_notify
 from inspector.mqtt import RESULT_SCHEMA, MqttLink, OutboxPublisher
-from inspector.sources.base import Frame, Source, SourceError, new_cell_id
+from inspector.sources.base import Frame, Source, SourceError, new_cell_id, safe_text
 from inspector.store import Store
 
 log = logging.getLogger("inspector.daemon")
 
 MAX_BACKOFF_S = 30.0
 FLUSH_TIMEOUT_S = 10.0
+STAGES_TIMEOUT_S = 40.0  # for all stages to finish at a stop; then the outbox flush
 
 
 @dataclass
@@ -65,7 +68,13 @@ def _iso(ts) -> str:
 
 
 def _plain_meta(meta: dict) -> dict:
-    return {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
+    """The source's facts about a frame as payload fields; text from outside (a file name)
+    without control characters, quotes or angle brackets."""
+    return {
+        k: safe_text(v) if isinstance(v, str) else v
+        for k, v in meta.items()
+        if isinstance(v, str | int | float | bool)
+    }
 
 
 def create_configured_source(cfg: Config) -> Source:
@@ -96,6 +105,7 @@ class Daemon:
     ) -> None:
         self.cfg = cfg
         self.on_result = on_result
+        self._on_delivered = on_delivered
         self._stop = threading.Event()
         self.stopped = threading.Event()
         self.ready = threading.Event()
@@ -111,7 +121,17 @@ class Daemon:
         self.trigger_q: queue.Queue = queue.Queue(1000)
         self._started = time.monotonic()
 
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        # first, before the model loads: one daemon per data dir, writable, a sound database
+        self.data_dir = claim(cfg.data_dir)
+        try:
+            self._open(cfg, source, predictor)
+        except BaseException:
+            self.data_dir.release()
+            raise
+        self.watchdog = Watchdog(self.progress, cfg.health.stall_s, self._threads_alive)
+        self._threads: list[threading.Thread] = []
+
+    def _open(self, cfg: Config, source: Source | None, predictor) -> None:
         if predictor is None:
             from inspector.predictor import Predictor
 
@@ -120,8 +140,11 @@ class Daemon:
             predictor = Predictor(cfg.bundle, backend)
         self.predictor = predictor
         self.source = source if source is not None else create_configured_source(cfg)
-        self.store = Store(cfg.data_dir, autocheckpoint=False)  # housekeeping checkpoints
-        self.store.recover_unsaved()  # rejects whose pictures a crash cut short
+        try:
+            self.store = Store(cfg.data_dir, autocheckpoint=False)  # housekeeping checkpoints
+            self.store.recover_unsaved()  # rejects whose pictures a crash cut short
+        except sqlite3.Error as exc:
+            raise DataDirError(f"database in {cfg.data_dir} cannot be used: {exc}") from None
         self.link: MqttLink | None = None
         self.outbox: OutboxPublisher | None = None
         if cfg.mqtt.enabled:
@@ -133,10 +156,8 @@ class Daemon:
                 on_trigger=self._on_trigger,
             )
             self.outbox = OutboxPublisher(
-                self.store, self.link, cfg.mqtt.inflight_window, on_delivered=on_delivered
+                self.store, self.link, cfg.mqtt.inflight_window, on_delivered=self._on_delivered
             )
-        self.watchdog = Watchdog(self.progress, cfg.health.stall_s, self._threads_alive)
-        self._threads: list[threading.Thread] = []
 
     # --- faults, alarms and status -------------------------------------------------------
 
@@ -226,6 +247,9 @@ class Daemon:
         first = getattr(self.cfg.source, "reconnect_backoff_s", 1.0)
         longest = getattr(self.cfg.source, "reconnect_backoff_max_s", MAX_BACKOFF_S)
         backoff = first
+        # a source that beats while it waits is "busy" between frames: stuck inside one file,
+        # it stops beating and the stall check (watchdog, status) sees the grab stage hang
+        beats = self.source.watch_liveness(lambda: self.progress.busy("grab"))
         while not self._stop.is_set():
             try:
                 if not opened:
@@ -233,20 +257,20 @@ class Daemon:
                     opened = True
                     if self._set_fault("source", None):
                         self.alarm("source_restored", "info", f"{self.source.name} source is back")
-                    backoff = first
+                if beats:
+                    self.progress.busy("grab")
                 for frame in self.source.frames():
-                    t = time.monotonic()
-                    self.metrics.frames.inc()
-                    self.counts["frames"] += 1
-                    if not frame.cell_id:
-                        frame.cell_id = new_cell_id()
-                    if self._already_stored(frame):
-                        continue
-                    self.frame_q.put(Grabbed(frame, t))
+                    self.progress.idle("grab")  # a full frame queue is the next stage's wait
+                    backoff = first  # it delivers: the next loss starts the back-off anew
+                    self._take(frame)
+                    if beats:
+                        self.progress.busy("grab")
+                self.progress.idle("grab")
                 if self._stop.is_set():
                     break
                 raise SourceError(f"{self.source.name} source stopped delivering frames")
             except Exception as exc:  # SourceError, or a bug in a source: alarm, back off, reopen
+                self.progress.idle("grab")
                 opened = False
                 self.metrics.source_errors.inc()
                 reason = (
@@ -265,21 +289,59 @@ class Daemon:
                 backoff = min(longest, backoff * 2)
         self.frame_q.put(STOP)
 
+    def _take(self, frame: Frame) -> None:
+        t = time.monotonic()
+        self.metrics.frames.inc()
+        self.counts["frames"] += 1
+        if not frame.cell_id:
+            frame.cell_id = new_cell_id()
+        if not self._already_stored(frame):
+            self.frame_q.put(Grabbed(frame, t))
+
     def _already_stored(self, frame: Frame) -> bool:
-        """A file handed out again after a crash between storing its result and filing it away:
-        file it now instead of inspecting it a second time under a new frame_id."""
-        path = frame.meta.get("path")
-        if not path:
+        """A file handed out again after a crash between storing its result and filing it away
+        (same path, same content, never filed away): file it now instead of inspecting it a
+        second time under a new frame_id. A file filed away before and queued again on
+        purpose (``mv done/X.png .``) is inspected anew; the log says which it was."""
+        path, digest = frame.meta.get("path"), frame.meta.get("sha256")
+        if not path or not digest:
             return False
-        stored = self.store.stored_for_file(_iso(frame.timestamp), str(path))
+        try:
+            stored = self.store.result_for_file(str(path), digest)
+        except Exception:  # the store stage raises the store fault for this frame
+            log.exception("looking up an earlier result of %s failed", path)
+            return False
         if stored is None:
             return False
-        log.warning("%s already has result %s; filing it away", path, stored["frame_id"])
+        row_id, payload, filed = stored
+        if filed:
+            log.info(
+                "%s has the content of result %s, filed away before: queued again, inspected anew",
+                path,
+                payload["frame_id"],
+            )
+            return False
+        log.warning(
+            "%s already has result %s (stored before a restart, never filed away):"
+            " filed away now, not inspected again",
+            path,
+            payload["frame_id"],
+        )
+        self._ack(frame, payload["verdict"] != "error", row_id)
+        return True
+
+    def _ack(self, frame: Frame, ok: bool, row_id: int | None) -> None:
+        """Tell the source its frame is done; note in the store when its file is filed away."""
         try:
-            self.source.ack(frame, stored["verdict"] != "error")
+            filed = self.source.ack(frame, ok)
         except Exception:
             log.exception("source ack of %s failed", frame.cell_id)
-        return True
+            return
+        if filed and row_id is not None:
+            try:
+                self.store.mark_filed(row_id)
+            except Exception:
+                log.exception("could not note that the file of result %s is filed away", row_id)
 
     def _base_payload(self, g: Grabbed) -> dict:
         f = g.frame
@@ -396,27 +458,33 @@ class Daemon:
             if item is STOP:
                 return
             self.progress.busy("store")
+            row_id = None
             try:
-                self._store_one(item)
+                row_id = self._store_one(item)
                 ok = item.payload["verdict"] != "error"
-            except Exception as exc:  # disk full, permissions: loud, but keep inspecting
+            except Exception as exc:  # disk full, damaged database: degraded, keep inspecting
                 log.exception("could not store %s", item.payload.get("frame_id"))
-                self.alarm("store_failed", "critical", f"{type(exc).__name__}: {exc}")
+                detail = f"{type(exc).__name__}: {exc}"
+                self._raise_fault(
+                    "store", detail, "store_failed", f"results are not being stored: {detail}"
+                )
                 ok = False
-            try:
-                self.source.ack(item.frame, ok)
-            except Exception:
-                log.exception("source ack of %s failed", item.frame.cell_id)
+            else:
+                if self._set_fault("store", None):
+                    self.alarm("store_restored", "info", "results are stored again")
+            self._ack(item.frame, ok, row_id)
             self.progress.idle("store")
 
-    def _store_one(self, o: Outcome) -> None:
+    def _store_one(self, o: Outcome) -> int:
         payload = o.payload
         t0 = time.monotonic()
         payload["latency_ms"]["total"] = round((t0 - o.t_grab) * 1e3, 2)
         image, amap = (o.frame.image, o.amap) if payload["verdict"] == "fail" else (None, None)
         if image is not None and not self._room_for_pictures():
             image = amap = None  # the verdict still goes out; only the pictures are not kept
-        row_id = self.store.record(payload, image, amap, defer_files=True)
+        meta = o.frame.meta
+        source_file = (str(meta["path"]), meta["sha256"]) if meta.get("sha256") else None
+        row_id = self.store.record(payload, image, amap, defer_files=True, source_file=source_file)
         self.metrics.latency.labels("store").observe(time.monotonic() - t0)
         if self.outbox is not None:
             self.outbox.offer(row_id, payload)
@@ -443,6 +511,7 @@ class Daemon:
             )
         if self.on_result is not None:
             self.on_result(row_id, payload, o.frame)
+        return row_id
 
     def _room_for_pictures(self) -> bool:
         """False (and the disk fault) when the data directory is below the free-space floor."""
@@ -478,6 +547,7 @@ class Daemon:
                     next_retention = now + ret.check_every_s
                     self.store.apply_retention(ret.max_age_days * 86400, int(ret.max_disk_gb * 1e9))
                 self._room_for_pictures()  # every heartbeat: the disk fault also clears
+                self._check_stalls()
                 if self.link is not None:
                     dt = max(1e-6, now - last_t)
                     self.link.heartbeat(
@@ -492,6 +562,15 @@ class Daemon:
                 last, last_t = dict(self.counts), now
             except Exception:
                 log.exception("housekeeping failed")
+
+    def _check_stalls(self) -> None:
+        """Degrade the status while a stage hangs inside one item (the watchdog also stops)."""
+        stalled = self.progress.stalled(self.cfg.health.stall_s)
+        if not stalled:
+            self._set_fault("stalled", None)
+            return
+        detail = f"{', '.join(sorted(stalled))} stage stuck for over {self.cfg.health.stall_s:g} s"
+        self._raise_fault("stalled", detail, "pipeline_stalled", detail)
 
     # --- running -------------------------------------------------------------------------
 
@@ -513,6 +592,16 @@ class Daemon:
         if self.link is not None:
             self.link.start()
             self.outbox.start()
+        damaged = self.data_dir.damaged
+        if damaged is not None:
+            self.alarm(
+                "store_damaged",
+                "critical",
+                f"the database was damaged ({damaged.problem}); moved aside to"
+                f" {damaged.moved_to}, inspecting on a fresh one (its unpublished results"
+                " are not sent)",
+                moved_to=str(damaged.moved_to),
+            )
         if not_opened:
             self._raise_fault(
                 "source", not_opened, "source_lost", not_opened, source=self.source.name
@@ -545,9 +634,11 @@ class Daemon:
     def wait_stopped(self) -> None:
         """Finish the frames in flight, flush the outbox, publish offline, close."""
         sd_notify("STOPPING=1", "STATUS=stopping")
+        # all stages together, so that the stop fits systemd's TimeoutStopSec (60 s)
+        deadline = time.monotonic() + STAGES_TIMEOUT_S
         by_name = {t.name: t for t in self._threads}
         self.trigger_q.put(STOP)  # triggers taken so far reach the source before it closes
-        by_name["trigger"].join(FLUSH_TIMEOUT_S * 3)
+        by_name["trigger"].join(max(0.0, deadline - time.monotonic()))
         while not self.trigger_q.empty():  # queued behind STOP as it was put
             item = self.trigger_q.get_nowait()
             if item is not STOP:
@@ -557,22 +648,31 @@ class Daemon:
         except Exception:
             log.exception("closing the source")
         for name in ("grab", "prepare", "infer", "store"):
-            by_name[name].join(FLUSH_TIMEOUT_S * 3)
+            by_name[name].join(max(0.0, deadline - time.monotonic()))
+            if by_name[name].is_alive():
+                log.error("the %s stage did not finish in time; stopping without it", name)
         by_name["housekeeping"].join(1.0)
         if self.link is not None:
-            if self.link.connected.is_set() and not self.outbox.flush(FLUSH_TIMEOUT_S):
-                log.warning(
-                    "%d result(s) stay in the outbox for the next start", self.store.backlog()
-                )
+            try:
+                if self.link.connected.is_set() and not self.outbox.flush(FLUSH_TIMEOUT_S):
+                    log.warning(
+                        "%d result(s) stay in the outbox for the next start", self.store.backlog()
+                    )
+            except Exception:  # a damaged database: say so, still stop cleanly
+                log.exception("flushing the outbox")
             self.outbox.stop()
             self.link.stop("offline")
         self.watchdog.stop()
         self.metrics.close()
-        self.store.close()
+        try:
+            self.store.close()
+        except Exception:
+            log.exception("closing the store")
         try:
             self.predictor.close()
         except Exception:
             log.exception("closing the backend")
+        self.data_dir.release()
         self.stopped.set()
         log.info("stopped")
 

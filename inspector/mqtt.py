@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import re
 import ssl
 import sys
 import threading
@@ -27,6 +26,7 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 
 from inspector.config import ConfigError, MqttConfig
+from inspector.sources.base import CELL_ID, PRODUCT
 
 log = logging.getLogger("inspector.mqtt")
 
@@ -37,8 +37,6 @@ HEARTBEAT_SCHEMA = "inspector.heartbeat/1"
 EXPLANATION_SCHEMA = "inspector.explanation/1"
 TOPICS = ("result", "alarm", "status", "heartbeat", "trigger", "explanation")
 SEVERITIES = ("info", "warning", "critical")
-CELL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
-PRODUCT = re.compile(r"^[\w .:\-]{1,64}$")
 
 
 def utc_now() -> str:

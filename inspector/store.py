@@ -84,7 +84,20 @@ CREATE TABLE IF NOT EXISTS chat (
     ts TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chat_frame ON chat(frame_id, id);
+CREATE TABLE IF NOT EXISTS source_files (
+    result_id INTEGER PRIMARY KEY REFERENCES results(id),
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    filed_at REAL
+);
+CREATE INDEX IF NOT EXISTS source_files_content ON source_files(sha256);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value REAL NOT NULL
+);
 """
+# columns added after the first release: (table, column, type)
+_ADDED_COLUMNS = (("results", "station_s", "REAL"),)
 
 
 @dataclass
@@ -154,8 +167,42 @@ class Store:
             self._db.execute("PRAGMA wal_autocheckpoint=0")
         with self._lock:
             self._db.executescript(_SCHEMA)
+            self._add_columns()
         self._files: queue.Queue | None = None
         self._files_thread: threading.Thread | None = None
+        self._clock_base = self._saved_clock()
+        self._clock_t0 = time.monotonic()
+        self._clock_owner = False  # only a store that records results moves the clock on
+
+    def _add_columns(self) -> None:
+        with self._tx() as db:
+            for table, column, kind in _ADDED_COLUMNS:
+                have = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    # --- the station clock: seconds of daemon running time, immune to wall-clock jumps ------
+
+    def _saved_clock(self) -> float:
+        with self._lock:
+            saved = self._db.execute("SELECT value FROM meta WHERE key='station_s'").fetchone()
+            newest = self._db.execute("SELECT MAX(station_s) FROM results").fetchone()[0]
+        return max(saved[0] if saved else 0.0, newest or 0.0)
+
+    def station_seconds(self) -> float:
+        """Seconds the daemon has run on this database, over all its runs: a clock that a
+        wrong or jumping wall clock (a box without a battery-backed clock, before NTP) cannot
+        move. Retention measures age by it as well as by the wall clock."""
+        return self._clock_base + time.monotonic() - self._clock_t0
+
+    def save_clock(self) -> None:
+        """Keep the station clock over a restart (results also carry it, see ``record``)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('station_s', ?) ON CONFLICT(key)"
+                " DO UPDATE SET value = MAX(value, excluded.value)",
+                (self.station_seconds(),),
+            )
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -176,6 +223,8 @@ class Store:
             self._files = None
         with self._lock:
             with suppress(sqlite3.Error):
+                if self._clock_owner:
+                    self.save_clock()
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
 
@@ -196,6 +245,7 @@ class Store:
         image: np.ndarray | None,
         amap: np.ndarray | None,
         defer_files: bool = False,
+        source_file: tuple[str, str] | None = None,
     ) -> int:
         """Store one result before it is published; a reject also saves its pictures and job.
 
@@ -206,6 +256,8 @@ class Store:
             defer_files: return once the row is committed and let a background writer save
                 the reject's pictures (a 5 MP PNG takes ~0.1 s); its job becomes claimable
                 only when they are on disk. ``flush_files()`` waits for the writer.
+            source_file: ``(path, sha256)`` of the file the frame came from (hot folder):
+                ``result_for_file`` finds the result by it after a crash.
 
         Returns:
             The row id, which ``mark_published_many`` takes once the broker has it.
@@ -222,11 +274,13 @@ class Store:
         write_later = defer_files and (image_path or map_path)
         file_bytes = 0 if write_later else _write_files(image_path, image, map_path, amap)
         now = time.time()
+        self._clock_owner = True
         payload = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO results (frame_id, cell_id, product, station, verdict, ts, created,"
-                " payload, image_path, map_path, file_bytes) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " payload, image_path, map_path, file_bytes, station_s)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     str(result["frame_id"]),
                     str(result.get("cell_id", "")),
@@ -239,9 +293,15 @@ class Store:
                     str(image_path) if image_path else None,
                     str(map_path) if map_path else None,
                     file_bytes,
+                    self.station_seconds(),
                 ),
             )
             row_id = int(cur.lastrowid)
+            if source_file is not None:
+                db.execute(
+                    "INSERT INTO source_files (result_id, path, sha256) VALUES (?,?,?)",
+                    (row_id, *source_file),
+                )
             job_id = None
             if reject:
                 job_id = db.execute(
@@ -351,22 +411,31 @@ class Store:
                 "SELECT COUNT(*) FROM results WHERE published_at IS NULL"
             ).fetchone()[0]
 
-    def stored_for_file(self, ts: str, path: str) -> dict | None:
-        """The stored result of the file ``path`` with this time stamp, else None.
+    def result_for_file(self, path: str, sha256: str) -> tuple[int, dict, bool] | None:
+        """``(row id, payload, filed)`` of the newest result for this file and content.
 
         A source that keeps its file until the result is stored (the hot folder) hands the
-        file out again when a crash fell between the two; this finds the verdict it already got.
-        Not by cell id: a file name without one gets a new id each time it is handed out.
+        file out again when a crash fell between the two: ``filed`` False, the verdict is
+        already there. ``filed`` True: the file was filed away and has been queued again.
+        By content, not by cell id (a name without one gets a new id each time) nor by time.
         """
         with self._lock:
-            rows = self._db.execute(
-                "SELECT payload FROM results WHERE ts=? ORDER BY id", (ts,)
-            ).fetchall()
-        for row in rows:
-            payload = json.loads(row["payload"])
-            if (payload.get("source") or {}).get("path") == path:
-                return payload
-        return None
+            row = self._db.execute(
+                "SELECT f.result_id, f.filed_at, r.payload FROM source_files f"
+                " JOIN results r ON r.id = f.result_id WHERE f.sha256=? AND f.path=?"
+                " ORDER BY f.result_id DESC LIMIT 1",
+                (sha256, path),
+            ).fetchone()
+        if row is None:
+            return None
+        return row["result_id"], json.loads(row["payload"]), row["filed_at"] is not None
+
+    def mark_filed(self, row_id: int) -> None:
+        """The source file of result ``row_id`` has been filed away (done/ or failed/)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE source_files SET filed_at=? WHERE result_id=?", (time.time(), row_id)
+            )
 
     # --- explanation jobs ----------------------------------------------------------------
 
@@ -561,6 +630,7 @@ class Store:
                     )
                 ]
                 db.execute(f"DELETE FROM jobs WHERE result_id IN ({marks})", chunk)
+                db.execute(f"DELETE FROM source_files WHERE result_id IN ({marks})", chunk)
                 db.execute(f"DELETE FROM results WHERE id IN ({marks})", chunk)
                 for f in frames:
                     db.execute("DELETE FROM explanations WHERE frame_id=?", (f,))
@@ -570,24 +640,31 @@ class Store:
     def apply_retention(self, max_age_s: float, max_bytes: int) -> int:
         """Delete old results, then the oldest (pictures first) until under ``max_bytes``.
 
-        Never deletes a result that is not yet published or a reject whose explanation job is
-        not done. Returns the number of results deleted.
+        A result is old when both the wall clock and the station clock (``station_seconds``)
+        say it is older than ``max_age_s``: a wall clock that jumps (set to 2000 at boot, then
+        corrected by NTP) deletes nothing early. Never deletes a result that is not yet
+        published or a reject whose explanation job is not done. Logs what it deletes.
+        Returns the number of results deleted.
         """
         deleted = 0
         cutoff = time.time() - max_age_s
+        station_cutoff = self.station_seconds() - max_age_s
         with self._lock:
             old = self._db.execute(
-                f"SELECT id, frame_id, image_path, map_path FROM results WHERE created < ?"
-                f" AND {self._DELETABLE} ORDER BY id",
-                (cutoff,),
+                f"SELECT id, frame_id, image_path, map_path, created FROM results"
+                f" WHERE created < ? AND COALESCE(station_s, 0) < ? AND {self._DELETABLE}"
+                f" ORDER BY id",
+                (cutoff, station_cutoff),
             ).fetchall()
-        deleted += self._delete(old)
+        if old:
+            deleted += self._delete(old)
+            _log_deleted(old, f"older than {max_age_s / 86400:g} days (retention.max_age_days)")
         excess = self.disk_bytes() - max_bytes
         while excess > 0:
             with self._lock:
                 candidates = self._db.execute(
-                    f"SELECT id, frame_id, image_path, map_path, file_bytes + LENGTH(payload)"
-                    f" AS size FROM results WHERE {self._DELETABLE}"
+                    f"SELECT id, frame_id, image_path, map_path, created,"
+                    f" file_bytes + LENGTH(payload) AS size FROM results WHERE {self._DELETABLE}"
                     f" ORDER BY (file_bytes > 0) DESC, id LIMIT 500"
                 ).fetchall()
             batch, freed = [], 0
@@ -597,10 +674,33 @@ class Store:
                 if freed >= excess:
                     break
             if not batch:
+                log.warning(
+                    "retention: %.0f MB over retention.max_disk_gb, but nothing left that may"
+                    " be deleted (unpublished or unexplained)",
+                    excess / 1e6,
+                )
                 break
             deleted += self._delete(batch)
+            _log_deleted(batch, f"to stay under {max_bytes / 1e9:g} GB (retention.max_disk_gb)")
             excess = self.disk_bytes() - max_bytes
+        self.save_clock()
         if deleted:
             with self._lock:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return deleted
+
+
+def _log_deleted(rows: list[sqlite3.Row], why: str) -> None:
+    def when(row: sqlite3.Row) -> str:
+        return datetime.fromtimestamp(row["created"], UTC).isoformat(timespec="seconds")
+
+    ids = [r["id"] for r in rows]
+    log.info(
+        "retention: deleted %d result(s) %s: ids %d..%d, stored %s..%s",
+        len(rows),
+        why,
+        min(ids),
+        max(ids),
+        when(min(rows, key=lambda r: r["created"])),
+        when(max(rows, key=lambda r: r["created"])),
+    )

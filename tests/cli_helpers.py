@@ -23,9 +23,16 @@ OFFLINE = _offline_prefix()
 
 
 def run_inspector(
-    *args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 600,
+    env: dict | None = None,
+    prefix: list[str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run ``inspector ARGS`` offline; returns the completed process (text output)."""
+    """Run ``inspector ARGS`` offline; returns the completed process (text output).
+
+    ``prefix`` goes before the command (``setpriv ... --`` to run it as another user).
+    """
     full_env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -34,7 +41,7 @@ def run_inspector(
         **(env or {}),
     }
     return subprocess.run(
-        [*OFFLINE, INSPECTOR, *args],
+        [*OFFLINE, *(prefix or []), INSPECTOR, *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -8,10 +8,18 @@ from collections.abc import Iterator
 import typer
 from pydantic import ValidationError
 
+from inspector.datadir import DataDirError
 from models.errors import MissingWeightsError
 from models.image_io import ImageError
 
-USER_ERRORS = (MissingWeightsError, ImageError, FileNotFoundError, FileExistsError, ValueError)
+USER_ERRORS = (
+    MissingWeightsError,
+    ImageError,
+    FileNotFoundError,
+    FileExistsError,
+    ValueError,
+    DataDirError,
+)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+
+#: The cell ids the station accepts (triggers, file names): what docs/mqtt.md documents.
+CELL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+#: Product names a trigger or a file name may carry.
+PRODUCT = re.compile(r"^[\w .:\-]{1,64}$")
+_UNSAFE = set("<>\"'`")
+
+
+def safe_text(text: str) -> str:
+    """``text`` with control characters, quotes and ``<``/``>`` replaced by ``_``.
+
+    For free text from outside (a file name) on its way into a payload or an alarm, where
+    a consumer might put it into a log line, a CSV field or a web page.
+
+    Example:
+        >>> safe_text('C1\\n<b>"x"')
+        'C1__b__x_'
+    """
+    return "".join("_" if c in _UNSAFE or not c.isprintable() else c for c in text)
 
 
 class SourceError(RuntimeError):
@@ -84,6 +104,16 @@ class Source(ABC):
         frame (the hot folder's file) finish it here; the default does nothing.
         """
         return None
+
+    def watch_liveness(self, beat: Callable[[], None]) -> bool:
+        """Offer to call ``beat()`` at least once a second while ``frames()`` waits for work.
+
+        A source that does (the hot folder) lets the daemon tell a grab thread stuck inside
+        one file (a hung share, a device node) from one that waits for the next file: the
+        watchdog then counts the grab stage as stalled. Returns whether the source will beat;
+        the default (cameras, streams, which block in their driver) does not.
+        """
+        return False
 
     def trigger(self, cell_id: str, product: str | None = None) -> None:
         """Ask for one frame of ``cell_id`` (software trigger). Sources without one refuse."""

@@ -87,7 +87,9 @@ class HotFolderSourceConfig(BaseModel):
     """A folder an ultrasound scanner writes image files into.
 
     ``cell_id_pattern`` is a regular expression searched in the file name with a named group
-    ``cell_id`` (and optionally ``product``); a name it does not match gets a new unique id.
+    ``cell_id`` (and optionally ``product``); a name it does not match gets a new unique id,
+    an id that is not a valid cell id (see ``docs/mqtt.md``) gets an ``error`` result.
+    Only regular files are taken (no links, pipes or devices), up to ``max_file_mb``.
     Processed files go to ``done_dir`` / ``failed_dir`` (default ``done/`` and ``failed/``
     inside the watched folder, which is watched without its subfolders).
     """
@@ -113,6 +115,11 @@ class HotFolderSourceConfig(BaseModel):
         default=10.0, gt=0, description="an unreadable file unchanged this long is corrupt"
     )
     polling: bool = Field(default=False, description="poll instead of OS events (network shares)")
+    max_file_mb: float = Field(
+        default=512.0,
+        gt=0,
+        description="A larger file is not read: it gets an error result and goes to failed/.",
+    )
     cell_id_prefix: str = _cell_id_prefix()
 
     @field_validator("cell_id_pattern")

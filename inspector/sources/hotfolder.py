@@ -9,6 +9,14 @@ verdict it calls ``ack(frame, ok)``, which moves the file to ``done/`` (or ``fai
 an error verdict). Files already there at start are processed too, so nothing is lost over
 a restart: a file leaves the folder only once its result is stored.
 
+Only regular files up to ``max_file_mb`` are read, without following links and without
+blocking on a pipe or device node (those are skipped with a log line). A file replaced while
+it was inspected (the same name scanned again) is inspected again, not filed away unseen; a
+file that cannot be filed away does not block its name. Each frame carries the SHA-256 of the
+file's bytes, so the daemon can tell a file left over by a crash (same content, never filed)
+from one queued again on purpose. A hot folder that is moved away or made anew raises
+``SourceError``: the daemon alarms and watches the new one.
+
 Example:
     >>> cfg = HotFolderSourceConfig(folder=Path("/scans"), cell_id_pattern=r"^(?P<cell_id>\\w+)_")
     >>> source = HotFolderSource(cfg)  # then open(), frames(), ack() per frame, close()
@@ -16,10 +24,13 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import queue
 import re
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +42,15 @@ import cv2
 import numpy as np
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
-from inspector.sources.base import Frame, Source, SourceError, new_cell_id
+from inspector.sources.base import (
+    CELL_ID,
+    PRODUCT,
+    Frame,
+    Source,
+    SourceError,
+    new_cell_id,
+    safe_text,
+)
 from inspector.sources.config import HotFolderSourceConfig
 
 log = logging.getLogger(__name__)
@@ -47,6 +66,10 @@ WAITING, INCOMPLETE, TAKEN, CORRUPT, DONE, FAILED = (
 )
 
 _CHANGED, _COMPLETE, _GONE, _STOP = "changed", "complete", "gone", "stop"
+NAME_MAX = 255  # bytes in one file name on Linux file systems
+
+#: What tells one file from another under the same name: device, inode, size, mtime.
+Identity = tuple[int, int, int, int]
 
 
 @dataclass
@@ -101,11 +124,16 @@ class HotFolderSource(Source):
         self._folder = Path(cfg.folder).absolute()
         self._pattern = re.compile(cfg.cell_id_pattern) if cfg.cell_id_pattern else None
         self.on_event = on_event
+        self._max_bytes = int(cfg.max_file_mb * 1e6)
         self._messages: queue.Queue[tuple[str, Path]] = queue.Queue()
         self._observer = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
-        self._in_flight: set[Path] = set()
+        self._in_flight: dict[Path, Identity] = {}  # handed out, not yet filed away
+        self._stuck: dict[Path, Identity] = {}  # inspected, but could not be filed away
+        self._refused: dict[Path, Identity] = {}  # links, pipes...: logged once each
+        self._folder_id: tuple[int, int] | None = None
+        self._beat: Callable[[], None] = lambda: None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -116,6 +144,8 @@ class HotFolderSource(Source):
 
         if not self._folder.is_dir():
             raise SourceError(f"hot folder {self._folder} does not exist")
+        st = self._folder.stat()
+        self._folder_id = (st.st_dev, st.st_ino)
         self.cfg.done_path.mkdir(parents=True, exist_ok=True)
         self.cfg.failed_path.mkdir(parents=True, exist_ok=True)
         self.close()
@@ -143,12 +173,17 @@ class HotFolderSource(Source):
 
     # -- frames -----------------------------------------------------------------------------
 
+    def watch_liveness(self, beat: Callable[[], None]) -> bool:
+        """Call ``beat()`` at least once a second while waiting, and before each file."""
+        self._beat = beat
+        return True
+
     def frames(self) -> Iterator[Frame]:
         """Yield one frame per complete image file, oldest first, until ``close()``."""
         pending: dict[Path, _Pending] = {}
         while not self._closed.is_set():
-            if not self._folder.is_dir():
-                raise SourceError(f"hot folder {self._folder} disappeared")
+            self._beat()
+            self._check_folder()
             now = time.monotonic()
             wait = min([p.due for p in pending.values()] + [now + 1.0]) - now
             try:
@@ -165,38 +200,76 @@ class HotFolderSource(Source):
                 return
             now = time.monotonic()
             for path in sorted(p for p, entry in pending.items() if entry.due <= now):
-                frame = self._check(path, pending[path], now)
-                if frame is None:
+                self._beat()
+                taken = self._check(path, pending[path], now)
+                if taken is None:
                     continue
+                frame, identity = taken
                 del pending[path]
                 with self._lock:
-                    self._in_flight.add(path)
+                    self._in_flight[path] = identity
                 self._emit(CORRUPT if frame.error else TAKEN, path)
                 yield frame
                 if self._closed.is_set():
                     return
 
-    def ack(self, frame: Frame, ok: bool) -> None:
-        """Move the frame's file to ``done/`` (ok) or ``failed/`` (an error verdict)."""
+    def ack(self, frame: Frame, ok: bool) -> bool:
+        """Move the frame's file to ``done/`` (ok) or ``failed/`` (an error verdict).
+
+        Returns True once the file is filed away. A file replaced since it was taken (the
+        same name scanned again) stays and is inspected anew; one that cannot be moved stays
+        too, is not taken again while unchanged, and does not block its name.
+        """
         path = Path(frame.meta.get("path", ""))
         with self._lock:
-            if path not in self._in_flight:
-                return
+            taken = self._in_flight.pop(path, None)
+        if taken is None:
+            return False
+        now = _identity(path)
+        if now is None:
+            log.warning("%r was removed before it could be filed away", path.name)
+            return False
+        if now != taken:
+            log.warning(
+                "%r was replaced while it was inspected: the new file is inspected as well",
+                path.name,
+            )
+            self._messages.put((_CHANGED, path))
+            return False
         target_dir = self.cfg.done_path if ok else self.cfg.failed_path
-        target = _free_name(target_dir / path.name)
         try:
+            target = _free_name(target_dir / path.name)
             shutil.move(path, target)
         except OSError as exc:
-            log.error("could not move %s to %s: %s", path, target_dir, exc)
-            return
-        with self._lock:
-            self._in_flight.discard(path)
+            log.error(
+                "could not move %r to %s: %s; it stays in the hot folder and is not inspected"
+                " again unless it changes",
+                path.name,
+                target_dir,
+                exc,
+            )
+            with self._lock:
+                self._stuck[path] = taken
+            return False
         self._emit(DONE if ok else FAILED, target)
+        return True
 
     # -- internals --------------------------------------------------------------------------
 
     def _wanted(self, path: Path) -> bool:
         return path.parent == self._folder and path.suffix.lower() in self.cfg.suffixes
+
+    def _check_folder(self) -> None:
+        """Raise SourceError when the watched folder is gone or is no longer the same one."""
+        try:
+            st = self._folder.stat()
+        except OSError:
+            raise SourceError(f"hot folder {self._folder} disappeared") from None
+        if (st.st_dev, st.st_ino) != self._folder_id:
+            raise SourceError(
+                f"hot folder {self._folder} was replaced (moved away or made anew):"
+                " watching the new one"
+            )
 
     def _note(self, pending: dict[Path, _Pending], what: str, path: Path) -> None:
         path = path.absolute()
@@ -204,12 +277,19 @@ class HotFolderSource(Source):
             return
         if what == _GONE:
             pending.pop(path, None)
+            with self._lock:
+                self._stuck.pop(path, None)
             return
         if not self._wanted(path):
             return
         with self._lock:
             if path in self._in_flight:
-                return
+                return  # ack() looks whether it was replaced meanwhile
+            stuck = self._stuck.get(path)
+            if stuck is not None:
+                if stuck == _identity(path):
+                    return
+                del self._stuck[path]  # a new file under that name
         now = time.monotonic()
         entry = pending.setdefault(path, _Pending(due=now))
         if what == _COMPLETE:
@@ -219,12 +299,26 @@ class HotFolderSource(Source):
             entry.complete_hint = False
             entry.due = now + (self.cfg.settle_s if entry.sig is not None else 0.0)
 
-    def _check(self, path: Path, entry: _Pending, now: float) -> Frame | None:
-        """A frame if ``path`` is complete (or given up as corrupt); None to look again later."""
-        sig = _signature(path)
-        if sig is None:
-            entry.due = float("inf")
+    def _check(self, path: Path, entry: _Pending, now: float) -> tuple[Frame, Identity] | None:
+        """A frame and the file's identity if ``path`` is complete (or given up as corrupt);
+        None to look again later."""
+        try:
+            st = path.lstat()
+        except OSError:
+            entry.due = float("inf")  # gone: its event drops it
             return None
+        if not stat.S_ISREG(st.st_mode):
+            self._refuse(path, st)
+            entry.due = float("inf")  # looked at again when it changes
+            return None
+        identity = _identity_of(st)
+        if st.st_size > self._max_bytes:
+            why = (
+                f"{st.st_size / 1e6:,.0f} MB is more than source.max_file_mb"
+                f" ({self.cfg.max_file_mb:g} MB); not read"
+            )
+            return self._frame(path, None, why, None), identity
+        sig = (st.st_size, st.st_mtime_ns)
         if not entry.complete_hint and sig != entry.sig:
             entry.sig = sig
             entry.due = now + self.cfg.settle_s
@@ -233,21 +327,33 @@ class HotFolderSource(Source):
         entry.sig = sig
         entry.complete_hint = False
         if sig != entry.bad_sig:
-            image, why = _decode(path)
-            if image is not None and _signature(path) == sig:
-                return self._frame(path, image, None)
-            if image is not None:  # changed while it was read
-                entry.due = now + self.cfg.settle_s
+            image, why, digest, read_id = _decode(path, self._max_bytes)
+            if image is not None and read_id == identity and _identity(path) == identity:
+                return self._frame(path, image, None, digest), identity
+            if image is not None or (read_id is not None and read_id != identity):
+                entry.due = now + self.cfg.settle_s  # changed while it was read
                 return None
             entry.bad_sig, entry.bad_since = sig, now
             entry.why = why
             self._emit(INCOMPLETE, path)
         if now - entry.bad_since >= self.cfg.corrupt_after_s:
-            return self._frame(path, None, f"{path.name}: {entry.why}")
+            return self._frame(path, None, entry.why, None), identity
         entry.due = min(now + self.cfg.settle_s, entry.bad_since + self.cfg.corrupt_after_s)
         return None
 
-    def _frame(self, path: Path, image: np.ndarray | None, error: str | None) -> Frame:
+    def _refuse(self, path: Path, st: os.stat_result) -> None:
+        """Log once per file that ``path`` is not a regular file and is left alone."""
+        identity = _identity_of(st)
+        with self._lock:
+            if self._refused.get(path) == identity:
+                return
+            self._refused[path] = identity
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+        log.warning("%r in the hot folder is %s: skipped, left where it is", path.name, what)
+
+    def _frame(
+        self, path: Path, image: np.ndarray | None, error: str | None, digest: str | None
+    ) -> Frame:
         cell_id, product = None, None
         if self._pattern is not None:
             match = self._pattern.search(path.name)
@@ -255,17 +361,29 @@ class HotFolderSource(Source):
                 cell_id = match.group("cell_id")
                 if "product" in self._pattern.groupindex:
                     product = match.group("product")
+        if cell_id is not None and not CELL_ID.fullmatch(cell_id):
+            error = (
+                f"cell id {safe_text(cell_id)} from the file name is not valid (1-128 letters,"
+                " digits or . _ : -, starting with a letter or digit); not inspected"
+            )
+            cell_id, product, image = None, None, None
+        elif product is not None and not PRODUCT.fullmatch(product):
+            error = f"product {safe_text(product)} from the file name is not valid"
+            cell_id, product, image = None, None, None
         try:
-            stamp = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            stamp = datetime.fromtimestamp(path.lstat().st_mtime, UTC)
         except OSError:
             stamp = datetime.now(UTC)
+        meta = {"source": self.name, "path": str(path), "file": path.name}
+        if digest is not None:
+            meta["sha256"] = digest
         return Frame(
             cell_id=cell_id or new_cell_id(self.cfg.cell_id_prefix),
             image=image,
             timestamp=stamp,
             product=product,
-            meta={"source": self.name, "path": str(path), "file": path.name},
-            error=error,
+            meta=meta,
+            error=f"{safe_text(path.name)}: {error}" if error else None,
         )
 
     def _emit(self, state: str, path: Path) -> None:
@@ -274,35 +392,66 @@ class HotFolderSource(Source):
             self.on_event(state, path)
 
 
-def _signature(path: Path) -> tuple[int, int] | None:
+def _identity_of(st: os.stat_result) -> Identity:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _identity(path: Path) -> Identity | None:
+    """The identity of the file at ``path`` (not following a link), None when there is none."""
     try:
-        st = path.stat()
+        return _identity_of(path.lstat())
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns
 
 
-def _decode(path: Path) -> tuple[np.ndarray | None, str]:
-    """The image in ``path`` as stored (bit depth kept, colour BGR), or None and why not."""
+def _decode(
+    path: Path, max_bytes: int
+) -> tuple[np.ndarray | None, str, str | None, Identity | None]:
+    """The image in ``path`` as stored (bit depth kept, colour BGR) or None and why not, the
+    SHA-256 of its bytes and the identity of the file that was read.
+
+    Opened without following links and without blocking (a pipe that replaced the file
+    between ``lstat`` and here must not hang the grab thread).
+    """
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
-        return None, f"unreadable ({exc.strerror})"
-    if data.size == 0:
-        return None, "empty file"
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        return None, f"unreadable ({exc.strerror})", None, None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        identity = _identity_of(st)
+        if not stat.S_ISREG(st.st_mode):
+            return None, "not a regular file", None, identity
+        try:
+            raw = f.read(max_bytes + 1)
+        except (OSError, MemoryError) as exc:
+            return None, f"unreadable ({type(exc).__name__}: {exc})", None, identity
+    if len(raw) > max_bytes:
+        return None, f"more than {max_bytes / 1e6:g} MB", None, identity
+    if not raw:
+        return None, "empty file", None, identity
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        image = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except (cv2.error, MemoryError) as exc:
+        return None, f"not a readable image ({type(exc).__name__})", digest, identity
     if image is None:
-        return None, "not a readable image (corrupt or truncated)"
+        return None, "not a readable image (corrupt or truncated)", digest, identity
     if image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image, ""
+    return image, "", digest, identity
 
 
 def _free_name(target: Path) -> Path:
-    """``target``, or ``name-1.ext``, ``name-2.ext``... if a file of that name is there."""
+    """``target``, or ``name-1.ext``, ``name-2.ext``... if a file of that name is there; the
+    name shortened where the number would make it longer than a file name may be."""
     n = 0
     candidate = target
-    while candidate.exists():
+    while candidate.exists() or len(os.fsencode(candidate.name)) > NAME_MAX:
         n += 1
-        candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
+        tail = f"-{n}{target.suffix}"
+        stem = target.stem
+        while stem and len(os.fsencode(stem + tail)) > NAME_MAX:
+            stem = stem[:-1]
+        candidate = target.with_name(stem + tail)
     return candidate

@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("PYLON_CAMEMU", "2")  # read by pypylon when it is first imported
 
+import hashlib  # noqa: E402
+import sqlite3  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -227,17 +229,20 @@ def test_a_hot_folder_file_stored_before_a_crash_is_filed_not_inspected_again(
     with running(Daemon(cfg)):
         first = collector.wait_for("result")[0]
         wait_until(incoming, lambda: (incoming / "done" / name).exists(), 10, "file filed")
-    # a crash after storing the result and before filing it leaves the file where it was
-    done = incoming / "done" / name
-    mtime = done.stat().st_mtime_ns
-    done.replace(incoming / name)
-    os.utime(incoming / name, ns=(mtime, mtime))
+    # a crash after storing the result and before filing it leaves the file where it was,
+    # and its result not marked as filed away
+    (incoming / "done" / name).replace(incoming / name)
+    with sqlite3.connect(cfg.data_dir / "inspector.db") as db:
+        db.execute("UPDATE source_files SET filed_at = NULL")
+    db.close()
     with running(Daemon(cfg)) as again:
         wait_until(incoming, lambda: (incoming / "done" / name).exists(), 10, "file filed again")
     assert again.counts["pass"] + again.counts["fail"] + again.counts["error"] == 0
     assert len(collector.on("result")) == 1, "one result for the file, from the first run"
     store = Store(cfg.data_dir)
-    assert store.stored_for_file(first["ts"], str(incoming / name))["frame_id"] == first["frame_id"]
+    digest = hashlib.sha256((incoming / "done" / name).read_bytes()).hexdigest()
+    _, payload, filed = store.result_for_file(str(incoming / name), digest)
+    assert payload["frame_id"] == first["frame_id"] and filed
     store.close()
 
 
