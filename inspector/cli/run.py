@@ -21,7 +21,9 @@ def run(
 
     Runs until SIGTERM or Ctrl-C, then finishes the frames in flight, publishes the offline
     status and exits 0. A bad config stops the start with the key path and the reason
-    (exit status 2).
+    (exit status 2), as does a data directory that is not writable or is in use by another
+    `inspector run`. A damaged database is moved aside (store_damaged alarm) and a fresh one
+    started.
     """
     from inspector.config import load_config
 
