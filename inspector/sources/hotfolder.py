@@ -82,6 +82,7 @@ class _Pending:
     bad_sig: tuple[int, int] | None = None
     bad_since: float = 0.0
     why: str = ""
+    digest: str | None = None  # of the unreadable bytes, so a crash does not repeat the error
 
 
 class _Handler(FileSystemEventHandler):
@@ -334,10 +335,10 @@ class HotFolderSource(Source):
                 entry.due = now + self.cfg.settle_s  # changed while it was read
                 return None
             entry.bad_sig, entry.bad_since = sig, now
-            entry.why = why
+            entry.why, entry.digest = why, digest
             self._emit(INCOMPLETE, path)
         if now - entry.bad_since >= self.cfg.corrupt_after_s:
-            return self._frame(path, None, entry.why, None), identity
+            return self._frame(path, None, entry.why, entry.digest), identity
         entry.due = min(now + self.cfg.settle_s, entry.bad_since + self.cfg.corrupt_after_s)
         return None
 

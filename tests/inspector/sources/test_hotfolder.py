@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import queue
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,6 +90,8 @@ def test_a_corrupt_file_goes_to_failed_and_the_source_keeps_going(running, tmp_p
     frame = run.frames.get(timeout=TIMEOUT)
     assert frame.image is None and frame.cell_id == "C0001"
     assert "C0001_pouch.png" in frame.error and "not a readable image" in frame.error
+    # its content is known, so a crash before it is filed away does not repeat the error
+    assert frame.meta["sha256"] == hashlib.sha256(bad.read_bytes()).hexdigest()
     run.source.ack(frame, ok=False)
     run.wait_event(FAILED, bad.name)
     assert (tmp_path / "scans" / "failed" / bad.name).exists() and not bad.exists()
