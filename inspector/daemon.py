@@ -143,6 +143,9 @@ class Daemon:
         try:
             self.store = Store(cfg.data_dir, autocheckpoint=False)  # housekeeping checkpoints
             self.store.recover_unsaved()  # rejects whose pictures a crash cut short
+            damaged = self.data_dir.damaged
+            if damaged is not None:  # the outbox it held is sent from the fresh store
+                damaged.salvaged = self.store.salvage_unpublished(damaged.moved_to)
         except sqlite3.Error as exc:
             raise DataDirError(f"database in {cfg.data_dir} cannot be used: {exc}") from None
         self.link: MqttLink | None = None
@@ -598,9 +601,10 @@ class Daemon:
                 "store_damaged",
                 "critical",
                 f"the database was damaged ({damaged.problem}); moved aside to"
-                f" {damaged.moved_to}, inspecting on a fresh one (its unpublished results"
-                " are not sent)",
+                f" {damaged.moved_to}, inspecting on a fresh one; {damaged.salvaged}"
+                " unpublished result(s) salvaged from it and sent",
                 moved_to=str(damaged.moved_to),
+                salvaged=damaged.salvaged,
             )
         if not_opened:
             self._raise_fault(

@@ -10,7 +10,8 @@ mistake costs a second and says what is wrong in one line (exit status 2), like 
 - ``PRAGMA quick_check`` on ``inspector.db``: a damaged database (overwritten pages, a
   truncated file, a file that is not a database) is moved aside as
   ``inspector.db.damaged-<UTC time>`` with its ``-wal``/``-shm`` files, and the daemon starts
-  on a fresh one and raises the ``store_damaged`` alarm. Nothing is deleted.
+  on a fresh one (into which it salvages the unpublished results it can still read) and
+  raises the ``store_damaged`` alarm. Nothing is deleted.
 
 The explainer and the web page open the same directory without the lock: they only read
 results and never create the database.
@@ -46,6 +47,7 @@ class Damaged:
 
     problem: str
     moved_to: Path
+    salvaged: int = 0  # unpublished results copied into the fresh database
 
 
 @dataclass

@@ -36,6 +36,7 @@ log = logging.getLogger("inspector.store")
 DB_FILE = "inspector.db"
 REJECTS_DIR = "rejects"
 JOB_LEASE_S = 600.0
+VERDICTS = ("pass", "fail", "error")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -380,6 +381,100 @@ class Store:
                 "%d reject(s) from before a crash queued without missing pictures", len(rows)
             )
         return len(rows)
+
+    def salvage_unpublished(self, damaged: Path, chunk: int = 200) -> int:
+        """Copy the unpublished results a damaged database still holds into this store.
+
+        Read-only, by ranges of row ids, so that a damaged page loses only its own rows;
+        rows whose payload does not parse are skipped. The copies keep their ``frame_id``
+        (consumers deduplicate) and go out through the outbox; a salvaged reject gets an
+        explanation job again. Returns the number of results salvaged.
+        """
+        try:
+            src = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True, timeout=5.0)
+        except sqlite3.Error as exc:
+            log.error("nothing salvaged from %s: %s", damaged, exc)
+            return 0
+        salvaged = skipped = 0
+        try:
+            try:
+                top = src.execute("SELECT MAX(id) FROM results").fetchone()[0] or 0
+            except sqlite3.DatabaseError as exc:
+                log.error("nothing salvaged from %s: %s", damaged, exc)
+                return 0
+            for start in range(1, top + 1, chunk):
+                try:
+                    rows = src.execute(
+                        "SELECT frame_id, cell_id, product, station, verdict, ts, created,"
+                        " payload, image_path, map_path FROM results NOT INDEXED"
+                        " WHERE id BETWEEN ? AND ? AND published_at IS NULL ORDER BY id",
+                        (start, start + chunk - 1),
+                    ).fetchall()
+                except sqlite3.DatabaseError:
+                    skipped += 1
+                    continue
+                salvaged += self._insert_salvaged(rows)
+        finally:
+            src.close()
+        if salvaged or skipped:
+            log.warning(
+                "salvaged %d unpublished result(s) from %s (%d damaged range(s) of %d ids"
+                " unreadable)",
+                salvaged,
+                damaged,
+                skipped,
+                chunk,
+            )
+        return salvaged
+
+    def _insert_salvaged(self, rows: list[tuple]) -> int:
+        n = 0
+        with self._tx() as db:
+            for (
+                frame_id,
+                cell_id,
+                product,
+                station,
+                verdict,
+                ts,
+                created,
+                payload,
+                img,
+                amap,
+            ) in rows:
+                try:
+                    ok = isinstance(json.loads(payload), dict)
+                except (TypeError, ValueError):
+                    ok = False
+                if not ok or not isinstance(frame_id, str) or verdict not in VERDICTS:
+                    continue
+                img = img if isinstance(img, str) and Path(img).is_file() else None
+                amap = amap if isinstance(amap, str) and Path(amap).is_file() else None
+                row_id = db.execute(
+                    "INSERT INTO results (frame_id, cell_id, product, station, verdict, ts,"
+                    " created, payload, image_path, map_path, station_s)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        frame_id,
+                        str(cell_id),
+                        product,
+                        station,
+                        verdict,
+                        str(ts),
+                        created,
+                        payload,
+                        img,
+                        amap,
+                        self.station_seconds(),
+                    ),
+                ).lastrowid
+                if verdict == "fail":
+                    db.execute(
+                        "INSERT INTO jobs (result_id, frame_id, state, created) VALUES (?,?,?,?)",
+                        (row_id, frame_id, "queued", time.time()),
+                    )
+                n += 1
+        return n
 
     def mark_published_many(self, row_ids: list[int]) -> None:
         """The broker acknowledged these results (PUBACK): they leave the outbox."""

@@ -53,14 +53,19 @@ def drop(folder: Path, name: str) -> None:
     os.replace(staging, folder / name)
 
 
+UNPUBLISHED = [f"U{i}" for i in range(5)]
+
+
 def a_database(data_dir: Path, rows: int = 3000) -> Path:
-    """A real store with published results, as a station leaves it."""
+    """A real store with published results and, last, five the broker never acknowledged."""
     store = Store(data_dir)
     ids = [
         store.record({"frame_id": f"F{i}", "cell_id": f"C{i}", "verdict": "pass"}, None, None)
         for i in range(rows)
     ]
     store.mark_published_many(ids)
+    for cell in UNPUBLISHED:
+        store.record({"frame_id": f"F-{cell}", "cell_id": cell, "verdict": "pass"}, None, None)
     store.close()
     return data_dir / "inspector.db"
 
@@ -85,6 +90,11 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
     "truncated file": truncate,
     "not a database": not_a_database,
 }
+SALVAGED = {  # the unpublished results still readable after each kind of damage
+    "overwritten pages": UNPUBLISHED,  # the table's leaves at the end are intact
+    "truncated file": [],  # they were in the half that is gone
+    "not a database": [],
+}
 
 
 @pytest.mark.slow
@@ -103,6 +113,10 @@ def test_a_damaged_database_is_moved_aside_with_an_alarm_and_results_flow_again(
         drop(incoming, "AFTER-1.png")
         result = collector.wait_for("result", where=lambda r: r["cell_id"] == "AFTER-1")[0]
         assert daemon.link.status == "online"
+        assert daemon.outbox.flush(10)
+    salvaged = [r["cell_id"] for r in collector.on("result") if r["cell_id"] in UNPUBLISHED]
+    assert salvaged == SALVAGED[damage] and alarm["salvaged"] == len(salvaged)
+    assert {r["frame_id"] for r in collector.on("result")} >= {f"F-{c}" for c in salvaged}
     assert alarm["severity"] == "critical"
     aside = Path(alarm["moved_to"])
     assert aside.parent == cfg.data_dir and aside.name.startswith("inspector.db.damaged-")
