@@ -187,8 +187,10 @@ class Store:
     def _saved_clock(self) -> float:
         with self._lock:
             saved = self._db.execute("SELECT value FROM meta WHERE key='station_s'").fetchone()
-            newest = self._db.execute("SELECT MAX(station_s) FROM results").fetchone()[0]
-        return max(saved[0] if saved else 0.0, newest or 0.0)
+            newest = self._db.execute(  # rows carry the clock in id order
+                "SELECT station_s FROM results ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        return max(saved[0] if saved else 0.0, (newest[0] if newest else None) or 0.0)
 
     def station_seconds(self) -> float:
         """Seconds the daemon has run on this database, over all its runs: a clock that a
