@@ -10,7 +10,7 @@ Example:
     >>> amap = np.zeros((300, 300), np.float32); amap[20:60, 130:170] = 0.9
     >>> ctx = RejectContext(facts_from_map(amap, Thresholds(), 0.1, "pouch cell"))
     >>> TemplateBackend().reply(ctx, [], "How big is the upper bubble?")
-    'Region 1 (upper centre) covers 1600 px (16 mm^2), about 4 mm long and 4 mm wide.'
+    'Region 1 (upper centre) covers 1,600 px (16.00 mm^2), about 4 mm long and 4 mm wide.'
 """
 
 from __future__ import annotations

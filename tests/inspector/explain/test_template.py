@@ -23,7 +23,7 @@ def test_the_explanation_names_every_region_with_position_and_size() -> None:
     text = TemplateBackend().explain(ctx)
     assert "two defect regions" in text
     assert "Region 1 (upper centre)" in text and "Region 2 (lower centre)" in text
-    assert "400 px (4 mm^2)" in text  # the 20x20 square at 0.1 mm per pixel
+    assert "400 px (4.00 mm^2)" in text  # the 20x20 square at 0.1 mm per pixel
     assert "pouch cell" in text
 
 
