@@ -100,7 +100,7 @@ def test_a_reject_reads_the_same_on_mqtt_on_the_page_and_in_the_explanation(
     assert text in page  # the page shows the explanation as published
     for n, region in enumerate(result["regions"], start=1):
         said = region_numbers(region)
-        assert f"<td class=\"num\">{said['box']}</td>" in page
+        assert f'<td class="num">{said["box"]}</td>' in page
         assert f"at {said['at']}" in page and f">{said['area_px']}<" in page
         assert f">{said['area_mm2']}<" in page and f">{said['peak']}<" in page
         x, y = said["at"].split(", ")
