@@ -36,6 +36,19 @@ from inspector.sources.config import HotFolderSourceConfig
 
 log = logging.getLogger(__name__)
 
+
+class _StopIsNoError(logging.Filter):
+    """watchdog 7's inotify emitter runs its loop once more after ``stop()`` and logs "called
+    when the thread is inactive" at ERROR on every clean stop; that line is demoted to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "called when the thread is inactive" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_StopIsNoError())
+
 #: States a file passes through; ``on_event`` receives them with the file's path.
 WAITING, INCOMPLETE, TAKEN, CORRUPT, DONE, FAILED = (
     "waiting",
