@@ -28,6 +28,7 @@ import numpy as np
 
 from inspector.batcher import STOP, next_batch
 from inspector.config import Config
+from inspector.decision import published_thresholds
 from inspector.health import Metrics, Progress, Watchdog, sd_notify
 from inspector.mqtt import RESULT_SCHEMA, MqttLink, OutboxPublisher
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id
@@ -65,7 +66,10 @@ def _iso(ts) -> str:
 
 
 def _plain_meta(meta: dict) -> dict:
-    return {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
+    """The source's plain facts about a frame; its ``source`` name is the payload's ``kind``."""
+    return {
+        k: v for k, v in meta.items() if k != "source" and isinstance(v, str | int | float | bool)
+    }
 
 
 def create_configured_source(cfg: Config) -> Source:
@@ -288,7 +292,7 @@ class Daemon:
             "line": self.cfg.station.line,
             "station": self.cfg.station.station,
             "cell_id": f.cell_id,
-            "frame_id": new_cell_id(self.cfg.station.station),
+            "frame_id": new_cell_id(self.cfg.station.station, f.timestamp),  # the time of ts
             "ts": _iso(f.timestamp),
             "product": f.product or self.predictor.recipe.product,
             "model_id": self.predictor.model_id,
@@ -303,7 +307,7 @@ class Daemon:
             "image_score": None,
             "defect_area_px": None,
             "regions": [],
-            "thresholds": self.predictor.recipe.thresholds.model_dump(),
+            "thresholds": published_thresholds(self.predictor.recipe.thresholds),
             "latency_ms": {"wait": round((t0 - g.t_grab) * 1e3, 2)},
         }
         return Outcome(payload, g.frame, None, g.t_grab)

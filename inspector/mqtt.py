@@ -287,16 +287,15 @@ class MqttLink:
             self.on_ack_signal()
 
     def _status_payload(self, state: str, detail: str) -> bytes:
-        return json.dumps(
-            {
-                "schema": STATUS_SCHEMA,
-                "line": self.line,
-                "station": self.station,
-                "state": state,
-                "detail": detail,
-                "ts": utc_now(),
-            }
-        ).encode("utf-8")
+        payload = {
+            "schema": STATUS_SCHEMA,
+            "line": self.line,
+            "station": self.station,
+            "state": state,
+            "detail": detail,
+            "ts": utc_now(),
+        }
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     def set_status(self, state: str, detail: str = "") -> None:
         """Publish the retained status (``online``/``degraded``/``offline``) if it changed."""
@@ -330,7 +329,13 @@ class MqttLink:
     def heartbeat(self, counters: dict) -> None:
         """Publish the heartbeat (QoS 0, only while connected)."""
         if self.connected.is_set():
-            payload = {"schema": HEARTBEAT_SCHEMA, "ts": utc_now(), **counters}
+            payload = {
+                "schema": HEARTBEAT_SCHEMA,
+                "line": self.line,
+                "station": self.station,
+                "ts": utc_now(),
+                **counters,
+            }
             self.publish_json("heartbeat", payload, qos=0)
 
     def publish_explanation(
@@ -339,6 +344,8 @@ class MqttLink:
         """Publish an explanation of a reject (QoS 1)."""
         payload = {
             "schema": EXPLANATION_SCHEMA,
+            "line": self.line,
+            "station": self.station,
             "cell_id": cell_id,
             "frame_id": frame_id,
             "ts": utc_now(),
