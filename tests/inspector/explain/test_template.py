@@ -84,3 +84,15 @@ def test_it_refers_to_the_region_asked_about_before() -> None:
     ]
     answer = TemplateBackend().reply(ctx, history, "How big is it?")
     assert answer.startswith("Region 2 (lower centre) covers 400 px") and "upper" not in answer
+
+
+def test_a_question_it_cannot_answer_gets_what_it_can_say_not_the_explanation_again() -> None:
+    ctx = two_blob_context()
+    t = TemplateBackend()
+    explanation = t.explain(ctx)
+    answer = t.reply(ctx, [], "Is this a scratch or a dent? Should I scrap the cell?")
+    assert "Region 1 (upper centre) is compact" in answer  # the shape: what it can answer
+    assert "for you and the line's rules to decide" in answer  # the disposition: what it cannot
+    assert explanation not in answer and len(answer) < len(explanation) + 200
+    other = t.reply(ctx, [], "What is the weather like?")
+    assert "I can answer from the measured regions only" in other and explanation not in other
