@@ -142,6 +142,9 @@ def test_list_shows_recorded_rejects_and_filters_work(client: TestClient) -> Non
 
     assert cells() == {"cell-001", "&lt;script&gt;"}  # rejects only, the pass is not listed
     assert cells("?product=pouch+cell") == {"cell-001"}
+    # the trigger's short name finds the bundle's noun, in any case; part of a word does not
+    assert cells("?product=Pouch") == {"cell-001"} and cells("?product=ultra") == set()
+    assert cells("?product=%25") == set()  # a LIKE wildcard is a plain character here
     assert cells("?station=S2") == {"&lt;script&gt;"}
     assert cells("?period=24h") == {"cell-001"}  # the other reject is three days old
     assert cells("?period=1h&station=S2") == set()
