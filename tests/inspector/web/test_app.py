@@ -94,7 +94,9 @@ def test_login_never_redirects_off_site(client: TestClient) -> None:
 
 
 def test_basic_auth_with_username_and_password(store: Store) -> None:
-    cfg = WebConfig(token_env=None, username="tech", password=SecretStr("pw-1"))
+    cfg = WebConfig(
+        token=SecretStr(TOKEN), token_env=None, username="tech", password=SecretStr("pw-1")
+    )
     client = TestClient(create_app(store, template_chat, cfg), follow_redirects=False)
 
     def basic(user: str, password: str) -> dict:
@@ -104,6 +106,9 @@ def test_basic_auth_with_username_and_password(store: Store) -> None:
     assert client.get("/rejects", headers=basic("tech", "pw-1")).status_code == 200
     assert client.get("/rejects", headers=basic("tech", "nope")).status_code == 401
     assert client.get("/rejects", headers=basic("other", "pw-1")).status_code == 401
+    # the token is a bearer token; under HTTP Basic only web.username and its password count
+    assert client.get("/rejects", headers=basic("anyone", TOKEN)).status_code == 401
+    assert client.get("/rejects", headers=AUTH).status_code == 200
 
 
 def test_login_form_with_username_and_password_only(store: Store) -> None:
