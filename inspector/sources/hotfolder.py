@@ -262,12 +262,16 @@ class HotFolderSource(Source):
 
     def _frame(self, path: Path, image: np.ndarray | None, error: str | None) -> Frame:
         cell_id, product = None, None
+        meta: dict[str, object] = {"source": self.name, "path": str(path), "file": path.name}
         if self._pattern is not None:
             match = self._pattern.search(path.name)
             if match is not None:
                 cell_id = match.group("cell_id")
                 if "product" in self._pattern.groupindex:
                     product = match.group("product")
+            else:  # said, not silent: the line may be naming its files wrongly
+                meta["cell_id_generated"] = True
+                log.warning("%s does not match source.cell_id_pattern: cell id generated", path)
         try:
             stamp = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         except OSError:
@@ -277,7 +281,7 @@ class HotFolderSource(Source):
             image=image,
             timestamp=stamp,
             product=product,
-            meta={"source": self.name, "path": str(path), "file": path.name},
+            meta=meta,
             error=error,
         )
 
