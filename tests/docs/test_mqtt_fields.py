@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from tests.inspector.daemon_helpers import (
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "mqtt.md").read_text(encoding="utf-8")
 PUBLISHED = ("result", "alarm", "status", "heartbeat", "explanation")
+LATE = timedelta(seconds=10)
 
 
 def section(topic: str) -> str:
@@ -60,7 +62,8 @@ def published(tmp_path: Path, broker, collector, line_bundle) -> dict[str, list[
         collector.wait_for("status", where=lambda p: p["state"] == "online")
         source.push(Frame("GOOD-1", good_image(6)))
         source.push(Frame("BAD-1", bad_image(6), product="pouch"))
-        source.push(Frame("ERR-1", None, error="corrupt file"))
+        # a corrupt file is given up some seconds after it was written: ts is when it was
+        source.push(Frame("ERR-1", None, error="corrupt file", timestamp=datetime.now(UTC) - LATE))
         collector.wait_for("result", 3)
         collector.wait_for("alarm", where=lambda a: a["kind"] == "reject")
         collector.wait_for("heartbeat", where=lambda h: h["frames"] >= 3)
@@ -98,6 +101,9 @@ def test_every_published_field_is_the_documented_one(published: dict[str, list[d
         for key in r["latency_ms"]:
             assert f"`{key}`" in latency_row.group(1), (verdict, key)
     assert "source" not in fail["source"]  # the source's name is its kind, said once
+    for r in results.values():  # frame_id's time is the frame's ts, as the table says
+        stamp = re.search(r"-(\d{8}T\d{9})\d{3}Z-", r["frame_id"]).group(1)
+        assert stamp == re.sub(r"[-:.Z]", "", r["ts"]), (r["frame_id"], r["ts"])
 
     # alarm (the example is a reject), status, heartbeat, explanation: the same keys
     reject = next(a for a in published["alarm"] if a["kind"] == "reject")
