@@ -11,8 +11,15 @@ at least ``A`` frame pixels and peaks at or above the image threshold ``I`` (see
    of a peak, not something the model resolved.
 3. ``I``: with ``P`` and ``A`` fixed, each normal image has one number, the peak of its
    largest-peak region (0 when it has none), and it fails exactly when that number reaches
-   ``I``. ``I`` is put just above the ``k``-th highest of them, ``k = floor(rate x n)``, so at
-   most the target share of the calibration images fails.
+   ``I``. ``I`` is the ``k``-th highest of them, ``k = floor(rate x n)``, plus a stated
+   ``margin`` (``DEFAULT_MARGIN`` score units unless told otherwise), rounded up to the 4
+   decimals results show: so at most the target share of the calibration images fails, and a
+   normal cell that scores at the limit on one backend does not fail on another (backends
+   agree to about 1e-4; TensorRT's FP16 to about 1e-3).
+
+Thresholds are stored to 4 decimals, as results and the page show them. The backend that
+produced the maps is recorded with them (``recipe.backend`` and ``calibration.json``), so
+``inspector evaluate`` and the station use it unless told otherwise.
 
 With enough images a random 30 % is held out first and the false-reject rate measured on
 it, with a 95 % interval, so the user sees the rate on cells the thresholds were not fitted
@@ -33,10 +40,17 @@ from inspector.decision import find_regions
 from inspector.evaluation import ImageResult, run_predictor
 from inspector.predictor import Predictor
 from models.datasets import Sample
-from models.recipe import Thresholds, save_recipe
+from models.recipe import (
+    CALIBRATION_MARGIN,
+    THRESHOLD_DECIMALS,
+    Thresholds,
+    save_recipe,
+)
 
 CALIBRATION_FILE = "calibration.json"
 PIXEL_QUANTILE = 0.995
+DEFAULT_MARGIN = CALIBRATION_MARGIN
+DECIMALS = THRESHOLD_DECIMALS
 MIN_HOLDOUT = 10  # held-out images needed for a held-out check (and as many again to fit)
 HOLDOUT_FRACTION = 0.3
 
@@ -75,6 +89,11 @@ class CalibrationResult:
     n_fit: int
     fit_rate: RateEstimate
     holdout_rate: RateEstimate | None
+    all_rate: RateEstimate
+    backend: str
+    model_id: str
+    margin: float
+    highest_passing_peak: float | None
     escape_rate: RateEstimate | None
     escape_by_defect: dict[str, RateEstimate] = field(default_factory=dict)
     normal_score_quantiles: dict[str, float] = field(default_factory=dict)
@@ -89,18 +108,29 @@ class CalibrationResult:
         """The lines ``inspector calibrate`` prints: what was chosen and why."""
         t = self.thresholds
         q = self.normal_score_quantiles
+        if self.highest_passing_peak is None:
+            why = "no region on enough normal images: any region fails"
+        else:
+            why = (
+                f"highest passing normal region peak {self.highest_passing_peak:.4f} + margin "
+                f"{self.margin:.4f}, rounded up"
+            )
         lines = [
             f"target false-reject rate {self.target_rate:.2%}, fitted on {self.n_fit} normal "
-            "image(s)",
+            f"image(s), backend {self.backend}, model {self.model_id}",
             f"  pixel threshold  {t.pixel:.4f}   ({PIXEL_QUANTILE:.1%} of normal pixels lie below)",
             f"  min defect area  {t.min_defect_area_px:.0f} px   (half a model patch, in frame "
             "pixels)",
-            f"  image threshold  {t.image:.4f}   (normal region peaks: median "
+            f"  image threshold  {t.image:.4f}   ({why}; normal region peaks: median "
             f"{q.get('median', 0):.4f}, max {q.get('max', 0):.4f})",
             f"  false rejects on the fitted images: {self.fit_rate}",
         ]
         if self.holdout_rate is not None:
             lines.append(f"  false rejects on held-out normal images: {self.holdout_rate}")
+        lines.append(
+            f"  false rejects on all {self.all_rate.n} calibration images: {self.all_rate} "
+            f"(what 'inspector evaluate' reports on them with the {self.backend} backend)"
+        )
         if self.escape_rate is not None:
             lines.append(f"  escapes (defective images passed): {self.escape_rate}")
             for defect, est in self.escape_by_defect.items():
@@ -126,26 +156,41 @@ def patch_area_px(results: Sequence[ImageResult], grid: int) -> float:
     return float(np.median(areas))
 
 
+def limit_above(peak: float, margin: float, decimals: int = DECIMALS) -> float:
+    """The smallest ``decimals``-place number at least ``margin`` above ``peak`` and strictly
+    above it (so ``peak`` itself passes even with no margin)."""
+    step = 10.0**-decimals
+    limit = math.ceil(round((peak + margin) / step, 6)) * step
+    if limit <= peak:
+        limit += step
+    return round(limit, decimals)
+
+
 def choose_thresholds(
     normal: Sequence[ImageResult],
     target_rate: float,
     grid: int,
     pixel_quantile: float = PIXEL_QUANTILE,
-) -> tuple[Thresholds, np.ndarray]:
+    margin: float = DEFAULT_MARGIN,
+) -> tuple[Thresholds, np.ndarray, float | None]:
     """Thresholds for ``target_rate`` from normal results of a model with a ``grid`` x ``grid``
-    patch grid; also their region peaks."""
+    patch grid; also their region peaks and the highest peak left to pass (None when fewer
+    than ``k + 1`` images have a region, so any region may fail)."""
     pixels = np.concatenate([r.map.ravel() for r in normal])
-    pixel = float(np.quantile(pixels, pixel_quantile))
+    pixel = round(float(np.quantile(pixels, pixel_quantile)), DECIMALS)
     min_area = round(0.5 * patch_area_px(normal, grid), 1)
     peaks = region_peaks(normal, pixel, min_area)
     k = int(math.floor(target_rate * len(peaks) + 1e-9))
     ranked = np.sort(peaks)[::-1]
+    passing: float | None = None
     if k >= len(ranked) or ranked[k] <= 0.0:
         image = pixel  # at most k images have a region at all
     else:
-        image = float(np.nextafter(np.float32(ranked[k]), np.float32(2.0)))
+        passing = float(ranked[k])
+        image = limit_above(passing, margin)
     image = float(min(1.0, max(image, pixel)))
-    return Thresholds(pixel=pixel, image=image, min_defect_area_px=min_area, calibrated=True), peaks
+    thresholds = Thresholds(pixel=pixel, image=image, min_defect_area_px=min_area, calibrated=True)
+    return thresholds, peaks, passing
 
 
 def calibrate(
@@ -157,6 +202,7 @@ def calibrate(
     seed: int = 0,
     progress: bool = True,
     write: bool = True,
+    margin: float = DEFAULT_MARGIN,
 ) -> CalibrationResult:
     """Choose and (with ``write``) store the thresholds of ``predictor``'s bundle.
 
@@ -168,13 +214,18 @@ def calibrate(
         holdout: hold out 30 % of the normal images to check the rate (needs 20+ images).
         seed: seed of the held-out split.
         progress: show progress bars.
-        write: save the thresholds into the bundle's recipe and a ``calibration.json`` beside.
+        write: save the thresholds and the backend into the bundle's recipe and the details
+            into ``calibration.json`` beside it.
+        margin: score units between the highest normal peak left to pass and the image
+            threshold.
 
     Raises:
-        ValueError: no normal images, or a rate outside (0, 1).
+        ValueError: no normal images, a rate outside (0, 1) or a margin outside [0, 0.5].
     """
     if not 0.0 < target_rate < 1.0:
         raise ValueError(f"the false-reject rate must be between 0 and 1, got {target_rate}")
+    if not 0.0 <= margin <= 0.5:
+        raise ValueError(f"the margin must be between 0 and 0.5 score units, got {margin}")
     if not normal_paths:
         raise ValueError("calibration needs normal images")
     samples = [Sample(Path(p), 0, "good") for p in normal_paths]
@@ -192,12 +243,15 @@ def calibrate(
         notes.append(
             f"no held-out check: it needs {2 * MIN_HOLDOUT} normal images, got {len(normal)}"
         )
-    thresholds, peaks = choose_thresholds(fit, target_rate, predictor.recipe.patch_grid)
+    thresholds, peaks, passing = choose_thresholds(
+        fit, target_rate, predictor.recipe.patch_grid, margin=margin
+    )
     fit_fails = int((peaks >= thresholds.image).sum())
-    holdout_rate = None
+    holdout_rate, held_fails = None, 0
     if held:
         held_peaks = region_peaks(held, thresholds.pixel, thresholds.min_defect_area_px)
-        holdout_rate = wilson(int((held_peaks >= thresholds.image).sum()), len(held))
+        held_fails = int((held_peaks >= thresholds.image).sum())
+        holdout_rate = wilson(held_fails, len(held))
     if target_rate * len(fit) < 1.0:
         notes.append(
             f"{len(fit)} fitted images cannot resolve a {target_rate:.2%} rate: the image "
@@ -224,6 +278,11 @@ def calibrate(
         n_fit=len(fit),
         fit_rate=wilson(fit_fails, len(fit)),
         holdout_rate=holdout_rate,
+        all_rate=wilson(fit_fails + held_fails, len(normal)),
+        backend=predictor.backend.name,
+        model_id=predictor.model_id,
+        margin=margin,
+        highest_passing_peak=passing,
         escape_rate=escape,
         escape_by_defect=by_defect,
         normal_score_quantiles={
@@ -234,7 +293,9 @@ def calibrate(
         notes=notes,
     )
     if write:
-        recipe = predictor.recipe.model_copy(update={"thresholds": thresholds})
+        recipe = predictor.recipe.model_copy(
+            update={"thresholds": thresholds, "backend": predictor.backend.name}
+        )
         save_recipe(predictor.bundle, recipe)
         predictor.recipe = recipe
         path = predictor.bundle / CALIBRATION_FILE

@@ -30,6 +30,7 @@ import numpy as np
 from inspector.batcher import STOP, next_batch
 from inspector.config import Config
 from inspector.datadir import DataDirError, claim
+from inspector.decision import published_thresholds
 from inspector.health import Metrics, Progress, Watchdog, sd_notify
 from inspector.mqtt import RESULT_SCHEMA, MqttLink, OutboxPublisher
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id, safe_text
@@ -68,12 +69,13 @@ def _iso(ts) -> str:
 
 
 def _plain_meta(meta: dict) -> dict:
-    """The source's facts about a frame as payload fields; text from outside (a file name)
-    without control characters, quotes or angle brackets."""
+    """The source's plain facts about a frame; its ``source`` name is the payload's ``kind``.
+    Text from outside (a file name) comes without control characters, quotes or angle
+    brackets."""
     return {
         k: safe_text(v) if isinstance(v, str) else v
         for k, v in meta.items()
-        if isinstance(v, str | int | float | bool)
+        if k != "source" and isinstance(v, str | int | float | bool)
     }
 
 
@@ -353,7 +355,7 @@ class Daemon:
             "line": self.cfg.station.line,
             "station": self.cfg.station.station,
             "cell_id": f.cell_id,
-            "frame_id": new_cell_id(self.cfg.station.station),
+            "frame_id": new_cell_id(self.cfg.station.station, f.timestamp),  # the time of ts
             "ts": _iso(f.timestamp),
             "product": f.product or self.predictor.recipe.product,
             "model_id": self.predictor.model_id,
@@ -368,7 +370,7 @@ class Daemon:
             "image_score": None,
             "defect_area_px": None,
             "regions": [],
-            "thresholds": self.predictor.recipe.thresholds.model_dump(),
+            "thresholds": published_thresholds(self.predictor.recipe.thresholds),
             "latency_ms": {"wait": round((t0 - g.t_grab) * 1e3, 2)},
         }
         return Outcome(payload, g.frame, None, g.t_grab)

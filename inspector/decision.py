@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from models.recipe import Thresholds
+from models.recipe import THRESHOLD_DECIMALS, Thresholds
 
 ROWS = ("upper", "centre", "lower")
 COLUMNS = ("left", "centre", "right")
@@ -66,8 +66,16 @@ class Decision:
             "image_score": round(float(self.image_score), 4),
             "defect_area_px": round(self.defect_area_px, 1),
             "regions": [r.to_dict() for r in self.regions],
-            "thresholds": self.thresholds.model_dump(),
+            "thresholds": published_thresholds(self.thresholds),
         }
+
+
+def published_thresholds(thresholds: Thresholds) -> dict:
+    """The thresholds as results carry them: to the 4 decimals of the scores beside them."""
+    return {
+        k: round(v, THRESHOLD_DECIMALS) if isinstance(v, float) else v
+        for k, v in thresholds.model_dump().items()
+    }
 
 
 def find_regions(

@@ -289,8 +289,8 @@ class EngineCheck:
                 return decision
         # TensorRT builds from the ONNX graph, and ONNX Runtime is the fallback: both need it.
         self.ensure_onnx(decision)
-        if wanted == "onnxruntime":
-            decision.reason = "ONNX Runtime backend: model.onnx is current"
+        if wanted in ("onnxruntime", "onnxruntime-int8"):  # the recipe's, as calibrated
+            decision.reason = f"{wanted} backend: model.onnx is current"
             return decision
         try:
             self.ensure_engine(decision, runtime, problem)

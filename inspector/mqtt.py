@@ -73,6 +73,21 @@ def parse_trigger(payload: bytes) -> tuple[str, str | None]:
     return cell_id, product
 
 
+class _PahoLog(logging.LoggerAdapter):
+    """paho's log under ``inspector.mqtt.paho``, less the false alarm of a clean stop: after
+    our own ``disconnect()`` paho 2.2's network thread runs once more and logs "Client is not
+    connected" at ERROR; while the link stops that line goes to DEBUG."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        super().__init__(logging.getLogger("inspector.mqtt.paho"), {})
+        self.stopping = stopping
+
+    def log(self, level: int, msg: object, *args: object, **kwargs) -> None:
+        if self.stopping.is_set() and str(msg).startswith("Client is not connected"):
+            level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
+
+
 class MqttLink:
     """One paho client for a station: publishes JSON, tracks PUBACKs, receives triggers.
 
@@ -101,6 +116,7 @@ class MqttLink:
         self.connected = threading.Event()
         self.refused = threading.Event()  # the broker said no (bad credentials, ...)
         self.refusal: str | None = None
+        self._stopping = threading.Event()  # our own disconnect: nothing to warn about
         self._status = {"state": "online", "detail": ""}
         self._acks: queue.SimpleQueue[tuple[int, float]] = queue.SimpleQueue()
         self._pending: dict[int, int] = {}  # mid -> result row id
@@ -115,7 +131,7 @@ class MqttLink:
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )
-        self.client.enable_logger(logging.getLogger("inspector.mqtt.paho"))
+        self.client.enable_logger(_PahoLog(self._stopping))  # type: ignore[arg-type]
         self.client.max_inflight_messages_set(max(20, min(cfg.inflight_window, 1000)))
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
@@ -156,6 +172,7 @@ class MqttLink:
 
     def start(self) -> None:
         """Connect in the background; paho reconnects by itself with back-off."""
+        self._stopping.clear()
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
         self.client.loop_start()
 
@@ -173,6 +190,7 @@ class MqttLink:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError) as exc:
                 log.warning("final status not confirmed: %s", exc)
+        self._stopping.set()
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
@@ -206,7 +224,9 @@ class MqttLink:
             self.refused.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected.is_set():
+        if self._stopping.is_set():
+            log.info("disconnected from the broker")
+        elif self.connected.is_set():
             log.warning("disconnected from the broker: %s", reason_code)
         self.connected.clear()
 
@@ -265,16 +285,15 @@ class MqttLink:
             self.on_ack_signal()
 
     def _status_payload(self, state: str, detail: str) -> bytes:
-        return json.dumps(
-            {
-                "schema": STATUS_SCHEMA,
-                "line": self.line,
-                "station": self.station,
-                "state": state,
-                "detail": detail,
-                "ts": utc_now(),
-            }
-        ).encode("utf-8")
+        payload = {
+            "schema": STATUS_SCHEMA,
+            "line": self.line,
+            "station": self.station,
+            "state": state,
+            "detail": detail,
+            "ts": utc_now(),
+        }
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     def set_status(self, state: str, detail: str = "") -> None:
         """Publish the retained status (``online``/``degraded``/``offline``) if it changed."""
@@ -308,7 +327,13 @@ class MqttLink:
     def heartbeat(self, counters: dict) -> None:
         """Publish the heartbeat (QoS 0, only while connected)."""
         if self.connected.is_set():
-            payload = {"schema": HEARTBEAT_SCHEMA, "ts": utc_now(), **counters}
+            payload = {
+                "schema": HEARTBEAT_SCHEMA,
+                "line": self.line,
+                "station": self.station,
+                "ts": utc_now(),
+                **counters,
+            }
             self.publish_json("heartbeat", payload, qos=0)
 
     def publish_explanation(
@@ -317,6 +342,8 @@ class MqttLink:
         """Publish an explanation of a reject (QoS 1)."""
         payload = {
             "schema": EXPLANATION_SCHEMA,
+            "line": self.line,
+            "station": self.station,
             "cell_id": cell_id,
             "frame_id": frame_id,
             "ts": utc_now(),

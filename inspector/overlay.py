@@ -46,9 +46,21 @@ def _colour_bar(height: int, width: int, threshold: float, scale: float) -> np.n
     return panel
 
 
+def header_lines(decision: Decision) -> tuple[str, str]:
+    """The header's two lines: the score against the image limit that decides the verdict, and
+    the regions with the pixel limit that the white line on the colour bar marks."""
+    t = decision.thresholds
+    n = len(decision.regions)
+    return (
+        f"score {decision.image_score:.4f}   image limit {t.image:.4f}",
+        f"{n} defect region{'s' if n != 1 else ''}   pixel limit {t.pixel:.4f} (line on the bar)",
+    )
+
+
 def render_overlay(image: np.ndarray, amap: np.ndarray, decision: Decision) -> np.ndarray:
     """BGR uint8 picture: the frame with the map blended where it is high, defect regions boxed
-    and numbered, a header with verdict and score, and a colour bar marking the threshold.
+    and numbered, a header with the verdict, the score against the image limit and the pixel
+    limit, and a colour bar marking the pixel limit.
 
     Args:
         image: the frame as inspected (any supported type).
@@ -90,14 +102,14 @@ def render_overlay(image: np.ndarray, amap: np.ndarray, decision: Decision) -> n
             out, label, (x, ly), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, RED, thick, cv2.LINE_AA
         )
 
-    header_h = int(36 * scale)
+    header_h = int(52 * scale)
     header = np.full((header_h, w, 3), 24, np.uint8)
     failed = decision.verdict == "fail"
     cv2.rectangle(header, (0, 0), (int(90 * scale), header_h), RED if failed else GREEN, -1)
     cv2.putText(
         header,
         decision.verdict.upper(),
-        (int(8 * scale), int(25 * scale)),
+        (int(8 * scale), int(33 * scale)),
         cv2.FONT_HERSHEY_SIMPLEX,
         0.8 * scale,
         WHITE,
@@ -105,21 +117,17 @@ def render_overlay(image: np.ndarray, amap: np.ndarray, decision: Decision) -> n
         cv2.LINE_AA,
     )
     t = decision.thresholds
-    n = len(decision.regions)
-    text = (
-        f"score {decision.image_score:.2f} (limit {t.image:.2f})   "
-        f"{n} defect region{'s' if n != 1 else ''}"
-    )
-    cv2.putText(
-        header,
-        text,
-        (int(100 * scale), int(24 * scale)),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.55 * scale,
-        WHITE,
-        1,
-        cv2.LINE_AA,
-    )
+    for text, y in zip(header_lines(decision), (21, 44), strict=True):
+        cv2.putText(
+            header,
+            text,
+            (int(100 * scale), int(y * scale)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5 * scale,
+            WHITE,
+            1,
+            cv2.LINE_AA,
+        )
     body = np.hstack([out, _colour_bar(h, int(44 * scale), t.pixel, scale)])
     header = np.hstack([header, np.full((header_h, body.shape[1] - w, 3), 24, np.uint8)])
     return np.vstack([header, body])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import shutil
 import sqlite3
 import threading
@@ -645,16 +646,18 @@ class Store:
         station: str | None = None,
         limit: int = 100,
     ) -> list[dict]:
-        """Rejects, newest first, optionally since a time (ISO string or datetime)."""
+        """Rejects, newest first, optionally since a time (ISO string or datetime); ``product``
+        matches whole words of the product, any case."""
         sql, args = self._REJECT_SELECT, []
         if since is not None:
             if isinstance(since, datetime):
                 since = since.astimezone(UTC).isoformat().replace("+00:00", "Z")
             sql += " AND r.ts >= ?"
             args.append(since)
-        if product is not None:
-            sql += " AND r.product = ?"
-            args.append(product)
+        if product is not None:  # "pouch" (a trigger's) also finds "pouch cell" (a bundle's)
+            words = re.sub(r"([\\%_])", r"\\\1", product.strip().lower())
+            sql += " AND (' ' || lower(r.product) || ' ') LIKE ? ESCAPE '\\'"
+            args.append(f"% {words} %")
         if station is not None:
             sql += " AND r.station = ?"
             args.append(station)

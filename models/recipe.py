@@ -20,6 +20,9 @@ TEXT_FILE = "text_embeddings.safetensors"
 MEMORY_FILE = "memory_bank.safetensors"
 CHECKPOINT_FILE = "train_checkpoint.pt"  # models/training.py's; belongs to one bundle state
 SCHEMA_VERSION = 1
+THRESHOLD_DECIMALS = 4  # thresholds are stored and published to this many decimals, as scores
+CALIBRATION_MARGIN = 0.005  # default score units between the highest passing normal peak and
+# the calibrated image threshold (backends agree to ~1e-4, TensorRT FP16 to ~1e-3)
 
 
 class _Strict(BaseModel):
@@ -64,7 +67,8 @@ class Recipe(_Strict):
     thresholds: Thresholds = Thresholds()
     pixel_pitch_mm: float | None = Field(None, gt=0.0)
     bit_depth: int | None = Field(None, ge=1, le=16)
-    backend: Literal["torch", "onnxruntime", "tensorrt"] = "torch"
+    # the runtime that scores this bundle by default; calibration records the one it used
+    backend: Literal["torch", "onnxruntime", "onnxruntime-int8", "tensorrt"] = "torch"
     n_reference_images: int = Field(0, ge=0)
     encoder_sha256: str
     created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))

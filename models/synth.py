@@ -297,7 +297,7 @@ def write_dataset(
     out: str | Path,
     kind: str,
     n_train: int = 20,
-    n_test_good: int = 10,
+    n_test_good: int = 20,
     n_test_defect: int = 10,
     seed: int = 0,
     size: tuple[int, int] | None = None,

@@ -15,7 +15,9 @@ from inspector.cli import (  # noqa: F401  (registers commands)
     synth,
     train,
 )
-from inspector.cli.app import app
+from inspector.cli.app import app, reflow_help
+
+reflow_help(app)
 
 
 def main() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import typer
 
 app = typer.Typer(
@@ -11,5 +14,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-bundle_app = typer.Typer(help="Create and inspect model bundles.", no_args_is_help=True)
+bundle_app = typer.Typer(help="Create model bundles.", no_args_is_help=True)
 app.add_typer(bundle_app, name="bundle")
+
+
+def reflow(text: str) -> str:
+    """A docstring's paragraphs each on one line: the help screen wraps them to the terminal
+    (Typer keeps the source's line breaks, which cut sentences in the middle)."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(re.sub(r"\s*\n\s*", " ", p.strip()) for p in paragraphs)
+
+
+def reflow_help(group: typer.Typer) -> None:
+    """Give every command of ``group`` and of its sub-groups reflowed help text."""
+    for command in group.registered_commands:
+        text = command.help or (command.callback.__doc__ if command.callback else None)
+        if text:
+            command.help = reflow(text)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            reflow_help(sub.typer_instance)

@@ -8,6 +8,7 @@ import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import fail, user_errors
+from models.recipe import CALIBRATION_MARGIN
 
 
 @app.command()
@@ -30,7 +31,16 @@ def calibrate(
         True, help="Hold out 30 % of the normal images to check the rate (needs 20+)."
     ),
     backend: str | None = typer.Option(
-        None, help="torch, onnxruntime or tensorrt (default: the bundle's recipe)."
+        None,
+        help="torch, onnxruntime, onnxruntime-int8 or tensorrt (default: the bundle's recipe). "
+        "The one the line will use; it is recorded in recipe.yaml with the thresholds.",
+    ),
+    margin: float = typer.Option(
+        CALIBRATION_MARGIN,
+        min=0.0,
+        max=0.5,
+        help="Score units between the highest normal score left to pass and the image "
+        "threshold, so that backends that differ in the last digits agree on the verdict.",
     ),
     seed: int = typer.Option(0, help="Seed of the held-out split."),
     dry_run: bool = typer.Option(False, help="Show what would be chosen; change nothing."),
@@ -73,6 +83,7 @@ def calibrate(
                 holdout=holdout,
                 seed=seed,
                 write=not dry_run,
+                margin=margin,
             )
         finally:
             predictor.close()
@@ -82,6 +93,6 @@ def calibrate(
         typer.echo("dry run: recipe.yaml unchanged")
     else:
         typer.echo(
-            f"wrote thresholds to {bundle / 'recipe.yaml'} (calibrated: true) and the details "
-            f"to {bundle / CALIBRATION_FILE}"
+            f"wrote thresholds and backend {result.backend} to {bundle / 'recipe.yaml'} "
+            f"(calibrated: true) and the details to {bundle / CALIBRATION_FILE}"
         )

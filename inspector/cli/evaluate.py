@@ -14,6 +14,18 @@ def _fmt(value: float | None) -> str:
     return "n/a (no masks)" if value is None else f"{value:.4f}"
 
 
+def _calibrated_backend(bundle: Path) -> str | None:
+    """The backend ``calibration.json`` says the thresholds were fitted with, if it says."""
+    import json
+
+    from inspector.calibration import CALIBRATION_FILE
+
+    try:
+        return json.loads((bundle / CALIBRATION_FILE).read_text(encoding="utf-8")).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 @app.command()
 def evaluate(
     bundle: Path = typer.Option(..., help="Model bundle folder."),
@@ -25,7 +37,9 @@ def evaluate(
         None, help="Also write an HTML report (ROC curve, worst misses) here."
     ),
     backend: str | None = typer.Option(
-        None, help="torch, onnxruntime or tensorrt (default: the bundle's recipe)."
+        None,
+        help="torch, onnxruntime, onnxruntime-int8 or tensorrt (default: recipe.yaml's backend, "
+        "the one 'inspector calibrate' fitted the thresholds with).",
     ),
     batch_size: int = typer.Option(8, min=1, help="Images per backend call."),
 ) -> None:
@@ -62,6 +76,13 @@ def evaluate(
         f"  at the recipe's thresholds{'' if calibrated else ' (not calibrated)'}: "
         f"false-reject rate {at['false_reject_rate']}, escape rate {at['escape_rate']}"
     )
+    fitted_with = _calibrated_backend(bundle)
+    if calibrated and fitted_with and fitted_with != ev.backend:
+        typer.secho(
+            f"note: the thresholds were calibrated with the {fitted_with} backend; scores near "
+            f"the limit may fall the other way on {ev.backend}",
+            err=True,
+        )
     for skipped in ev.skipped:
         typer.secho(f"skipped: {skipped}", err=True, fg=typer.colors.YELLOW)
     typer.echo(f"metrics: {json_out}" + (f", report: {report}" if report else ""))

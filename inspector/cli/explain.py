@@ -107,9 +107,13 @@ def explain(
             link.stop(final_status=None)
         backend.close()
         c = worker.counts
+        fallback = (
+            f", {c['fallback']} from the facts after the {backend.name} backend failed"
+            if backend.name != "template"
+            else ""
+        )
         typer.echo(
-            f"explained {c['done']} reject(s), {c['fallback']} from the facts after the "
-            f"{backend.name} backend failed; {c['retry']} attempt(s) to retry; "
-            f"{store.pending_jobs()} waiting"
+            f"explained {c['done']} reject(s) with {backend.name}{fallback}; {c['retry']} "
+            f"attempt(s) to retry; {store.pending_jobs()} waiting"
         )
         store.close()

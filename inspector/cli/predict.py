@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -11,20 +12,50 @@ from inspector.cli.app import app
 from inspector.cli.errors import fail, user_errors
 
 
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """The image files to inspect: files as given, folders searched recursively (sorted).
+
+    Raises:
+        ValueError: a folder holds no image at any depth.
+    """
+    from models.image_io import IMAGE_SUFFIXES
+
+    paths: list[Path] = []
+    for item in inputs:
+        if not item.is_dir():
+            paths.append(item)  # a missing or unreadable file gets its own error record
+            continue
+        found = sorted(
+            p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+        if not found:
+            raise ValueError(f"{item}: no images in this folder or below it")
+        paths += found
+    return paths
+
+
 def output_stems(paths: list[Path]) -> list[str]:
-    """File stems, made unique where two inputs share a name."""
+    """Output names: each image's path relative to the folder all inputs share, without its
+    suffix (``good/0000``, ``scratch/0000``), made unique where two are still equal."""
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    root = Path(os.path.commonpath([p.parent for p in absolute])) if absolute else Path()
     seen: dict[str, int] = {}
     stems = []
-    for p in paths:
-        n = seen.get(p.stem, 0)
-        seen[p.stem] = n + 1
-        stems.append(p.stem if n == 0 else f"{p.stem}-{n}")
+    for p in absolute:
+        stem = p.relative_to(root).with_suffix("").as_posix()
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        stems.append(stem if n == 0 else f"{stem}-{n}")
     return stems
 
 
 @app.command()
 def predict(
-    images: list[Path] = typer.Argument(..., help="Image files to inspect."),
+    inputs: list[Path] = typer.Argument(
+        ...,
+        metavar="IMAGE_OR_FOLDER...",
+        help="Image files, or folders to inspect recursively; outputs keep the sub-folders.",
+    ),
     bundle: Path = typer.Option(..., help="Model bundle folder."),
     out: Path = typer.Option(..., help="Folder for the JSON, overlay PNG and map of each image."),
     backend: str | None = typer.Option(
@@ -36,7 +67,9 @@ def predict(
 ) -> None:
     """Inspect images: per image a JSON verdict with regions, an overlay PNG and optionally the map.
 
-    Exit status 0 when every image was inspected, 1 when any could not be read.
+    Output names keep each image's path below the folder the inputs share (predict DIR writes
+    OUT/good/0000.json for DIR/good/0000.png). Exit status 0 when every image was inspected, 1
+    when any could not be read.
     """
     import numpy as np
 
@@ -45,6 +78,7 @@ def predict(
     from models.image_io import ImageError, read_image, write_png
 
     with user_errors():
+        images = expand_inputs(inputs)
         predictor = Predictor(bundle, backend)
     out.mkdir(parents=True, exist_ok=True)
     if not predictor.recipe.thresholds.calibrated:
@@ -65,6 +99,7 @@ def predict(
         results = iter(predictor.inspect_batch(readable))
         for (path, stem), frame in zip(chunk, frames, strict=True):
             result = frame if isinstance(frame, ImageError) else next(results)
+            (out / stem).parent.mkdir(parents=True, exist_ok=True)
             record = {
                 "image": str(path),
                 "model_id": predictor.model_id,

@@ -25,9 +25,9 @@ def _recipe(bundle: Path):
 
 @app.command()
 def serve(
-    config: Path = typer.Option(..., "--config", help="The station's YAML configuration."),
+    config: Path = typer.Option(..., "--config", "-c", help="The station's YAML config file."),
     host: str | None = typer.Option(None, help="Address to bind (default: web.host, 127.0.0.1)."),
-    port: int | None = typer.Option(None, help="Port (default: web.port, 8080; 0 picks one)."),
+    port: int | None = typer.Option(None, help="Port (default: web.port, 8088; 0 picks one)."),
 ) -> None:
     """Serve the technicians' page for the station's data directory.
 

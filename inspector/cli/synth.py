@@ -26,7 +26,9 @@ def synth(
     out: Path = typer.Option(..., help="Folder to write the dataset into."),
     kind: str = typer.Option(..., help="pouch (optical top view) or ultrasound (internal scan)."),
     train: int = typer.Option(20, min=0, help="Normal training images (train/good)."),
-    test_good: int = typer.Option(10, min=0, help="Normal test images (test/good)."),
+    test_good: int = typer.Option(
+        20, min=0, help="Normal test images (test/good); 20+ give calibration a held-out check."
+    ),
     test_defect: int = typer.Option(10, min=0, help="Test images per defect type, with masks."),
     seed: int = typer.Option(0, help="Same seed, same images."),
     size: str | None = typer.Option(None, help="WIDTHxHEIGHT, 200..700 px per side."),

@@ -1,9 +1,11 @@
 """Region facts: what an explanation must say about a reject, measured from its anomaly map.
 
-Facts are the ground truth for every backend. Regions come from ``inspector.decision``'s
-``find_regions`` (the same thresholds as the verdict); this module adds shape measures
-(length, width, elongation from ``cv2.minAreaRect``) and renders the facts as text for
-prompts.
+Facts are the ground truth for every backend. For a stored reject they are the verdict's own
+regions (``facts_from_result``): the box, area, centroid, position, peak and mean that the
+MQTT result and the technicians' page show, never measured a second time; the stored map only
+adds shape measures (length, width, elongation from ``cv2.minAreaRect`` of the region's pixels).
+``facts_from_map`` measures a bare map (no verdict) with ``inspector.decision``'s
+``find_regions``. Facts render as text for prompts.
 
 Example:
     >>> amap = np.zeros((300, 300), np.float32); amap[20:60, 130:170] = 0.9
@@ -61,10 +63,11 @@ class RegionFacts:
         return "scratch-like" if self.elongation >= SCRATCH_ELONGATION else "blob-like"
 
     def size_text(self) -> str:
-        """``"1600 px (16.0 mm^2), about 40 x 40 px"`` style size description."""
-        area = f"{self.area_px:.0f} px"
+        """``"1,600 px (16.00 mm^2), about 4 mm long and 4 mm wide"``: the area written as the
+        technicians' page writes it, the length and width of the region's rotated box."""
+        area = f"{self.area_px:,.0f} px"
         if self.area_mm2 is not None:
-            area += f" ({self.area_mm2:.3g} mm^2)"
+            area += f" ({self.area_mm2:.2f} mm^2)"
         if self.length_mm is not None and self.width_mm is not None:
             dims = f"about {self.length_mm:.3g} mm long and {self.width_mm:.3g} mm wide"
         else:
@@ -223,8 +226,18 @@ def thresholds_of(result: dict, default: Thresholds | None = None) -> Thresholds
     return default if default is not None else Thresholds()
 
 
-def _region_from_result(index: int, r: dict, width: int, height: int) -> RegionFacts:
-    """One stored region as facts, shaped by its bounding box.
+def _region_from_result(
+    index: int,
+    r: dict,
+    width: int,
+    height: int,
+    amap: np.ndarray | None = None,
+    pixel_threshold: float = 0.5,
+    pixel_pitch_mm: float | None = None,
+) -> RegionFacts:
+    """One stored region as facts, shaped by its pixels on ``amap`` (frame size) when given,
+    else by its bounding box. Every number the result holds is taken as it is; only a region
+    stored without ``area_mm2`` gets one from ``pixel_pitch_mm``.
 
     Raises:
         KeyError, TypeError, ValueError, AttributeError: the region is malformed.
@@ -234,9 +247,17 @@ def _region_from_result(index: int, r: dict, width: int, height: int) -> RegionF
     area_px = float(r.get("area_px", bw * bh))
     area_mm2 = as_float(r.get("area_mm2"), None)
     pitch = (area_mm2 / area_px) ** 0.5 if area_mm2 and area_px > 0 else None
+    if area_mm2 is None and pixel_pitch_mm:
+        pitch, area_mm2 = pixel_pitch_mm, area_px * pixel_pitch_mm**2
     position = r.get("position") or (
         position_word(cx, cy, width, height) if width and height else "unknown position"
     )
+    length, width_px, angle = float(max(bw, bh)), float(min(bw, bh)), 0.0 if bw >= bh else 90.0
+    if amap is not None and bw > 0 and bh > 0:
+        stored = Region((x, y, bw, bh), area_px, 0.0, 0.0, (cx, cy), str(position))
+        points = _component_points(amap, stored, pixel_threshold)
+        if len(points) > 1:
+            length, width_px, angle = _shape(points)
     return RegionFacts(
         index=index,
         position=str(position),
@@ -245,29 +266,49 @@ def _region_from_result(index: int, r: dict, width: int, height: int) -> RegionF
         area_px=area_px,
         peak=float(r.get("peak", 0.0)),
         mean=float(r.get("mean", 0.0)),
-        length_px=float(max(bw, bh)),
-        width_px=float(min(bw, bh)),
-        angle_deg=0.0 if bw >= bh else 90.0,
+        length_px=length,
+        width_px=width_px,
+        angle_deg=angle,
         area_mm2=area_mm2,
-        length_mm=max(bw, bh) * pitch if pitch else None,
-        width_mm=min(bw, bh) * pitch if pitch else None,
+        length_mm=length * pitch if pitch else None,
+        width_mm=width_px * pitch if pitch else None,
     )
 
 
-def facts_from_result(result: dict, product: str = "battery cell") -> Facts:
-    """Facts from a result payload alone (its ``regions``), for when the map file is missing.
+def facts_from_result(
+    result: dict,
+    product: str = "battery cell",
+    amap: np.ndarray | None = None,
+    default_thresholds: Thresholds | None = None,
+    pixel_pitch_mm: float | None = None,
+) -> Facts:
+    """Facts from a result payload: its ``regions`` exactly as published and shown.
 
-    Shape measures fall back to the bounding box (length and width of the box). A malformed
-    region is left out (as on the overlay) and bad numbers fall back to defaults, so any
-    stored record still gets facts.
+    Args:
+        result: the stored result (``regions``, ``width``, ``height``, ``image_score``, ...).
+        product: the product noun when the result names none.
+        amap: the reject's map at the frame's size, if stored: only the regions' shape
+            (length, width, direction) is measured on it; without it the box gives them.
+        default_thresholds: thresholds when the result's own are missing or bad.
+        pixel_pitch_mm: the bundle's pixel pitch, for mm where the result has none.
+
+    A malformed region is left out (as on the overlay) and bad numbers fall back to defaults,
+    so any stored record still gets facts.
     """
     width = int(as_float(result.get("width")) or 0)
     height = int(as_float(result.get("height")) or 0)
+    thresholds = thresholds_of(result, default_thresholds)
+    if amap is not None and amap.shape != (height, width):
+        amap = None  # not this frame's map: shapes from the boxes
     regions: list[RegionFacts] = []
     stored = result.get("regions")
     for r in stored if isinstance(stored, list) else []:
         try:
-            regions.append(_region_from_result(len(regions) + 1, r, width, height))
+            regions.append(
+                _region_from_result(
+                    len(regions) + 1, r, width, height, amap, thresholds.pixel, pixel_pitch_mm
+                )
+            )
         except (KeyError, TypeError, ValueError, AttributeError):
             continue  # numbered like the overlay, which skips it too
     pitch = (
@@ -278,7 +319,7 @@ def facts_from_result(result: dict, product: str = "battery cell") -> Facts:
         width,
         height,
         as_float(result.get("image_score")) or 0.0,
-        thresholds_of(result),
+        thresholds,
         pitch,
         regions,
     )

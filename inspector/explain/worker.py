@@ -81,28 +81,19 @@ def check_answer(facts: Facts, text: str) -> str:
 
 
 def reject_facts(result: dict, amap: np.ndarray | None, recipe: Recipe | None = None) -> Facts:
-    """Facts for a stored reject: measured on its map with the thresholds of its verdict.
+    """Facts for a stored reject: the verdict's own regions, as the result and the page show
+    them, with their shape measured on the stored map (when there is one).
 
-    When the map is missing, or its regions do not match the verdict's (the verdict thresholds
-    the model-resolution map, the stored map is upsampled), the verdict's own regions are used.
+    Only a record without regions (from an older station) has its map measured instead.
     """
     product = result.get("product") or (recipe.product if recipe else "battery cell")
-    from_result = facts_from_result(result, product)
-    if amap is None:
-        return from_result
-    thresholds = thresholds_of(result, recipe.thresholds if recipe else None)
-    pitch = recipe.pixel_pitch_mm if recipe else from_result.pixel_pitch_mm
+    default = recipe.thresholds if recipe else None
+    pitch = recipe.pixel_pitch_mm if recipe else None
+    if amap is None or isinstance(result.get("regions"), list):
+        return facts_from_result(result, product, amap, default, pitch)
+    thresholds = thresholds_of(result, default)
     score = as_float(result.get("image_score"), None)
-    measured = facts_from_map(amap, thresholds, pitch, product, score)
-    if result.get("regions") is not None and measured.count != from_result.count:
-        log.info(
-            "map of %s gives %d regions, its verdict %d: using the verdict's",
-            result.get("frame_id"),
-            measured.count,
-            from_result.count,
-        )
-        return from_result
-    return measured
+    return facts_from_map(amap, thresholds, pitch, product, score)
 
 
 def reject_context(

@@ -41,11 +41,11 @@ _counter = itertools.count()
 _counter_lock = threading.Lock()
 
 
-def new_cell_id(prefix: str = "cell") -> str:
+def new_cell_id(prefix: str = "cell", at: datetime | None = None) -> str:
     """A unique, sortable id for a frame that arrived without one.
 
-    UTC time to the microsecond, then the process id and a counter, so two ids made in the
-    same microsecond (or by two processes) still differ and still sort by time.
+    UTC time to the microsecond (``at``, else now), then the process id and a counter, so two
+    ids made in the same microsecond (or by two processes) still differ and still sort by time.
 
     Example:
         >>> new_cell_id() < new_cell_id()
@@ -53,7 +53,7 @@ def new_cell_id(prefix: str = "cell") -> str:
     """
     with _counter_lock:
         n = next(_counter)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return f"{prefix}-{stamp}-{os.getpid():x}-{n:06d}"
 
 

@@ -55,6 +55,19 @@ from inspector.sources.config import HotFolderSourceConfig
 
 log = logging.getLogger(__name__)
 
+
+class _StopIsNoError(logging.Filter):
+    """watchdog 7's inotify emitter runs its loop once more after ``stop()`` and logs "called
+    when the thread is inactive" at ERROR on every clean stop; that line is demoted to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "called when the thread is inactive" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_StopIsNoError())
+
 #: States a file passes through; ``on_event`` receives them with the file's path.
 WAITING, INCOMPLETE, TAKEN, CORRUPT, DONE, FAILED = (
     "waiting",
@@ -356,12 +369,16 @@ class HotFolderSource(Source):
         self, path: Path, image: np.ndarray | None, error: str | None, digest: str | None
     ) -> Frame:
         cell_id, product = None, None
+        meta: dict[str, object] = {"source": self.name, "path": str(path), "file": path.name}
         if self._pattern is not None:
             match = self._pattern.search(path.name)
             if match is not None:
                 cell_id = match.group("cell_id")
                 if "product" in self._pattern.groupindex:
                     product = match.group("product")
+            else:  # said, not silent: the line may be naming its files wrongly
+                meta["cell_id_generated"] = True
+                log.warning("%s does not match source.cell_id_pattern: cell id generated", path)
         if cell_id is not None and not CELL_ID.fullmatch(cell_id):
             error = (
                 f"cell id {safe_text(cell_id)} from the file name is not valid (1-128 letters,"
@@ -375,7 +392,6 @@ class HotFolderSource(Source):
             stamp = datetime.fromtimestamp(path.lstat().st_mtime, UTC)
         except OSError:
             stamp = datetime.now(UTC)
-        meta = {"source": self.name, "path": str(path), "file": path.name}
         if digest is not None:
             meta["sha256"] = digest
         return Frame(

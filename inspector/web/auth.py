@@ -50,7 +50,8 @@ class Authenticator:
         return token_ok or (user_ok and password_ok)
 
     def check_header(self, authorization: str | None) -> bool:
-        """An ``Authorization`` header: ``Bearer TOKEN`` or ``Basic base64(user:password)``."""
+        """An ``Authorization`` header: ``Bearer TOKEN``, or ``Basic base64(user:password)`` with
+        ``web.username`` and its password (not the token under any name)."""
         if not authorization:
             return False
         scheme, _, value = authorization.partition(" ")
@@ -62,8 +63,12 @@ class Authenticator:
                 decoded = base64.b64decode(value, validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
                 return False
-            username, sep, password = decoded.partition(":")
-            return bool(sep) and self.check_login(username, password)
+            username, sep, password = decoded.partition(":")  # web.username and its password
+            return (
+                bool(sep)
+                and same_secret(username, self._creds.username)
+                and same_secret(password, self._creds.password)
+            )
         return False
 
     def _mac(self, payload: str) -> str:

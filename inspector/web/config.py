@@ -6,7 +6,7 @@ Secrets are best given by the name of an environment variable (``token_env``,
 Example (YAML):
     web:
       host: 127.0.0.1          # localhost only unless you mean otherwise
-      port: 8080
+      port: 8088
       token_env: INSPECTOR_WEB_TOKEN
       username: technician      # optional, with password_env, for HTTP Basic and the login form
       password_env: INSPECTOR_WEB_PASSWORD
@@ -41,7 +41,12 @@ class WebConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = Field("127.0.0.1", description="Address to bind; 127.0.0.1 keeps it local.")
-    port: int = Field(8080, ge=1, le=65535, description="Port of the page.")
+    port: int = Field(
+        8088,
+        ge=1,
+        le=65535,
+        description="Port of the page (8080 is left to a local language-model server).",
+    )
     token: SecretStr | None = Field(None, description="Access token (prefer token_env).")
     token_env: str | None = Field(
         DEFAULT_TOKEN_ENV, description="Environment variable holding the access token."

@@ -111,3 +111,36 @@ def test_min_defect_area_is_half_a_patch_of_the_bundles_own_grid(bundle, sets):
         result = calibrate(predictor, fit[:10], holdout=False, progress=False, write=False)
         expected = round(0.5 * frame_area / side**2, 1)
         assert result.thresholds.min_defect_area_px == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.02])
+def test_image_threshold_is_the_highest_passing_normal_peak_plus_the_stated_margin(
+    bundle, sets, tmp_path, margin
+):
+    """A normal cell at the limit on one backend must not fail on another: the limit sits a
+    stated margin above it, at the 4 decimals results show, and calibration says so."""
+    import json
+
+    own = tmp_path / "bundle"
+    shutil.copytree(bundle, own)
+    fit, _, _ = sets
+    result = calibrate(
+        Predictor(own, "torch"), fit[:30], target_rate=0.1, holdout=False, progress=False,
+        margin=margin,
+    )  # fmt: skip
+    t, passing = result.thresholds, result.highest_passing_peak
+    assert passing is not None
+    assert t.image >= passing + margin and t.image > passing
+    assert t.image - passing < margin + 1e-4 + 1e-9  # rounded up to 4 decimals, no further
+    assert t.image == round(t.image, 4) and t.pixel == round(t.pixel, 4)
+    assert f"margin {margin:.4f}" in "\n".join(result.summary())
+    stored = json.loads((own / CALIBRATION_FILE).read_text())
+    assert stored["margin"] == margin and stored["backend"] == "torch"
+    assert stored["highest_passing_peak"] == passing
+    assert load_recipe(own).backend == "torch"
+    assert result.all_rate.n == 30 and result.all_rate.k == result.fit_rate.k
+
+
+def test_a_margin_outside_its_range_is_refused(bundle, sets):
+    with pytest.raises(ValueError, match="margin"):
+        calibrate(Predictor(bundle, "torch"), sets[0][:3], margin=-0.1, progress=False)

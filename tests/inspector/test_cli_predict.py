@@ -116,3 +116,30 @@ def test_unknown_architecture_is_refused(tmp_path):
         "bundle", "create", "--arch", "vit-x", "--product", "p", "--out", str(tmp_path / "b")
     )
     assert proc.returncode == 2 and "unknown architecture 'vit-x'" in proc.stderr
+
+
+def test_predict_on_a_folder_inspects_it_recursively_and_keeps_the_sub_folders(
+    cli_bundle, tmp_path
+):
+    """Two defect folders with the same file names: each output says which folder it is from."""
+    data = tmp_path / "test"
+    for folder, seed in (("good", 0), ("scratch", 1), ("dent/deep", 2)):
+        (data / folder).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(data / folder / f"{i:04d}.png"), textured(120, 160, seed=seed + i))
+    (data / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    proc = run_inspector("predict", "--bundle", str(cli_bundle), str(data), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json"))
+    assert written == [
+        f"{folder}/{i:04d}.json" for folder in ("dent/deep", "good", "scratch") for i in range(2)
+    ]
+    record = json.loads((out / "scratch/0001.json").read_text())
+    assert record["image"] == str(data / "scratch/0001.png") and record["verdict"] != "error"
+    assert (out / "dent/deep/0000_overlay.png").is_file()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_inspector("predict", "--bundle", str(cli_bundle), str(empty), "--out", str(out))
+    assert proc.returncode == 2 and "no images in this folder" in proc.stderr

@@ -276,3 +276,18 @@ def test_bad_config_stops_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and "station.station" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("calibrated_with", ["onnxruntime", "onnxruntime-int8"])
+def test_without_a_configured_backend_the_one_calibration_recorded_is_used(
+    bundle: Path, tmp_path: Path, calibrated_with: str
+) -> None:
+    from models.recipe import save_recipe
+
+    recipe = load_recipe(bundle)
+    recipe.backend = calibrated_with  # what 'inspector calibrate --backend ...' leaves
+    save_recipe(bundle, recipe)
+    build = FakeTensorRT(H100)
+    decision = check(tmp_path, bundle, None, H100, build).decide()
+    assert (decision.backend, decision.fallback) == (calibrated_with, False)
+    assert build.calls == [] and not (bundle / ENGINE_FILE).exists()

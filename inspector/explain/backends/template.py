@@ -10,7 +10,7 @@ Example:
     >>> amap = np.zeros((300, 300), np.float32); amap[20:60, 130:170] = 0.9
     >>> ctx = RejectContext(facts_from_map(amap, Thresholds(), 0.1, "pouch cell"))
     >>> TemplateBackend().reply(ctx, [], "How big is the upper bubble?")
-    'Region 1 (upper centre) covers 1600 px (16 mm^2), about 4 mm long and 4 mm wide.'
+    'Region 1 (upper centre) covers 1,600 px (16.00 mm^2), about 4 mm long and 4 mm wide.'
 """
 
 from __future__ import annotations
@@ -30,11 +30,41 @@ INTENTS: dict[str, tuple[str, ...]] = {
     "count": ("how many", "number of", "count"),
     "size": ("big", "large", "size", "area", "long", "wide", "width", "length", "mm", "small"),
     "where": ("where", "position", "locat", "which part", "which side"),
-    "shape": ("shape", "elongat", "look like", "what kind", "type", "what is it"),
+    "shape": (
+        "shape",
+        "elongat",
+        "look like",
+        "what kind",
+        "type",
+        "what is it",
+        "scratch or",
+        "or a",
+    ),
     "score": ("score", "confiden", "sure", "certain", "severe", "strong", "probab"),
     "box": ("box", "coordinate", "pixel position", "bbox"),
     "anomaly": ("any anomal", "any defect", "anything wrong", "is there", "are there", "defect?"),
+    "decision": (
+        "scrap",
+        "should i",
+        "should we",
+        "discard",
+        "throw",
+        "ship",
+        "rework",
+        "keep the",
+        "release",
+        "is it ok",
+        "is it safe",
+        "root cause",
+        "why did it happen",
+        "what caused",
+    ),
 }
+CAN_ANSWER = (
+    "I can answer from the measured regions only: how many there are, where, how big, what "
+    "shape (elongated like a scratch, or compact like a dent, bubble or particle) and how "
+    "strong the anomaly score is."
+)
 
 
 def _words(text: str) -> list[str]:
@@ -126,6 +156,25 @@ def _answer_about(r: RegionFacts, intent: str) -> str:
     return _describe_region(r)
 
 
+def _summary(facts: Facts) -> str:
+    """One sentence: how many regions, where, and the score against the limit."""
+    n = facts.count
+    return (
+        f"The station found {number_word(n)} defect region{'s' if n > 1 else ''} "
+        f"({_join([r.position for r in facts.regions])}), anomaly score "
+        f"{facts.image_score:.2f} against a limit of {facts.thresholds.image:.2f}."
+    )
+
+
+def _not_mine(facts: Facts) -> str:
+    """What the template cannot say: the disposition of the cell and the cause of a defect."""
+    return (
+        "Whether to scrap, rework or release the cell, and what caused the defect, is for you "
+        "and the line's rules to decide; the measurements cannot tell. "
+        f"{_summary(facts)}"
+    )
+
+
 class TemplateBackend(Backend):
     """Explanations from the facts with fixed sentences; needs nothing and cannot fail."""
 
@@ -156,18 +205,33 @@ class TemplateBackend(Backend):
                 f"{'s are' if facts.count > 1 else ' is'} in the "
                 f"{_join([r.position for r in facts.regions])}."
             )
+        decision = "decision" in intents
+        intents = [i for i in intents if i != "decision"]
+        if decision:
+            return " ".join([_not_mine(facts), *self._facts_asked(facts, intents, regions)])
+        if not intents and regions is None:
+            if any(k in text for k in ("tell me", "explain", "describe", "detail", "summar")):
+                return describe(facts)
+            return f"{_summary(facts)} {CAN_ANSWER}"
+        return " ".join(self._facts_asked(facts, intents, regions))
+
+    @staticmethod
+    def _facts_asked(
+        facts: Facts, intents: list[str], regions: list[RegionFacts] | None
+    ) -> list[str]:
+        """The sentences that answer ``intents`` about ``regions`` (all when None)."""
         if "count" in intents or ("anomaly" in intents and regions is None):
             n = facts.count
             answer = (
                 f"{number_word(n)} defect region{'s' if n > 1 else ''}, in the "
                 f"{_join([r.position for r in facts.regions])}."
             )
-            return f"Yes: {answer}" if "count" not in intents else answer.capitalize()
+            return [f"Yes: {answer}" if "count" not in intents else answer.capitalize()]
         about = [i for i in intents if i not in ("count", "anomaly")]
         if regions is None:
             if not about:
-                return describe(facts)
+                return []
             regions = facts.regions
         if not about:
-            return " ".join(_describe_region(r) for r in regions)
-        return " ".join(_answer_about(r, i) for r in regions for i in about)
+            return [_describe_region(r) for r in regions]
+        return [_answer_about(r, i) for r in regions for i in about]

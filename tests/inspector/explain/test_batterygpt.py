@@ -41,7 +41,7 @@ def test_batterygpt_backend_grounds_a_multi_turn_chat_in_the_facts(
         history += [{"role": "user", "text": question}, {"role": "assistant", "text": answer}]
         prompt = backend.last_reply.prompt
         system = prompt.split(" USER:")[0]
-        assert "Region 1: upper centre" in system and "16 mm^2" in system  # facts, 40x40 px
+        assert "Region 1: upper centre" in system and "16.00 mm^2" in system  # facts, 40x40 px
         assert prompt.endswith(f"{question} ASSISTANT:")
     assert "</Img> Is there any anomaly? ASSISTANT:" in prompt and "How big is it?" in prompt
     assert backend.last_reply.n_new_tokens <= 4

@@ -23,7 +23,7 @@ def test_the_explanation_names_every_region_with_position_and_size() -> None:
     text = TemplateBackend().explain(ctx)
     assert "two defect regions" in text
     assert "Region 1 (upper centre)" in text and "Region 2 (lower centre)" in text
-    assert "400 px (4 mm^2)" in text  # the 20x20 square at 0.1 mm per pixel
+    assert "400 px (4.00 mm^2)" in text  # the 20x20 square at 0.1 mm per pixel
     assert "pouch cell" in text
 
 
@@ -84,3 +84,15 @@ def test_it_refers_to_the_region_asked_about_before() -> None:
     ]
     answer = TemplateBackend().reply(ctx, history, "How big is it?")
     assert answer.startswith("Region 2 (lower centre) covers 400 px") and "upper" not in answer
+
+
+def test_a_question_it_cannot_answer_gets_what_it_can_say_not_the_explanation_again() -> None:
+    ctx = two_blob_context()
+    t = TemplateBackend()
+    explanation = t.explain(ctx)
+    answer = t.reply(ctx, [], "Is this a scratch or a dent? Should I scrap the cell?")
+    assert "Region 1 (upper centre) is compact" in answer  # the shape: what it can answer
+    assert "for you and the line's rules to decide" in answer  # the disposition: what it cannot
+    assert explanation not in answer and len(answer) < len(explanation) + 200
+    other = t.reply(ctx, [], "What is the weather like?")
+    assert "I can answer from the measured regions only" in other and explanation not in other

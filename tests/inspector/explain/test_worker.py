@@ -89,7 +89,7 @@ def test_a_failing_backend_is_retried_then_the_template_explains_the_job(store: 
     assert backend.calls == 3 and worker.run_once() is None
     explanation = store.explanation("f1")
     assert explanation["backend"] == "template"
-    assert "Region 1 (upper centre)" in explanation["text"] and "1600 px" in explanation["text"]
+    assert "Region 1 (upper centre)" in explanation["text"] and "1,600 px" in explanation["text"]
     assert store.pending_jobs() == 0
 
 

@@ -107,7 +107,7 @@ def test_a_corrupt_file_goes_to_failed_and_the_source_keeps_going(running, tmp_p
 
 
 def test_files_present_at_start_are_taken_in_name_order_with_fallback_ids(
-    running, tmp_path: Path
+    running, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = tmp_path / "scans"
     folder.mkdir()
@@ -120,6 +120,10 @@ def test_files_present_at_start_are_taken_in_name_order_with_fallback_ids(
     assert [f.meta["file"] for f in frames] == names
     assert frames[0].cell_id == "C0003" and frames[1].cell_id == "C0004"
     assert frames[2].cell_id.startswith("cell-") and frames[2].product is None
+    # a name the pattern does not match is said so, in the frame and in the log
+    assert frames[2].meta.get("cell_id_generated") is True
+    assert "cell_id_generated" not in frames[0].meta
+    assert "scan_without_id.png does not match source.cell_id_pattern" in caplog.text
     for frame in frames:
         run.source.ack(frame, ok=True)
     for name in names:

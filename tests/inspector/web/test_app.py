@@ -94,7 +94,9 @@ def test_login_never_redirects_off_site(client: TestClient) -> None:
 
 
 def test_basic_auth_with_username_and_password(store: Store) -> None:
-    cfg = WebConfig(token_env=None, username="tech", password=SecretStr("pw-1"))
+    cfg = WebConfig(
+        token=SecretStr(TOKEN), token_env=None, username="tech", password=SecretStr("pw-1")
+    )
     client = TestClient(create_app(store, template_chat, cfg), follow_redirects=False)
 
     def basic(user: str, password: str) -> dict:
@@ -104,6 +106,9 @@ def test_basic_auth_with_username_and_password(store: Store) -> None:
     assert client.get("/rejects", headers=basic("tech", "pw-1")).status_code == 200
     assert client.get("/rejects", headers=basic("tech", "nope")).status_code == 401
     assert client.get("/rejects", headers=basic("other", "pw-1")).status_code == 401
+    # the token is a bearer token; under HTTP Basic only web.username and its password count
+    assert client.get("/rejects", headers=basic("anyone", TOKEN)).status_code == 401
+    assert client.get("/rejects", headers=AUTH).status_code == 200
 
 
 def test_login_form_with_username_and_password_only(store: Store) -> None:
@@ -142,6 +147,9 @@ def test_list_shows_recorded_rejects_and_filters_work(client: TestClient) -> Non
 
     assert cells() == {"cell-001", "&lt;script&gt;"}  # rejects only, the pass is not listed
     assert cells("?product=pouch+cell") == {"cell-001"}
+    # the trigger's short name finds the bundle's noun, in any case; part of a word does not
+    assert cells("?product=Pouch") == {"cell-001"} and cells("?product=ultra") == set()
+    assert cells("?product=%25") == set()  # a LIKE wildcard is a plain character here
     assert cells("?station=S2") == {"&lt;script&gt;"}
     assert cells("?period=24h") == {"cell-001"}  # the other reject is three days old
     assert cells("?period=1h&station=S2") == set()

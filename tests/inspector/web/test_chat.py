@@ -64,7 +64,7 @@ def test_a_failing_backend_is_answered_by_the_template(store: Store) -> None:
 def test_sizes_in_mm_with_the_bundles_pixel_pitch(store: Store) -> None:
     chat = ExplainerChat(store.data_dir, None, recipe(pitch_mm=0.1))
     answer = chat(store.reject("f-1"), [], "How big is region 1?")
-    assert "900 px (9 mm^2)" in answer
+    assert "900 px (9.00 mm^2)" in answer
 
 
 class Confabulating(Backend):

@@ -38,3 +38,23 @@ def test_no_secret_anywhere_is_refused_with_the_variable_named() -> None:
 def test_bad_sections_are_refused(bad: dict) -> None:
     with pytest.raises(ValidationError):
         WebConfig(**bad)
+
+
+def test_the_page_and_a_local_language_model_server_do_not_share_a_port() -> None:
+    from urllib.parse import urlsplit
+
+    from inspector.explain.config import ExplainerConfig
+
+    assert WebConfig().port != urlsplit(ExplainerConfig().openai.base_url).port
+
+
+def test_the_installed_example_config_keeps_the_page_local_as_the_readme_says() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[3]
+    example = yaml.safe_load((root / "systemd" / "inspector.example.yaml").read_text())
+    assert example["web"]["host"] == "127.0.0.1" == WebConfig().host
+    assert example["web"]["port"] == WebConfig().port
+    assert "It listens on 127.0.0.1 unless `web.host`" in (root / "README.md").read_text()
