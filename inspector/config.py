@@ -137,6 +137,13 @@ class PipelineConfig(_Strict):
     result_queue: int = Field(
         64, ge=1, le=10_000, description="Verdicts waiting to be stored and published, at most."
     )
+    trigger_queue: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Triggers waiting for the camera, at most; each trigger beyond it gets an "
+        "`error` result (`trigger queue full`) and a `trigger_overflow` alarm.",
+    )
     max_batch: int = Field(8, ge=1, le=256, description="Frames per model call, at most.")
     batch_wait_ms: float = Field(
         0.0,

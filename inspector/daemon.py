@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -37,6 +38,8 @@ from inspector.sources.base import Frame, Source, SourceError, new_cell_id, safe
 from inspector.store import Store
 
 log = logging.getLogger("inspector.daemon")
+
+_OVERFLOW = object()  # wakes the trigger stage to answer overflowed triggers
 
 MAX_BACKOFF_S = 30.0
 FLUSH_TIMEOUT_S = 10.0
@@ -120,7 +123,10 @@ class Daemon:
         self.frame_q: queue.Queue = queue.Queue(p.frame_queue)
         self.ready_q: queue.Queue = queue.Queue(p.frame_queue)
         self.result_q: queue.Queue = queue.Queue(p.result_queue)
-        self.trigger_q: queue.Queue = queue.Queue(1000)
+        self.trigger_q: queue.Queue = queue.Queue(p.trigger_queue)
+        # triggers that found trigger_q full: tiny items, answered with an error result by the
+        # trigger stage (the MQTT thread must never block, or the broker drops messages)
+        self._overflow: collections.deque[tuple[str, str | None]] = collections.deque()
         self._started = time.monotonic()
 
         # first, before the model loads: one daemon per data dir, writable, a sound database
@@ -200,26 +206,45 @@ class Daemon:
     # --- stages --------------------------------------------------------------------------
 
     def _on_trigger(self, cell_id: str, product: str | None) -> None:
+        """Runs on the MQTT thread: hand the trigger on without ever blocking."""
         if self._stop.is_set():
             self._refuse_trigger(cell_id)
             return
         try:
             self.trigger_q.put_nowait((cell_id, product))
         except queue.Full:  # still give the cell a verdict: error, with the reason
-            self.alarm("trigger_overflow", "critical", f"trigger {cell_id} dropped: queue full")
-            frame = Frame(cell_id, None, product=product, error="trigger queue full")
+            self._overflow.append((cell_id, product))
+            self.alarm(
+                "trigger_overflow",
+                "critical",
+                f"trigger {cell_id} not executed: {self.trigger_q.maxsize} triggers already wait",
+                cell_id=cell_id,
+            )
+            # wake the trigger stage should it sit in get() (the queue emptied meanwhile)
             with contextlib.suppress(queue.Full):
-                self.frame_q.put_nowait(Grabbed(frame, time.monotonic()))
+                self.trigger_q.put_nowait(_OVERFLOW)
 
     def _refuse_trigger(self, cell_id: str) -> None:
         self.alarm(
             "trigger_refused", "warning", f"trigger {cell_id} refused: stopping", cell_id=cell_id
         )
 
+    def _answer_overflow(self) -> None:
+        """An error result for each trigger that found the queue full (blocking put: this is
+        the trigger stage's own thread, and the frames queue drains)."""
+        while self._overflow:
+            cell_id, product = self._overflow.popleft()
+            frame = Frame(cell_id, None, product=product, error="trigger queue full")
+            self.frame_q.put(Grabbed(frame, time.monotonic()))
+
     def _trigger_stage(self) -> None:
         while True:
+            self._answer_overflow()
             item = self.trigger_q.get()
+            if item is _OVERFLOW:
+                continue
             if item is STOP:
+                self._answer_overflow()
                 return
             cell_id, product = item
             self.counts["triggers"] += 1
@@ -633,6 +658,12 @@ class Daemon:
             self.predictor.model_id,
         )
 
+    def _on_sighup(self) -> None:
+        log.warning(
+            "SIGHUP ignored: the station keeps inspecting; restart the service "
+            "(systemctl restart inspector) to read the configuration again"
+        )
+
     def stop(self) -> None:
         """Ask the daemon to finish (safe from a signal handler or another thread)."""
         self._stop.set()
@@ -647,8 +678,10 @@ class Daemon:
         by_name["trigger"].join(max(0.0, deadline - time.monotonic()))
         while not self.trigger_q.empty():  # queued behind STOP as it was put
             item = self.trigger_q.get_nowait()
-            if item is not STOP:
+            if item is not STOP and item is not _OVERFLOW:
                 self._refuse_trigger(item[0])
+        while self._overflow:
+            self._refuse_trigger(self._overflow.popleft()[0])
         try:
             self.source.close()
         except Exception:
@@ -683,10 +716,14 @@ class Daemon:
         log.info("stopped")
 
     def run(self, install_signals: bool = True) -> int:
-        """Start, wait for SIGTERM/SIGINT (or ``stop()``), shut down cleanly; returns 0."""
+        """Start, wait for SIGTERM/SIGINT (or ``stop()``), shut down cleanly; returns 0.
+        SIGHUP is logged and ignored."""
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
+            # SIGHUP's default action would end the process without a word; nothing here
+            # can be reloaded in place, so say so and keep inspecting
+            signal.signal(signal.SIGHUP, lambda *_: self._on_sighup())
         self.start()
         while not self._stop.wait(1.0):
             pass

@@ -252,6 +252,8 @@ do_install() {
     install_dir 0755 "$PREFIX"
     install_file 0644 "$SRC/systemd/inspector.example.yaml" "$PREFIX/examples/inspector.yaml"
     install_file 0644 "$SRC/systemd/inspector.env.example" "$PREFIX/examples/inspector.env"
+    install_file 0644 "$SRC/systemd/mosquitto.example.conf" "$PREFIX/examples/mosquitto.conf"
+    install_file 0644 "$SRC/systemd/mosquitto.example.acl" "$PREFIX/examples/mosquitto.acl"
     local doc
     for doc in "$SRC"/docs/*.md; do
         if [ -e "$doc" ]; then

@@ -58,7 +58,10 @@ class Broker:
         port: int | None = None,
         users: dict[str, str] | None = None,
         tls: bool = False,
+        settings: str = "",
     ) -> None:
+        """``settings``: more mosquitto.conf lines (limits, ``acl_file``); a key given there
+        replaces this class's default for it."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -82,8 +85,9 @@ class Broker:
             f"{auth}"
             "persistence true\n"
             f"persistence_location {self.folder}/\n"
-            "max_queued_messages 10000\n"
             f"log_dest file {self.folder}/mosquitto.log\n"
+            + ("" if "max_queued_messages" in settings else "max_queued_messages 10000\n")
+            + settings
         )
 
     @property
