@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import re
 import shutil
+import socket
 import sqlite3
 import threading
 import time
@@ -69,14 +71,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     not_before REAL NOT NULL DEFAULT 0,
     lease_until REAL,
     error TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    claimed_by TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs(state, id);
 CREATE TABLE IF NOT EXISTS explanations (
     frame_id TEXT PRIMARY KEY,
     text TEXT NOT NULL,
     backend TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    published_at REAL
 );
 CREATE TABLE IF NOT EXISTS chat (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -98,8 +102,38 @@ CREATE TABLE IF NOT EXISTS meta (
     value REAL NOT NULL
 );
 """
-# columns added after the first release: (table, column, type)
-_ADDED_COLUMNS = (("results", "station_s", "REAL"),)
+# columns added after the first release: (table, column, type, value for old rows)
+_ADDED_COLUMNS = (
+    ("results", "station_s", "REAL", None),
+    ("jobs", "claimed_by", "TEXT", None),
+    # explanations stored before the outbox were published at once: do not send them again
+    ("explanations", "published_at", "REAL", "created"),
+)
+
+
+def process_tag(pid: int | None = None) -> str:
+    """``host:pid:start`` of a process (start: its start time in clock ticks since boot, so
+    a recycled pid does not pass for the process that died)."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        start = stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "?"
+    return f"{socket.gethostname()}:{pid}:{start}"
+
+
+def process_gone(tag: str | None) -> bool:
+    """True when ``tag`` (from ``process_tag``) names a process of this host that has ended.
+    Processes of other hosts, and tags that cannot be read, count as alive."""
+    try:
+        host, pid, start = (tag or "").rsplit(":", 2)
+        pid_n = int(pid)
+    except ValueError:
+        return False
+    if host != socket.gethostname() or start == "?":
+        return False
+    return process_tag(pid_n) != tag
 
 
 @dataclass
@@ -177,11 +211,15 @@ class Store:
         self._clock_owner = False  # only a store that records results moves the clock on
 
     def _add_columns(self) -> None:
+        """Bring a database of an older release up to the current columns (in one write
+        transaction, so two processes opening it at once do not both add a column)."""
         with self._tx() as db:
-            for table, column, kind in _ADDED_COLUMNS:
+            for table, column, kind, old_value in _ADDED_COLUMNS:
                 have = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    if old_value is not None:
+                        db.execute(f"UPDATE {table} SET {column} = {old_value}")
 
     # --- the station clock: seconds of daemon running time, immune to wall-clock jumps ------
 
@@ -545,11 +583,28 @@ class Store:
     def claim_job(self, lease_s: float = JOB_LEASE_S) -> Job | None:
         """The oldest job that is due, leased to the caller; None when there is none.
 
-        A job whose worker died (lease expired without ``finish_job``/``fail_job``) is
-        claimable again.
+        A job whose worker died is claimable again: at once when that worker was a process
+        of this host that has ended (a killed explainer), else when its lease expired.
         """
         now = time.time()
+        me = process_tag()
         with self._tx() as db:
+            claimed = db.execute(
+                "SELECT id, frame_id, claimed_by FROM jobs WHERE state='claimed'"
+            ).fetchall()
+            for job in claimed:
+                if job["claimed_by"] != me and process_gone(job["claimed_by"]):
+                    log.warning(
+                        "job %s (%s) was claimed by %s, which has ended: claimable again",
+                        job["id"],
+                        job["frame_id"],
+                        job["claimed_by"],
+                    )
+                    db.execute(
+                        "UPDATE jobs SET state='queued', lease_until=NULL, claimed_by=NULL"
+                        " WHERE id=?",
+                        (job["id"],),
+                    )
             row = db.execute(
                 "SELECT j.id, j.frame_id, j.attempts, r.cell_id, r.product, r.payload,"
                 " r.image_path, r.map_path FROM jobs j JOIN results r ON r.id = j.result_id"
@@ -560,8 +615,9 @@ class Store:
             if row is None:
                 return None
             db.execute(
-                "UPDATE jobs SET state='claimed', lease_until=?, attempts=attempts+1 WHERE id=?",
-                (now + lease_s, row["id"]),
+                "UPDATE jobs SET state='claimed', lease_until=?, attempts=attempts+1,"
+                " claimed_by=? WHERE id=?",
+                (now + lease_s, me, row["id"]),
             )
         return Job(
             id=row["id"],
@@ -575,18 +631,19 @@ class Store:
         )
 
     def finish_job(self, job_id: int, text: str, backend: str) -> None:
-        """Store the explanation of a claimed job and close the job."""
+        """Store the explanation of a claimed job (unpublished) and close the job."""
         with self._tx() as db:
             row = db.execute("SELECT frame_id FROM jobs WHERE id=?", (job_id,)).fetchone()
             if row is None:
                 raise KeyError(f"no explanation job {job_id}")
             db.execute(
-                "INSERT OR REPLACE INTO explanations (frame_id, text, backend, created)"
-                " VALUES (?,?,?,?)",
+                "INSERT OR REPLACE INTO explanations (frame_id, text, backend, created,"
+                " published_at) VALUES (?,?,?,?,NULL)",
                 (row["frame_id"], text, backend, time.time()),
             )
             db.execute(
-                "UPDATE jobs SET state='done', lease_until=NULL, error=NULL WHERE id=?",
+                "UPDATE jobs SET state='done', lease_until=NULL, error=NULL, claimed_by=NULL"
+                " WHERE id=?",
                 (job_id,),
             )
 
@@ -594,9 +651,35 @@ class Store:
         """Give a claimed job back; it is due again after ``retry_in_s`` seconds."""
         with self._tx() as db:
             db.execute(
-                "UPDATE jobs SET state='queued', lease_until=NULL, error=?, not_before=?"
-                " WHERE id=?",
+                "UPDATE jobs SET state='queued', lease_until=NULL, error=?, not_before=?,"
+                " claimed_by=NULL WHERE id=?",
                 (error, time.time() + retry_in_s, job_id),
+            )
+
+    # --- explanations: their own outbox --------------------------------------------------
+
+    def unpublished_explanations(self, limit: int = 100) -> list[dict]:
+        """Stored explanations not yet acknowledged by the broker, oldest first:
+        ``{frame_id, cell_id, text, backend, created}``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT e.frame_id, e.text, e.backend, e.created,"
+                " (SELECT r.cell_id FROM results r WHERE r.frame_id = e.frame_id LIMIT 1)"
+                " AS cell_id FROM explanations e WHERE e.published_at IS NULL"
+                " ORDER BY e.rowid LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def mark_explanations_published(self, frame_ids: list[str]) -> None:
+        """The broker acknowledged these explanations."""
+        if not frame_ids:
+            return
+        now = time.time()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE explanations SET published_at=? WHERE frame_id=?",
+                [(now, f) for f in frame_ids],
             )
 
     def explanation(self, frame_id: str) -> dict | None:
@@ -710,6 +793,8 @@ class Store:
     _DELETABLE = (
         "published_at IS NOT NULL AND NOT EXISTS"
         " (SELECT 1 FROM jobs j WHERE j.result_id = results.id AND j.state != 'done')"
+        " AND NOT EXISTS (SELECT 1 FROM explanations e"
+        " WHERE e.frame_id = results.frame_id AND e.published_at IS NULL)"
     )
 
     def _delete(self, rows: list[sqlite3.Row]) -> int:

@@ -36,6 +36,10 @@ def _load_backend(cfg):
         return TemplateBackend()
 
 
+def _ignore_sighup(signum, frame) -> None:
+    log.warning("SIGHUP ignored: restart the service to read the configuration again")
+
+
 @app.command()
 def explain(
     config: Path = typer.Option(..., "--config", "-c", help="The station's YAML config file."),
@@ -68,23 +72,28 @@ def explain(
     with user_errors():
         backend = _load_backend(cfg)
     store = Store(cfg.data_dir)
-    link, sent = None, []
+    link = outbox = None
     if cfg.mqtt.enabled:
+        from inspector.explain.outbox import ExplanationOutbox
         from inspector.mqtt import MqttLink
 
         link = MqttLink(
             cfg.mqtt, cfg.station.line, cfg.station.station, role="explainer", will=False
         )
+        outbox = ExplanationOutbox(store, link)
+        link.on_ack_signal = outbox.wake  # (re)connected: publish what waits
         link.start()
+        outbox.start()
 
     def publish(cell_id: str, frame_id: str, text: str, backend_name: str) -> None:
-        if link is not None:
-            sent.append(link.publish_explanation(cell_id, frame_id, text, backend_name))
+        if outbox is not None:  # stored already: the outbox publishes it, now or later
+            outbox.wake()
 
     worker = ExplainWorker(store, backend, cfg.explainer, recipe, publish)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, _ignore_sighup)
     try:
         sd_notify("READY=1", f"STATUS=explaining with {backend.name}")
         log.info(
@@ -96,14 +105,14 @@ def explain(
             with tqdm(total=store.pending_jobs(), desc="explaining", unit="reject") as bar:
                 while not stop.is_set() and (outcome := worker.run_once()) is not None:
                     bar.update(outcome.state == "done")
-            if link is not None and sent and link.wait_connected(10):
-                for info in sent:
-                    info.wait_for_publish(10)
+            if outbox is not None and link.wait_connected(10) and not outbox.flush(30):
+                log.warning("some explanations stay in the store for the next run")
         else:
             worker.run(stop)
     finally:
         sd_notify("STOPPING=1")
         if link is not None:
+            outbox.stop()
             link.stop(final_status=None)
         backend.close()
         c = worker.counts

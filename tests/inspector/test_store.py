@@ -129,9 +129,13 @@ def test_retention_never_deletes_unpublished_results_or_unexplained_rejects(
     assert job.frame_id == "old-explained"
     store.finish_job(job.id, "text", "template")
     explained_png = store.reject("old-explained")["image_path"]
+    # everything is "old"; the explanation still waits for the broker's PUBACK
+    assert store.apply_retention(max_age_s=-1, max_bytes=10**12) == 1
+    assert store.reject("old-explained") is not None
+    store.mark_explanations_published(["old-explained"])
 
-    deleted = store.apply_retention(max_age_s=-1, max_bytes=10**12)  # everything is "old"
-    assert deleted == 2
+    deleted = store.apply_retention(max_age_s=-1, max_bytes=10**12)
+    assert deleted == 1
     left = {r["payload"]["frame_id"] for r in store.unpublished()}
     assert left == {"old-unpub"}
     assert store.reject("old-unexplained") is not None
@@ -145,6 +149,7 @@ def test_retention_by_disk_size_removes_the_oldest_deletable_first(store: Store)
     for _ in ids:
         job = store.claim_job()
         store.finish_job(job.id, "x", "template")
+        store.mark_explanations_published([job.frame_id])
     keep_one = store.disk_bytes() - sum(
         os.path.getsize(store.reject(f"r{i}")["image_path"]) for i in range(3)
     )

@@ -45,11 +45,13 @@ def rejects_in(store: Store) -> dict[str, dict]:
 
 
 def explain_all(data_dir: Path) -> int:
-    """Close every explanation job, as the explainer process would (same database)."""
+    """Close every explanation job and mark it published, as the explainer process would
+    (same database) once the broker acknowledged the explanation."""
     store, n = Store(data_dir), 0
     try:
         while (job := store.claim_job()) is not None:
             store.finish_job(job.id, "foreign particle", "test")
+            store.mark_explanations_published([job.frame_id])
             n += 1
     finally:
         store.close()
