@@ -554,30 +554,32 @@ class Daemon:
         return False
 
     def _housekeeping(self) -> None:
+        """Every heartbeat: store upkeep (checkpoint, backlog, retention, disk), then the
+        heartbeat. Upkeep that fails raises the ``housekeeping`` fault (status degraded, one
+        alarm) and the heartbeat still goes out."""
         hb = self.cfg.mqtt.heartbeat_s
-        ret = self.cfg.retention
-        next_retention = time.monotonic()
+        next_retention = [time.monotonic()]
         last = dict(self.counts)
         last_t = time.monotonic()
         while not self._stop.wait(hb):
+            now = time.monotonic()
+            backlog = None
             try:
-                now = time.monotonic()
-                self.store.checkpoint()
-                backlog = self.store.backlog()
-                self.metrics.backlog.set(backlog)
-                self.metrics.pending_jobs.set(self.store.pending_jobs())
-                self.metrics.queue_depth.labels("frames").set(self.frame_q.qsize())
-                self.metrics.queue_depth.labels("ready").set(self.ready_q.qsize())
-                self.metrics.queue_depth.labels("results").set(self.result_q.qsize())
-                unpublished = f"{backlog} results unpublished"
-                over = backlog > self.cfg.mqtt.backlog_alarm
-                if self._set_fault("backlog", unpublished if over else None) and over:
-                    self.alarm("broker_backlog", "warning", unpublished)
-                if now >= next_retention:
-                    next_retention = now + ret.check_every_s
-                    self.store.apply_retention(ret.max_age_days * 86400, int(ret.max_disk_gb * 1e9))
-                self._room_for_pictures()  # every heartbeat: the disk fault also clears
-                self._check_stalls()
+                backlog = self._upkeep(now, next_retention)
+            except Exception as exc:
+                log.exception("housekeeping failed")
+                reason = f"{type(exc).__name__}: {exc}"[:300]
+                self._raise_fault(
+                    "housekeeping",
+                    reason,
+                    "housekeeping_failed",
+                    f"store upkeep failed, results are at risk: {reason}",
+                )
+            else:
+                if self._set_fault("housekeeping", None):
+                    self.alarm("housekeeping_restored", "info", "store upkeep works again")
+            try:
+                self._check_stalls()  # not store upkeep: also while that fails
                 if self.link is not None:
                     dt = max(1e-6, now - last_t)
                     self.link.heartbeat(
@@ -591,7 +593,28 @@ class Daemon:
                     )
                 last, last_t = dict(self.counts), now
             except Exception:
-                log.exception("housekeeping failed")
+                log.exception("heartbeat failed")
+
+    def _upkeep(self, now: float, next_retention: list[float]) -> int:
+        """Checkpoint the WAL, update the gauges and the backlog fault, apply retention when
+        due, check the disk; returns the backlog."""
+        ret = self.cfg.retention
+        self.store.checkpoint()
+        backlog = self.store.backlog()
+        self.metrics.backlog.set(backlog)
+        self.metrics.pending_jobs.set(self.store.pending_jobs())
+        self.metrics.queue_depth.labels("frames").set(self.frame_q.qsize())
+        self.metrics.queue_depth.labels("ready").set(self.ready_q.qsize())
+        self.metrics.queue_depth.labels("results").set(self.result_q.qsize())
+        unpublished = f"{backlog} results unpublished"
+        over = backlog > self.cfg.mqtt.backlog_alarm
+        if self._set_fault("backlog", unpublished if over else None) and over:
+            self.alarm("broker_backlog", "warning", unpublished)
+        if now >= next_retention[0]:
+            next_retention[0] = now + ret.check_every_s
+            self.store.apply_retention(ret.max_age_days * 86400, int(ret.max_disk_gb * 1e9))
+        self._room_for_pictures()  # every heartbeat: the disk fault also clears
+        return backlog
 
     def _check_stalls(self) -> None:
         """Degrade the status while a stage hangs inside one item (the watchdog also stops)."""

@@ -15,8 +15,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 log = logging.getLogger("inspector.health")
 
@@ -102,6 +104,48 @@ class Watchdog:
         self._stop.set()
 
 
+METRICS_MAX_CONNECTIONS = 8  # a scraper needs one; more are closed at once
+METRICS_TIMEOUT_S = 5.0  # a silent or half-sent request is dropped after this
+
+
+class _MetricsHandler(WSGIRequestHandler):
+    timeout = METRICS_TIMEOUT_S  # socketserver sets it on the connection
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base's name)
+        pass  # a scrape every few seconds does not belong in the journal
+
+
+class BoundedMetricsServer(ThreadingMixIn, WSGIServer):
+    """The /metrics HTTP server with at most ``max_connections`` open at a time, each dropped
+    after ``METRICS_TIMEOUT_S`` of silence, so idle clients cannot take the file handles
+    (and threads) the line needs."""
+
+    daemon_threads = True
+    max_connections = METRICS_MAX_CONNECTIONS
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self.refused = 0
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class Metrics:
     """The daemon's Prometheus metrics, in their own registry (several daemons per process
     in tests); ``serve(port)`` exposes them over HTTP."""
@@ -137,8 +181,20 @@ class Metrics:
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Start the /metrics HTTP endpoint; returns the port (0 picks a free one)."""
-        self._server, _ = start_http_server(port, addr=host, registry=self.registry)
-        return self._server.server_port
+        server_class = BoundedMetricsServer
+        if ":" in host:  # an IPv6 address such as ::1
+            server_class = type("BoundedMetricsServer6", (server_class,), {})
+            server_class.address_family = socket.AF_INET6
+        server = make_server(
+            host,
+            port,
+            make_wsgi_app(self.registry),
+            server_class=server_class,
+            handler_class=_MetricsHandler,
+        )
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        self._server = server
+        return server.server_port
 
     @property
     def port(self) -> int | None:

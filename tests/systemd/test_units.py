@@ -162,3 +162,10 @@ def test_exec_start_command_takes_the_units_arguments(unit: str) -> None:
         proc = run_inspector(argv[1], "--help", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "--config" in proc.stdout
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_every_unit_raises_the_open_file_limit(unit: str) -> None:
+    """systemd's default soft limit of 1024 open files ran out under idle metrics clients."""
+    limit = unit_directives(UNIT_DIR / unit).get("Service.LimitNOFILE", ["1024"])[-1]
+    assert int(limit.split(":")[0]) >= 65536
