@@ -6,6 +6,7 @@ Topics under ``{prefix}/{line}/{station}/`` (prefix ``inspector/v1``), JSON payl
   PUBACK marks a row delivered. A result may be repeated after a crash (same ``frame_id``).
 - ``alarm`` QoS 1: rejects and station faults, with a severity.
 - ``status`` QoS 1 retained: ``online`` / ``degraded`` / ``offline``; the will sets offline.
+  The daemon also reads it: a status someone else publishes while it runs is overwritten.
 - ``heartbeat`` QoS 0: counters and rates.
 - ``trigger`` subscribed QoS 1: ``{"cell_id": "...", "product": "..."}`` from the PLC.
 - ``explanation`` QoS 1: published by the explainer through the same class.
@@ -13,6 +14,7 @@ Topics under ``{prefix}/{line}/{station}/`` (prefix ``inspector/v1``), JSON payl
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import queue
@@ -118,6 +120,8 @@ class MqttLink:
         self.refusal: str | None = None
         self._stopping = threading.Event()  # our own disconnect: nothing to warn about
         self._status = {"state": "online", "detail": ""}
+        self._sent_status: collections.deque[bytes] = collections.deque(maxlen=8)
+        self._last_correction = -1e9
         self._acks: queue.SimpleQueue[tuple[int, float]] = queue.SimpleQueue()
         self._pending: dict[int, int] = {}  # mid -> result row id
         self._early: dict[int, float] = {}  # mids acknowledged before publish() returned
@@ -183,9 +187,10 @@ class MqttLink:
     def stop(self, final_status: str | None = "offline", timeout: float = 5.0) -> None:
         """Publish the final status (when connected), then disconnect cleanly."""
         if final_status and self.connected.is_set() and self._will:
-            info = self.client.publish(
-                self.topic("status"), self._status_payload(final_status, "stopped"), 1, True
-            )
+            self._status = {"state": final_status, "detail": "stopped"}
+            payload = self._status_payload(final_status, "stopped")
+            self._sent_status.append(payload)  # its echo is ours, not a forgery
+            info = self.client.publish(self.topic("status"), payload, 1, True)
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError) as exc:
@@ -205,10 +210,8 @@ class MqttLink:
         if self.on_trigger is not None:
             client.subscribe(self.topic("trigger"), qos=1)
         if self._will:
-            st = self._status
-            client.publish(
-                self.topic("status"), self._status_payload(st["state"], st["detail"]), 1, True
-            )
+            client.subscribe(self.topic("status"), qos=1)  # to correct a forged status
+            self._publish_status()
         self.connected.set()
         if self.on_ack_signal:
             self.on_ack_signal()
@@ -302,7 +305,35 @@ class MqttLink:
         self._status = {"state": state, "detail": detail}
         log.info("status %s %s", state, detail)
         if self.connected.is_set():
-            self.client.publish(self.topic("status"), self._status_payload(state, detail), 1, True)
+            self._publish_status()
+
+    def _publish_status(self) -> None:
+        """Publish the current status, retained, and remember it as one of ours."""
+        payload = self._status_payload(self._status["state"], self._status["detail"])
+        self._sent_status.append(payload)
+        self.client.publish(self.topic("status"), payload, 1, True)
+
+    def _status_seen(self, message) -> None:
+        """A status message on our own topic: one published by someone else while we run
+        (a forged ``offline``, a stale second instance) is overwritten with ours."""
+        if message.retain or message.payload in self._sent_status:
+            return  # the retained one at subscribe is replaced by ours anyway; or our echo
+        now = time.monotonic()
+        if now - self._last_correction < 1.0:  # a flood of forgeries: one correction a second
+            return
+        self._last_correction = now
+        log.warning(
+            "someone else published on %s: %r; publishing ours again",
+            message.topic,
+            message.payload[:200],
+        )
+        self.alarm(
+            "foreign_status",
+            "warning",
+            "another client published this station's status; the station's own was restored"
+            " (check the broker's ACL, see the operator guide)",
+        )
+        self._publish_status()
 
     @property
     def status(self) -> str:
@@ -355,6 +386,9 @@ class MqttLink:
     # --- triggers ------------------------------------------------------------------------
 
     def _on_message(self, client, userdata, message) -> None:
+        if message.topic == self.topic("status") and self._will:
+            self._status_seen(message)
+            return
         if message.topic != self.topic("trigger") or self.on_trigger is None:
             return
         try:

@@ -126,7 +126,13 @@ class Broker:
 class Collector:
     """Subscribes to ``topic_root#`` and keeps every message; wait on them with a timeout."""
 
-    def __init__(self, broker: Broker, topic_root: str, client_id: str = "test-collector") -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        topic_root: str,
+        client_id: str = "test-collector",
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         self.messages: list[tuple[str, dict | str, bool]] = []
         self._cond = threading.Condition()
         self.topic_root = topic_root
@@ -138,6 +144,8 @@ class Collector:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.reconnect_delay_set(0.1, 0.5)
+        if auth is not None:
+            self.client.username_pw_set(*auth)
         self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()
         if not self._subscribed.wait(10):
