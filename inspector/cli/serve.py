@@ -40,13 +40,12 @@ def serve(
     and the login form are open without it. Binds to 127.0.0.1 unless
     web.host or --host says otherwise.
     """
-    import uvicorn
-
     from inspector.config import load_config
     from inspector.store import Store
     from inspector.web.app import create_app
     from inspector.web.chat import ExplainerChat
     from inspector.web.config import WebConfig
+    from inspector.web.server import serve_app
 
     with user_errors():
         cfg = load_config(config)
@@ -74,7 +73,7 @@ def serve(
             err=True,
         )
     try:
-        uvicorn.run(application, host=web.host, port=web.port, log_level="info", access_log=False)
+        serve_app(application, web.host, web.port)
     finally:
         chat.close()
         store.close()

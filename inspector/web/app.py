@@ -12,11 +12,10 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +27,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from inspector.web import present
-from inspector.web.auth import COOKIE_NAME, Authenticator
+from inspector.web.auth import COOKIE_NAME, Authenticator, Throttle
 from inspector.web.config import WebConfig
 from inspector.web.pictures import PictureMissing, Pictures, stored_file
 
@@ -37,7 +36,8 @@ log = logging.getLogger(__name__)
 ChatFn = Callable[[dict, list[dict], str], str]
 MAX_FORM_BYTES = 65_536  # a 2000-character question in any script, url-encoded
 MAX_QUESTION_CHARS = 2000
-LOGIN_FAILURES_PER_MINUTE = 10
+LOGIN_FAILURES_PER_MINUTE = 10  # per client address, form and Authorization header together
+CHAT_WAITING = 8  # questions waiting for the assistant; more are told to come back
 PUBLIC_PATHS = frozenset({"/health", "/login"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -123,11 +123,14 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
     """
     credentials = settings.credentials()
     auth = Authenticator(credentials, settings.session_hours)
-    failures: deque[float] = deque(maxlen=LOGIN_FAILURES_PER_MINUTE)
+    throttle = Throttle(LOGIN_FAILURES_PER_MINUTE, 60.0)
     data_dir = Path(store.data_dir)
     pictures = Pictures(data_dir)
     static = _static_files()
-    chat_lock = threading.Lock()  # one question at a time to the language model
+    # one question at a time to the language model, on a thread of its own: a hanging model
+    # holds that thread, never the threads that serve the other pages
+    chat_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat")
+    chat_waiting = [0]
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(_bundled("templates"))),
         autoescape=True,
@@ -168,10 +171,24 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
     def not_found(request: Request, what: str = "No such reject") -> HTMLResponse:
         return page(request, "missing.html", status=404, what=what)
 
-    def is_authorized(request: Request) -> bool:
-        return auth.check_header(request.headers.get("authorization")) or auth.check_cookie(
-            request.cookies.get(COOKIE_NAME)
-        )
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "?"
+
+    def authorization(request: Request) -> int:
+        """200 (let in), 401 (no or wrong credentials) or 429 (this client guessed too often).
+
+        A wrong ``Authorization`` header counts as a wrong login, as the form does."""
+        header = request.headers.get("authorization")
+        if header is None:
+            return 200 if auth.check_cookie(request.cookies.get(COOKIE_NAME)) else 401
+        client = client_of(request)
+        if throttle.blocked(client):
+            return 429
+        if auth.check_header(header):
+            return 200
+        throttle.failed(client)
+        log.warning("wrong Authorization header from %s", client)
+        return 401
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -179,7 +196,14 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
         public = path in PUBLIC_PATHS or (
             path.startswith("/static/") and path.removeprefix("/static/") in static
         )
-        if not public and not is_authorized(request):
+        verdict = 200 if public else authorization(request)
+        if verdict == 429:
+            response = JSONResponse(
+                {"detail": "too many wrong logins from this address; wait a minute"},
+                status_code=429,
+                headers={"Retry-After": "60"},
+            )
+        elif verdict != 200:
             wants_html = "text/html" in request.headers.get("accept", "")
             if request.method == "GET" and wants_html:
                 target = quote(path + ("?" + request.url.query if request.url.query else ""))
@@ -199,7 +223,7 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
         return response
 
     @app.get("/health")
-    def health() -> dict:
+    async def health() -> dict:  # async: answers even when every worker thread is busy
         """Liveness for monitoring; open to all and says nothing about the rejects."""
         return {"status": "ok"}
 
@@ -218,14 +242,14 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
     async def login(request: Request) -> Response:
         form = await _form(request)
         target = _safe_next(form.get("next"))
-        now = time.monotonic()
-        if len(failures) == failures.maxlen and now - failures[0] < 60.0:
+        client = client_of(request)
+        if throttle.blocked(client):
             return login_page(
                 request, 429, target, "Too many wrong attempts. Wait a minute and try again."
             )
         if not auth.check_login(form.get("username", ""), form.get("secret", "")):
-            failures.append(now)
-            log.warning("failed login from %s", request.client.host if request.client else "?")
+            throttle.failed(client)
+            log.warning("failed login from %s", client)
             return login_page(request, 401, target, "Wrong token or password.")
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
@@ -239,7 +263,8 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
         return response
 
     @app.post("/logout")
-    def logout() -> Response:
+    def logout(request: Request) -> Response:
+        auth.revoke(request.cookies.get(COOKIE_NAME))  # a copy of the cookie dies with it
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE_NAME)
         return response
@@ -352,15 +377,36 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
             )
 
         def answer() -> str:
-            with chat_lock:
-                history = store.chat_history(frame_id)
-                text = chat_fn(reject, history, question)
-                store.append_chat(frame_id, "user", question)
-                store.append_chat(frame_id, "assistant", text)
-                return text
+            history = store.chat_history(frame_id)
+            text = chat_fn(reject, history, question)
+            store.append_chat(frame_id, "user", question)
+            store.append_chat(frame_id, "assistant", text)
+            return text
 
+        if chat_waiting[0] >= CHAT_WAITING:
+            return await run_in_threadpool(
+                reject_page,
+                request,
+                reject,
+                503,
+                question,
+                "The assistant is busy with other questions. Please try again in a minute.",
+            )
+        chat_waiting[0] += 1
         try:
-            await run_in_threadpool(answer)
+            future = asyncio.get_running_loop().run_in_executor(chat_pool, answer)
+            await asyncio.wait_for(future, settings.chat_timeout_s)
+        except TimeoutError:
+            log.warning("chat for %s: no answer within %.0f s", frame_id, settings.chat_timeout_s)
+            return await run_in_threadpool(
+                reject_page,
+                request,
+                reject,
+                504,
+                question,
+                f"The assistant did not answer within {settings.chat_timeout_s:.0f} s."
+                " Please try again later.",
+            )
         except Exception as exc:  # the assistant's failure must not lose the question
             log.exception("chat failed for %s", frame_id)
             return await run_in_threadpool(
@@ -371,8 +417,11 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
                 question,
                 f"The assistant could not answer ({type(exc).__name__}). Please try again.",
             )
+        finally:
+            chat_waiting[0] -= 1
         return RedirectResponse(f"/rejects/{quote(frame_id, safe='')}#chat-end", 303)
 
+    app.router.on_shutdown.append(lambda: chat_pool.shutdown(wait=False, cancel_futures=True))
     return app
 
 

@@ -12,7 +12,9 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import threading
 import time
+from collections import OrderedDict, deque
 
 from inspector.web.config import Credentials
 
@@ -41,6 +43,8 @@ class Authenticator:
         self._creds = credentials
         self._key = secrets.token_bytes(32)
         self.session_s = int(session_hours * 3600)
+        self._revoked: dict[str, int] = {}  # payload of a logged-out cookie -> its expiry
+        self._revoked_lock = threading.Lock()
 
     def check_login(self, username: str, secret: str) -> bool:
         """A login form's fields: the token alone, or the username with its password."""
@@ -88,4 +92,57 @@ class Authenticator:
         # a forged expiry of thousands of digits would make int() raise
         if not expires.isdigit() or len(expires) > 12 or int(expires) < time.time():
             return False
-        return hmac.compare_digest(mac.encode("ascii"), self._mac(payload).encode("ascii"))
+        if not hmac.compare_digest(mac.encode("ascii"), self._mac(payload).encode("ascii")):
+            return False
+        with self._revoked_lock:
+            return payload not in self._revoked
+
+    def revoke(self, value: str | None) -> None:
+        """Log a cookie out: it is refused from now on, even though it has not expired."""
+        if not self.check_cookie(value):
+            return
+        payload = value.rpartition(".")[0]
+        now = time.time()
+        with self._revoked_lock:
+            for old, expires in list(self._revoked.items()):  # forget what expired anyway
+                if expires < now:
+                    del self._revoked[old]
+            self._revoked[payload] = int(payload.partition(".")[0])
+
+
+class Throttle:
+    """Wrong logins per client address: after ``limit`` within ``window_s`` that client gets
+    429 until the oldest ages out; others are not affected.
+
+    Example:
+        >>> t = Throttle(limit=2)
+        >>> t.failed("10.0.0.5"); t.failed("10.0.0.5")
+        >>> t.blocked("10.0.0.5"), t.blocked("10.0.0.6")
+        (True, False)
+    """
+
+    def __init__(self, limit: int = 10, window_s: float = 60.0, max_clients: int = 10_000) -> None:
+        self.limit, self.window_s, self.max_clients = limit, window_s, max_clients
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def blocked(self, client: str) -> bool:
+        """True while ``client`` has ``limit`` failures within the last ``window_s``."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._failures.get(client)
+            while times and now - times[0] >= self.window_s:
+                times.popleft()
+            if times is not None and not times:
+                del self._failures[client]
+                return False
+            return times is not None and len(times) >= self.limit
+
+    def failed(self, client: str) -> None:
+        """Count one wrong login (form or ``Authorization`` header) of ``client``."""
+        with self._lock:
+            times = self._failures.setdefault(client, deque(maxlen=self.limit))
+            times.append(time.monotonic())
+            self._failures.move_to_end(client)
+            while len(self._failures) > self.max_clients:  # a flood of addresses: oldest go
+                self._failures.popitem(last=False)

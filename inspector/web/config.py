@@ -59,6 +59,13 @@ class WebConfig(BaseModel):
     page_size: int = Field(50, ge=1, le=1000, description="Rejects per list page.")
     session_hours: float = Field(12.0, gt=0, description="How long a login lasts (one shift).")
     cookie_secure: bool = Field(False, description="Send the login cookie over HTTPS only.")
+    chat_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="A chat question not answered within this gets an error page (504); the "
+        "rest of the page never waits for the assistant.",
+    )
 
     @model_validator(mode="after")
     def _password_needs_user(self) -> WebConfig:

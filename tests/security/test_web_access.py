@@ -39,6 +39,9 @@ def client(store: Store) -> TestClient:  # noqa: F811
     return TestClient(app, follow_redirects=False, raise_server_exceptions=False)
 
 
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def basic(raw: bytes) -> str:
     return "Basic " + base64.b64encode(raw).decode()
 
@@ -53,8 +56,8 @@ def test_forged_authorization_headers_are_refused_without_a_crash(client, header
     response = client.get("/rejects", headers={"Authorization": header.encode("latin-1")})
     if header.strip() in (f"Bearer {TOKEN}", f"bearer {TOKEN}"):
         assert response.status_code == 200
-    else:
-        assert response.status_code == 401, (header, response.status_code)
+    else:  # 429 once this client has guessed ten times within a minute
+        assert response.status_code in (401, 429), (header, response.status_code)
 
 
 @settings(**SETTINGS, suppress_health_check=FUZZ)
@@ -106,3 +109,41 @@ def test_the_login_page_escapes_the_next_target(client, target: str) -> None:
     assert page.status_code == 200
     assert "<script>alert" not in page.text and "<img src=x" not in page.text
     assert page.text.count("<script") == 1  # only the page's own /static/page.js
+
+
+def test_repeated_wrong_logins_are_slowed_down_for_that_client_only(store: Store) -> None:  # noqa: F811
+    app = create_app(store, template_chat, WebConfig(token=SecretStr(TOKEN), token_env=None))
+    guesser = TestClient(app, follow_redirects=False, client=("10.0.0.66", 40000))
+    colleague = TestClient(app, follow_redirects=False, client=("10.0.0.7", 40000))
+    codes = [guesser.post("/login", data={"secret": f"guess{i}"}).status_code for i in range(11)]
+    assert codes == [401] * 10 + [429]
+    assert guesser.post("/login", data={"secret": TOKEN}).status_code == 429
+    assert guesser.get("/rejects", headers=BEARER).status_code == 429  # the header way, too
+    # everyone else logs in as before, with the form or the token
+    assert colleague.post("/login", data={"secret": TOKEN}).status_code == 303
+    assert colleague.get("/rejects", headers=BEARER).status_code == 200
+
+
+def test_wrong_authorization_headers_are_limited_like_the_form(store: Store) -> None:  # noqa: F811
+    app = create_app(store, template_chat, WebConfig(token=SecretStr(TOKEN), token_env=None))
+    guesser = TestClient(app, follow_redirects=False, client=("10.0.0.66", 40000))
+    colleague = TestClient(app, follow_redirects=False, client=("10.0.0.7", 40000))
+    raw = base64.b64encode(b"admin:guess").decode()
+    wrong = [{"Authorization": f"Bearer guess{i}"} for i in range(6)]
+    wrong += [{"Authorization": f"Basic {raw}"}] * 4
+    codes = [guesser.get("/rejects", headers=h).status_code for h in wrong]
+    assert codes == [401] * 10
+    assert guesser.get("/rejects", headers={"Authorization": "Bearer guess"}).status_code == 429
+    assert guesser.get("/rejects", headers=BEARER).status_code == 429
+    assert guesser.post("/login", data={"secret": TOKEN}).status_code == 429
+    assert guesser.get("/health").status_code == 200
+    assert colleague.get("/rejects", headers=BEARER).status_code == 200
+
+
+def test_logout_revokes_the_session(client: TestClient) -> None:
+    assert client.post("/login", data={"secret": TOKEN}).status_code == 303
+    cookie = client.cookies.get(COOKIE_NAME)
+    assert client.get("/rejects").status_code == 200
+    assert client.post("/logout").status_code == 303
+    client.cookies.set(COOKIE_NAME, cookie)  # a copy kept from before the logout
+    assert client.get("/rejects", headers={"Accept": "application/json"}).status_code == 401

@@ -84,7 +84,6 @@ def test_repeated_wrong_logins_are_slowed_down(client: TestClient) -> None:
     codes = [client.post("/login", data={"secret": f"guess{i}"}).status_code for i in range(11)]
     assert codes == [401] * 10 + [429]
     assert client.post("/login", data={"secret": TOKEN}).status_code == 429
-    assert client.get("/rejects", headers=AUTH).status_code == 200  # the token still works
 
 
 def test_login_never_redirects_off_site(client: TestClient) -> None:
