@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
 import h11
 import uvicorn
@@ -61,7 +62,12 @@ class TimelyH11(H11Protocol):
 
 
 def serve_app(app, host: str, port: int) -> None:
-    """Serve ``app`` until SIGTERM/SIGINT, with the limits above."""
+    """Serve ``app`` until SIGTERM/SIGINT, with the limits above; SIGHUP is logged and
+    ignored (its default would end the page without a word)."""
+    signal.signal(
+        signal.SIGHUP,
+        lambda *_: log.warning("SIGHUP ignored: restart the service to read the configuration"),
+    )
     uvicorn.run(
         app,
         host=host,

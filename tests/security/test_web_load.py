@@ -8,6 +8,7 @@ import concurrent.futures
 import contextlib
 import os
 import resource
+import signal
 import socket
 import subprocess
 import threading
@@ -83,7 +84,9 @@ def _limit_files() -> None:
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Iterator[str]:
+def served_page(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """``inspector serve`` with a reject ``f1``, the openai backend on a silent server, and
     no more than ``OPEN_FILES`` file handles."""
     tmp = tmp_path_factory.mktemp("page")
@@ -128,7 +131,7 @@ def page(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Iterato
                 # pace the retries by waiting on the process: an early exit shows at once
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(0.2)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:
@@ -141,7 +144,8 @@ def page(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Iterato
 
 
 @pytest.mark.slow
-def test_chat_with_a_hung_model_does_not_freeze_the_page(page: str) -> None:
+def test_chat_with_a_hung_model_does_not_freeze_the_page(served_page) -> None:
+    page, _ = served_page
     with concurrent.futures.ThreadPoolExecutor(45) as pool:
         started = time.monotonic()
         questions = [pool.submit(ask, page + "/rejects/f1/chat", 60) for _ in range(45)]
@@ -157,7 +161,8 @@ def test_chat_with_a_hung_model_does_not_freeze_the_page(page: str) -> None:
 
 
 @pytest.mark.slow
-def test_half_sent_requests_do_not_starve_health(page: str) -> None:
+def test_half_sent_requests_do_not_starve_health(served_page) -> None:
+    page, _ = served_page
     host, port = page.removeprefix("http://").split(":")
     idle = []
     try:
@@ -177,3 +182,11 @@ def test_half_sent_requests_do_not_starve_health(page: str) -> None:
         for s in idle:
             s.close()
     assert get(page + "/rejects", 5) == 200
+
+
+@pytest.mark.slow
+def test_sighup_leaves_the_page_running(served_page: tuple[str, subprocess.Popen]) -> None:
+    base, proc = served_page
+    proc.send_signal(signal.SIGHUP)
+    assert get(base + "/health", 5, token=False) == 200
+    assert proc.poll() is None
