@@ -33,11 +33,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.results import update_results
 from export.onnx_export import export_bundle, mha_fastpath_disabled
 from inspector.backends import create_backend
-from models import clip_loader
+from models.backbones import clip_loader
+from models.backbones.openclip import OpenClipBackbone
 from models.bundle import _make_decoder, create_bundle, encode_references, save_tensors
 from models.datasets import load_test_split, train_images
 from models.detector import BatteryDetector
-from models.encoder import TapEncoder
 from models.image_io import read_image
 from models.metrics import image_auroc, pixel_auroc
 from models.preprocess import preprocess
@@ -61,6 +61,9 @@ class Plan:
 
 PLANS = {
     "tiny": Plan("tiny", 4, 50, {8: 10, 32: 4}, 10, 3),
+    "effnet-lite0": Plan("effnet-lite0", 4, 50, {8: 10, 32: 4}, 10, 3),
+    "effnet-lite1": Plan("effnet-lite1", 4, 50, {8: 10, 32: 4}, 10, 3),
+    "effnet-lite2": Plan("effnet-lite2", 4, 50, {8: 10, 32: 4}, 10, 3),
     "vit-h-14": Plan("vit-h-14", 2, 5, {8: 1, 32: 1}, 3, 1),
 }
 
@@ -95,8 +98,8 @@ def count_gflop(detector: BatteryDetector, size: int) -> float:
 
 def make_bundle(plan: Plan, out: Path, refs: list[np.ndarray]) -> tuple[Path, float]:
     """A bundle with random weights and a memory bank; returns it and its GFLOP per image."""
-    if plan.arch == "tiny":
-        create_bundle(out, "tiny", "pouch cell", reference_images=refs[: plan.shots])
+    if plan.arch != "vit-h-14":  # tiny and the pretrained CNNs build as users build them
+        create_bundle(out, plan.arch, "pouch cell", reference_images=refs[: plan.shots])
         from models.bundle import load_detector
 
         det = load_detector(out)
@@ -107,7 +110,7 @@ def make_bundle(plan: Plan, out: Path, refs: list[np.ndarray]) -> tuple[Path, fl
         from open_clip.model import _build_vision_tower
 
         visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"]).eval()
-        encoder = TapEncoder(visual)
+        encoder = OpenClipBackbone(plan.arch, visual)
         text = F.normalize(torch.randn(2, cfg["embed_dim"]), dim=-1)
         bank = encode_references(encoder, refs[: plan.shots])
         det = BatteryDetector(encoder, _make_decoder(encoder, cfg["embed_dim"]), text, bank).eval()
@@ -334,11 +337,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny only (about a minute)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write RESULTS.md")
+    parser.add_argument(
+        "--arch", action="append", choices=sorted(PLANS), help="only these (repeatable)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     peak = cpu_peak()
     load_start = os.getloadavg()[0]
-    archs = ["tiny"] if args.quick else ["tiny", "vit-h-14"]
+    archs = args.arch or (["tiny"] if args.quick else list(PLANS))
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         for arch in archs:

@@ -1,9 +1,10 @@
 """An int8 variant of an exported graph: ONNX Runtime dynamic quantisation of the encoder.
 
-Only the transformer blocks' weight matrix products are quantised (weights int8 per output
-channel, activations uint8 with a scale computed per call). They carry almost all of the
-FLOPs; the decoder's cosine logits, the memory bank's nearest-neighbour search and the
-smoothing stay float32 because small errors there move the map directly.
+Only the backbone's weight products are quantised (a ViT's transformer-block MatMul/Gemm, a
+CNN's convolutions; weights int8 per output channel, activations uint8 with a scale computed
+per call). They carry almost all of the FLOPs; the decoder's cosine logits, the memory bank's
+nearest-neighbour search and the smoothing stay float32 because small errors there move the
+map directly.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from pathlib import Path
 
 import onnx
 
-ENCODER_BLOCK_PREFIXES = ("/encoder/resblocks.", "/encoder/visual/transformer/resblocks.")
-QUANTISED_OPS = ("MatMul", "Gemm")
+ENCODER_BLOCK_PREFIXES = (
+    "/encoder/resblocks.",
+    "/encoder/visual/transformer/resblocks.",
+    "/encoder/net/",  # models.backbones.efficientnet
+)
+QUANTISED_OPS = ("MatMul", "Gemm", "Conv")
 
 
 def encoder_weight_products(model: onnx.ModelProto) -> list[str]:
-    """Names of the encoder blocks' MatMul/Gemm nodes whose second input is a weight."""
+    """Names of the encoder's MatMul/Gemm/Conv nodes whose second input is a weight."""
     weights = {init.name for init in model.graph.initializer}
     return [
         node.name

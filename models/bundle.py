@@ -1,7 +1,8 @@
 """Model bundles: a folder with ``recipe.yaml`` and the tensors of one product's detector.
 
-``create_bundle`` makes one from an architecture, a product noun and optional normal
-reference images; ``load_detector`` rebuilds the detector from it without any network.
+``create_bundle`` makes one from an architecture (a backbone of ``models.backbones``), a
+product noun and optional normal reference images; ``load_detector`` rebuilds the detector
+from it without any network.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from models import clip_loader
+from models.backbones.base import Backbone
+from models.backbones.openclip import OpenClipBackbone
+from models.backbones.registry import DEFAULT_ARCH, create_backbone, empty_backbone
 from models.decoder import TextDecoder
 from models.detector import BatteryDetector
-from models.encoder import TapEncoder
-from models.memory_bank import MemoryBank
+from models.memory_bank import CoresetSize, MemoryBank
 from models.preprocess import preprocess
-from models.prompts import PromptSet, encode_prompts
+from models.prompts import PromptSet
 from models.recipe import (
     CHECKPOINT_FILE,
     DECODER_FILE,
     ENCODER_FILE,
     MEMORY_FILE,
     TEXT_FILE,
+    Coreset,
     Prompts,
     Recipe,
     file_sha256,
@@ -35,20 +38,26 @@ from models.recipe import (
 )
 
 
-def _make_decoder(encoder: TapEncoder, embed_dim: int) -> TextDecoder:
-    visual = encoder.visual
-    return TextDecoder(
-        encoder.width, embed_dim, len(encoder.taps), norm=visual.ln_post, init_proj=visual.proj
-    )
+def _make_decoder(encoder: Backbone, embed_dim: int) -> TextDecoder:
+    if isinstance(encoder, OpenClipBackbone):  # start as CLIP's zero-shot matcher
+        visual = encoder.visual
+        return TextDecoder(encoder.tap_widths, embed_dim, visual.ln_post, visual.proj)
+    return TextDecoder(encoder.tap_widths, embed_dim)
+
+
+def _normalize_taps(encoder: Backbone) -> bool:
+    """ViT residual tokens carry outlier channels: compare them tap by tap, unit length."""
+    return isinstance(encoder, OpenClipBackbone)
 
 
 @torch.no_grad()
 def encode_references(
-    encoder: TapEncoder,
+    encoder: Backbone,
     images: Sequence[np.ndarray],
     bit_depth: int | None = None,
     batch_size: int = 8,
     progress: bool = False,
+    coreset: CoresetSize | None = None,
 ) -> MemoryBank | None:
     """Memory bank from normal reference frames (None when there are none)."""
     if not images:
@@ -59,11 +68,20 @@ def encode_references(
         chunk = images[i : i + batch_size]
         x = np.stack([preprocess(im, encoder.image_size, bit_depth) for im in chunk])
         batches.append(encoder(torch.from_numpy(x)))
-    return MemoryBank.from_taps(batches)
+    return MemoryBank.from_taps(
+        batches, _normalize_taps(encoder), coreset, grid=encoder.grid_size
+    )
+
+
+def default_fusion(encoder: Backbone, has_bank: bool) -> str:
+    """An untrained CNN decoder means nothing: such bundles use the memory bank alone."""
+    if has_bank and not encoder.has_text_tower:
+        return "memory"
+    return "mean"
 
 
 def build_detector(
-    arch: str,
+    arch: str = DEFAULT_ARCH,
     product: str = "battery",
     weights: str | Path | None = None,
     reference_images: Sequence[np.ndarray] = (),
@@ -71,15 +89,18 @@ def build_detector(
     prompts: PromptSet | None = None,
     bit_depth: int | None = None,
     progress: bool = False,
+    image_size: int | None = None,
+    coreset: CoresetSize | None = None,
 ) -> BatteryDetector:
     """A detector in memory, straight from an architecture (and weights for ViT-H)."""
-    clip = clip_loader.create_clip(arch, weights=weights, seed=seed)
     prompts = prompts or PromptSet(product)
-    text = encode_prompts(clip, clip_loader.tokenizer_for(arch), prompts)
-    encoder = TapEncoder(clip.visual)
+    encoder, text = create_backbone(arch, weights, seed, image_size, prompts)
     decoder = _make_decoder(encoder, text.shape[1])
-    bank = encode_references(encoder, reference_images, bit_depth, progress=progress)
-    return BatteryDetector(encoder, decoder, text, bank).eval()
+    bank = encode_references(
+        encoder, reference_images, bit_depth, progress=progress, coreset=coreset
+    )
+    fusion = default_fusion(encoder, bank is not None)
+    return BatteryDetector(encoder, decoder, text, bank, fusion=fusion).eval()
 
 
 def save_tensors(bundle: str | Path, detector: BatteryDetector, encoder: bool = False) -> None:
@@ -93,11 +114,12 @@ def save_tensors(bundle: str | Path, detector: BatteryDetector, encoder: bool = 
         tmp.replace(bundle / name)
 
     if encoder:
-        _save(detector.encoder.visual.state_dict(), ENCODER_FILE)
+        _save(detector.encoder.state_dict(), ENCODER_FILE)
     _save(detector.decoder.state_dict(), DECODER_FILE)
     _save({"text": detector.text_embeddings}, TEXT_FILE)
     if detector.memory_bank is not None:
-        _save({"features": detector.memory_bank.features}, MEMORY_FILE)
+        bank = detector.memory_bank
+        _save({"features": bank.features, "scale": bank.scale}, MEMORY_FILE)
     elif (bundle / MEMORY_FILE).exists():
         (bundle / MEMORY_FILE).unlink()
 
@@ -112,6 +134,8 @@ def create_bundle(
     bit_depth: int | None = None,
     pixel_pitch_mm: float | None = None,
     progress: bool = False,
+    image_size: int | None = None,
+    coreset: CoresetSize | None = None,
 ) -> Recipe:
     """Make a bundle folder for one product; returns its recipe.
 
@@ -125,8 +149,10 @@ def create_bundle(
         [0, 1, 2, 3]
     """
     prompts = PromptSet(product)
+    coreset = coreset or CoresetSize()
     det = build_detector(
-        arch, product, weights, reference_images, seed, prompts, bit_depth, progress
+        arch, product, weights, reference_images, seed, prompts, bit_depth, progress,
+        image_size, coreset,
     )
     out = Path(out)
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)
@@ -136,7 +162,15 @@ def create_bundle(
         product=product,
         input_size=det.image_size,
         patch_grid=det.encoder.grid_size[0],
-        taps=det.encoder.taps,
+        taps=getattr(det.encoder, "taps", list(range(det.encoder.n_taps))),
+        fusion=det.fusion,
+        coreset=Coreset(
+            fraction=coreset.fraction,
+            minimum=coreset.minimum,
+            maximum=coreset.maximum,
+            kept=det.memory_bank.n_patches if det.memory_bank is not None else 0,
+            of_total=len(reference_images) * det.encoder.grid_size[0] * det.encoder.grid_size[1],
+        ),
         prompts=Prompts(
             normal_states=prompts.normal_states,
             abnormal_states=prompts.abnormal_states,
@@ -155,17 +189,17 @@ def load_detector(bundle: str | Path, device: str | torch.device = "cpu") -> Bat
     """Rebuild a bundle's detector (eval mode, on ``device``) from its files alone."""
     bundle = Path(bundle)
     recipe = load_recipe(bundle)
-    visual = clip_loader.create_visual(recipe.arch)
-    visual.load_state_dict(load_file(bundle / ENCODER_FILE, device=str(device)), assign=True)
-    encoder = TapEncoder(visual, recipe.taps)
+    encoder = empty_backbone(recipe.arch, recipe.input_size, recipe.taps)
+    encoder.load_state_dict(load_file(bundle / ENCODER_FILE, device=str(device)), assign=True)
     text = load_file(bundle / TEXT_FILE, device=str(device))["text"]
     with torch.device("meta"):
-        decoder = TextDecoder(encoder.width, text.shape[1], len(recipe.taps))
+        decoder = TextDecoder(encoder.tap_widths, text.shape[1])
     decoder.load_state_dict(load_file(bundle / DECODER_FILE, device=str(device)), assign=True)
-    decoder.norm.requires_grad_(False)
+    decoder.norms.requires_grad_(False)
     bank = None
     if (bundle / MEMORY_FILE).is_file():
-        bank = MemoryBank(load_file(bundle / MEMORY_FILE, device=str(device))["features"])
+        saved = load_file(bundle / MEMORY_FILE, device=str(device))
+        bank = MemoryBank(saved["features"], float(saved["scale"]), _normalize_taps(encoder))
     det = BatteryDetector(
         encoder,
         decoder,
@@ -174,5 +208,6 @@ def load_detector(bundle: str | Path, device: str | torch.device = "cpu") -> Bat
         fusion=recipe.fusion,
         memory_weight=recipe.memory_weight,
         smoothing_sigma=recipe.smoothing_sigma,
+        text_scale=recipe.text_scale,
     )
     return det.to(device).eval()

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models.encoder import TapEncoder
+from models.backbones.base import Backbone
 
 log = logging.getLogger("models.chat")
 
@@ -73,10 +73,10 @@ class PromptLearner(nn.Module):
 class ChatVision(nn.Module):
     """Image encoder 2 (frozen copy of encoder 1), the projection and the prompt learner."""
 
-    def __init__(self, encoder: TapEncoder, hidden: int) -> None:
+    def __init__(self, encoder: Backbone, hidden: int) -> None:
         super().__init__()
         self.encoder = copy.deepcopy(encoder).eval().requires_grad_(False)
-        embed_dim = int(encoder.visual.proj.shape[1])
+        embed_dim = encoder.embed_dim
         self.image_proj = nn.Linear(embed_dim, hidden)
         self.prompt_learner = PromptLearner(hidden)
 
@@ -90,7 +90,7 @@ class ChatVision(nn.Module):
     def forward(self, image: torch.Tensor, amap: torch.Tensor) -> torch.Tensor:
         """``image [B, 3, S, S]`` (preprocessed) and ``amap [B, S, S]`` -> ``[B, 19, hidden]``."""
         with torch.no_grad():
-            g = self.encoder.visual(image)  # the CLIP global image embedding
+            g = self.encoder.global_embedding(image)  # L2-normalised, as AnomalyGPT
         image_token = self.image_proj(g.float())[:, None]
         return torch.cat([image_token, self.prompt_learner(amap[:, None].float())], dim=1)
 
@@ -212,7 +212,7 @@ class BatteryChat:
     def from_pretrained(
         cls,
         llm_path: str | Path,
-        encoder: TapEncoder,
+        encoder: Backbone,
         chat_weights: str | Path | None = None,
         device: str = "auto",
         dtype: str = "auto",

@@ -1,8 +1,6 @@
-"""The decoder: per-tap projection of patch tokens into the text space, matched to prompts."""
+"""The decoder: per-tap projection of patch features into the class space, matched to prompts."""
 
 from __future__ import annotations
-
-import copy
 
 import torch
 import torch.nn.functional as F
@@ -12,43 +10,45 @@ LOGIT_SCALE = 100.0  # temperature 0.01
 
 
 class TextDecoder(nn.Module):
-    """One linear projection per tap (width -> embed_dim), then cosine logits vs. the prompts.
+    """One frozen LayerNorm and one linear projection per tap, then cosine logits vs. the
+    normal/abnormal class embeddings.
 
-    The tokens first pass the encoder's frozen final LayerNorm; the projections start from the
-    encoder's own image projection, so an untrained decoder is CLIP's zero-shot patch matcher.
-    Only the projections train.
+    For OpenCLIP the norms copy the encoder's final LayerNorm and the projections start from
+    its image projection (CLIP's zero-shot patch matcher before training); for a CNN they
+    start plain and only training gives them meaning. Only the projections train.
 
     Example:
-        >>> dec = TextDecoder(width=96, embed_dim=64, n_taps=4)
-        >>> taps = [torch.randn(2, 256, 96)] * 4
+        >>> dec = TextDecoder(widths=[40, 112], embed_dim=64)
+        >>> taps = [torch.randn(2, 784, 40), torch.randn(2, 784, 112)]
         >>> text = F.normalize(torch.randn(2, 64), dim=-1)
-        >>> [tuple(m.shape) for m in dec(taps, text)][0]
-        (2, 256, 2)
+        >>> [tuple(m.shape) for m in dec(taps, text)][1]
+        (2, 784, 2)
     """
 
     def __init__(
         self,
-        width: int,
+        widths: list[int],
         embed_dim: int,
-        n_taps: int,
-        norm: nn.Module | None = None,
+        norm: nn.LayerNorm | None = None,
         init_proj: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
-        self.norm = copy.deepcopy(norm) if norm is not None else nn.LayerNorm(width)
-        self.norm.requires_grad_(False)
-        self.proj = nn.ModuleList(nn.Linear(width, embed_dim) for _ in range(n_taps))
-        if init_proj is not None:
-            with torch.no_grad():
-                for lin in self.proj:
+        self.norms = nn.ModuleList(nn.LayerNorm(w) for w in widths)
+        self.proj = nn.ModuleList(nn.Linear(w, embed_dim) for w in widths)
+        with torch.no_grad():
+            for ln, lin in zip(self.norms, self.proj, strict=True):
+                if norm is not None:
+                    ln.load_state_dict(norm.state_dict())
+                if init_proj is not None:
                     lin.weight.copy_(init_proj.T)
                     lin.bias.zero_()
+        self.norms.requires_grad_(False)
 
     def forward(self, taps: list[torch.Tensor], text: torch.Tensor) -> list[torch.Tensor]:
         """Logits ``[B, N, 2]`` per tap (channel 1 = abnormal)."""
         out = []
-        for tokens, lin in zip(taps, self.proj, strict=True):
-            feats = F.normalize(lin(self.norm(tokens)), dim=-1)
+        for tokens, ln, lin in zip(taps, self.norms, self.proj, strict=True):
+            feats = F.normalize(lin(ln(tokens)), dim=-1)
             out.append(LOGIT_SCALE * feats @ text.T)
         return out
 

@@ -1,7 +1,8 @@
 """The BatteryGPT-style detector: image batch in, anomaly map and image score out.
 
-This module is the single graph that export turns into ONNX: encoder taps, decoder, cached
-text embeddings, memory bank, fusion, smoothing and the image score.
+This module is the single graph that export turns into ONNX: backbone taps, decoder, cached
+class embeddings, memory bank, fusion, smoothing and the image score. Input: images in
+``[0, 1]``; the backbone applies its own normalisation.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.backbones.base import Backbone
 from models.decoder import TextDecoder
-from models.encoder import TapEncoder
-from models.memory_bank import MemoryBank
+from models.memory_bank import LN2, MemoryBank
 
 FUSIONS = ("mean", "text", "memory")
 
@@ -23,7 +24,7 @@ FUSIONS = ("mean", "text", "memory")
 class DetectorMaps:
     """The parts of a forward pass, at model resolution (``[B, S, S]`` each)."""
 
-    text: torch.Tensor
+    text: torch.Tensor | None  # None when the fusion ignores the decoder
     memory: torch.Tensor | None
     fused: torch.Tensor
     anomaly_map: torch.Tensor
@@ -42,8 +43,10 @@ class BatteryDetector(nn.Module):
     """Scores a batch of preprocessed images ``[B, 3, S, S]``.
 
     Returns ``(anomaly_map [B, S, S] in [0, 1], image_score [B])``. The map is the fusion of the
-    text-similarity map and (when references exist) the memory-bank map, lightly smoothed; the
-    score is its maximum.
+    decoder's map and (when references exist) the memory-bank map, lightly smoothed; the
+    score is its maximum. Both maps are on one scale before fusing: the memory map through
+    its bank's leave-one-out scale, the decoder's through ``text_scale`` when training
+    measured one on the references (0.5 = the most abnormal normal patch seen).
 
     Example:
         >>> from models.bundle import build_detector
@@ -55,13 +58,14 @@ class BatteryDetector(nn.Module):
 
     def __init__(
         self,
-        encoder: TapEncoder,
+        encoder: Backbone,
         decoder: TextDecoder,
         text_embeddings: torch.Tensor,
         memory_bank: MemoryBank | None = None,
         fusion: str = "mean",
         memory_weight: float = 0.5,
         smoothing_sigma: float = 4.0,
+        text_scale: float | None = None,
     ) -> None:
         super().__init__()
         if fusion not in FUSIONS:
@@ -77,6 +81,7 @@ class BatteryDetector(nn.Module):
         self.fusion = fusion
         self.memory_weight = memory_weight
         self.smoothing_sigma = smoothing_sigma
+        self.text_scale = text_scale
         kernel = gaussian_kernel(smoothing_sigma) if smoothing_sigma > 0 else torch.ones(1)
         self.register_buffer("smoothing_kernel", kernel, persistent=False)
 
@@ -102,10 +107,22 @@ class BatteryDetector(nn.Module):
         x = F.conv2d(x, k.view(1, 1, -1, 1))
         return x[:, 0]
 
-    def fuse(self, text_map: torch.Tensor, memory_map: torch.Tensor | None) -> torch.Tensor:
+    @property
+    def uses_decoder(self) -> bool:
+        return self.memory_bank is None or self.fusion != "memory"
+
+    def text_map(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        """The decoder's map ``[B, S, S]``, on the references' scale when one was measured."""
+        p = self.upsample(self.decoder.abnormal_maps(taps, self.text_embeddings))
+        if self.text_scale is None:
+            return p
+        return 1.0 - torch.exp(-LN2 * p / self.text_scale)
+
+    def fuse(self, text_map: torch.Tensor | None, memory_map: torch.Tensor | None) -> torch.Tensor:
         if memory_map is None or self.fusion == "text":
+            assert text_map is not None
             return text_map
-        if self.fusion == "memory":
+        if self.fusion == "memory" or text_map is None:
             return memory_map
         w = self.memory_weight
         return (1.0 - w) * text_map + w * memory_map
@@ -113,7 +130,7 @@ class BatteryDetector(nn.Module):
     def maps(self, x: torch.Tensor) -> DetectorMaps:
         """All intermediate maps of one forward pass (for tests, training and explanations)."""
         taps = self.encoder(x)
-        text_map = self.upsample(self.decoder.abnormal_maps(taps, self.text_embeddings))
+        text_map = self.text_map(taps) if self.uses_decoder else None
         memory_map = self.upsample(self.memory_bank(taps)) if self.memory_bank is not None else None
         fused = self.fuse(text_map, memory_map)
         amap = self.smooth(fused).clamp(0.0, 1.0)

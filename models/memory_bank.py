@@ -1,48 +1,165 @@
-"""Few-shot memory bank: tap features of k normal reference images."""
+"""Few-shot memory bank, PatchCore-style: normal reference patches and a distance scale.
+
+Each patch is the concatenation of the backbone's taps at that grid position (each tap
+L2-normalised for ViTs, whose raw residual tokens carry outlier channels). A greedy coreset
+bounds the bank; per query patch the L2 distance to its nearest bank patch is divided by a
+scale measured on the references themselves (leave-one-out: each reference against the bank
+without its own patches), and mapped through ``1 - 2**(-d / scale)``: 0 for a reference patch,
+0.5 at the farthest normal patch seen, approaching 1 far beyond. Maps of every backbone and
+product share that scale, and the whole search stays one matrix product in the ONNX graph.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+_CHUNK = 4096  # rows of the distance matrix computed at once while building
+LN2 = math.log(2.0)  # 1 - exp(-ln2 d) = 1 - 2**-d (ONNX has no exp2)
+
+
+@dataclass(frozen=True)
+class CoresetSize:
+    """How many patches the bank keeps: ``fraction`` of all, at least ``minimum``, at most
+    ``maximum`` (never more than there are)."""
+
+    fraction: float = 0.1
+    minimum: int = 2048
+    maximum: int = 16384
+
+    def of(self, n: int) -> int:
+        return min(n, self.maximum, max(self.minimum, round(self.fraction * n)))
+
+
+def embed(taps: Sequence[torch.Tensor], normalize_taps: bool) -> torch.Tensor:
+    """Taps ``[B, N, C_t]`` -> one feature per patch ``[B, N, sum C_t]``."""
+    if normalize_taps:
+        taps = [F.normalize(t, dim=-1) for t in taps]
+    return torch.cat(list(taps), dim=-1)
+
+
+def _sq_dist(q: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor) -> torch.Tensor:
+    """Squared L2 distances ``[..., N, M]`` as one matrix product (ONNX- and fp32-safe)."""
+    q = q.float()
+    d2 = (q * q).sum(-1, keepdim=True) - 2.0 * q @ bank.float().T + bank_sq
+    return d2.clamp_min(0.0)
+
+
+def greedy_coreset(
+    features: torch.Tensor, n: int, project_to: int = 128, seed: int = 0
+) -> torch.Tensor:
+    """Indices of ``n`` rows chosen by greedy k-centre selection (PatchCore).
+
+    Distances are measured on a random projection to ``project_to`` dimensions (as PatchCore
+    does) to keep selection fast; the chosen rows keep their full features.
+    """
+    m = features.shape[0]
+    if n >= m:
+        return torch.arange(m)
+    x = features.float()
+    if x.shape[1] > project_to:
+        g = torch.Generator().manual_seed(seed)
+        x = x @ torch.randn(x.shape[1], project_to, generator=g) / project_to**0.5
+    chosen = torch.empty(n, dtype=torch.long)
+    chosen[0] = 0
+    min_d = ((x - x[0]) ** 2).sum(1)
+    for i in range(1, n):
+        idx = int(min_d.argmax())
+        chosen[i] = idx
+        min_d = torch.minimum(min_d, ((x - x[idx]) ** 2).sum(1))
+    return chosen
+
 
 class MemoryBank(nn.Module):
-    """Per query patch, ``1 - max cosine`` to any reference patch at the same tap.
-
-    The bank is a buffer ``[T, M, C]`` of L2-normalised features (M = k images x N patches), so
-    it travels with the module into ``state_dict`` and the ONNX graph.
+    """Normal patch features ``[M, D]`` and the distance ``scale`` that maps them to [0, 1).
 
     Example:
-        >>> taps = [torch.randn(1, 256, 96) for _ in range(4)]
-        >>> bank = MemoryBank.from_taps([taps])
-        >>> float(bank(taps).abs().max()) < 1e-5  # the references themselves score 0
+        >>> taps = [torch.randn(2, 64, 8), torch.randn(2, 64, 4)]
+        >>> bank = MemoryBank.from_taps([taps], normalize_taps=False)
+        >>> float(bank(taps).abs().max()) < 1e-3  # the references themselves score ~0
         True
     """
 
-    def __init__(self, features: torch.Tensor) -> None:
+    def __init__(self, features: torch.Tensor, scale: float, normalize_taps: bool) -> None:
         super().__init__()
-        if features.ndim != 3 or features.shape[1] == 0:
-            raise ValueError(
-                f"memory bank needs features [taps, M>0, C], got {tuple(features.shape)}"
-            )
-        self.register_buffer("features", F.normalize(features, dim=-1))
+        if features.ndim != 2 or features.shape[0] == 0:
+            raise ValueError(f"memory bank needs features [M>0, D], got {tuple(features.shape)}")
+        if not scale > 0:
+            raise ValueError(f"memory bank scale must be positive, got {scale}")
+        self.register_buffer("features", features.float().contiguous())
+        self.register_buffer("features_sq", (self.features**2).sum(-1))
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.normalize_taps = normalize_taps
 
     @classmethod
-    def from_taps(cls, batches: list[list[torch.Tensor]]) -> MemoryBank:
-        """Build from encoder outputs: a list of batches, each a list of ``[B, N, C]`` taps."""
-        n_taps = len(batches[0])
-        per_tap = [torch.cat([b[t].flatten(0, 1) for b in batches]) for t in range(n_taps)]
-        return cls(torch.stack(per_tap))
+    @torch.no_grad()
+    def from_taps(
+        cls,
+        batches: list[list[torch.Tensor]],
+        normalize_taps: bool,
+        size: CoresetSize | None = None,
+        grid: tuple[int, int] | None = None,
+        seed: int = 0,
+    ) -> MemoryBank:
+        """Build from the taps of reference batches (each a list of ``[B, N, C_t]``).
+
+        Args:
+            batches: encoder outputs of the normal reference images.
+            normalize_taps: L2-normalise each tap before concatenating (ViTs).
+            size: coreset bound; default ``CoresetSize()``.
+            grid: the patch grid, to leave out a reference's own neighbourhood when there is
+                only one reference (no other image to leave it out against).
+            seed: seed of the coreset's random projection.
+        """
+        feats = torch.cat([embed(b, normalize_taps) for b in batches])  # [K, N, D]
+        k, n_patches, _ = feats.shape
+        flat = feats.reshape(k * n_patches, -1)
+        keep = greedy_coreset(flat, (size or CoresetSize()).of(flat.shape[0]), seed=seed)
+        bank = flat[keep]
+        scale = _leave_one_out_scale(feats, bank, keep, grid)
+        return cls(bank, scale, normalize_taps)
 
     @property
     def n_patches(self) -> int:
-        return int(self.features.shape[1])
+        return int(self.features.shape[0])
 
-    def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
-        """Distance ``[B, T, N]`` of every query patch to its nearest reference patch."""
-        out = []
-        for t, tokens in enumerate(taps):
-            sim = F.normalize(tokens, dim=-1) @ self.features[t].T
-            out.append(1.0 - sim.amax(dim=-1))
-        return torch.stack(out, dim=1)
+    def distances(self, taps: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Raw L2 distance ``[B, N]`` of every query patch to its nearest bank patch."""
+        q = embed(taps, self.normalize_taps)
+        return _sq_dist(q, self.features, self.features_sq).amin(dim=-1).sqrt()
+
+    def forward(self, taps: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Normalised distance ``[B, 1, N]`` in [0, 1) (one map, for the detector's upsampling)."""
+        d = self.distances(taps) / self.scale
+        return (1.0 - torch.exp(-LN2 * d))[:, None]
+
+
+def _leave_one_out_scale(
+    feats: torch.Tensor, bank: torch.Tensor, keep: torch.Tensor, grid: tuple[int, int] | None
+) -> float:
+    """The largest distance of a reference patch to the bank without its own image's patches
+    (one reference: without its own 5x5 neighbourhood)."""
+    k, n, _ = feats.shape
+    owner, pos = keep // n, keep % n
+    bank_sq = (bank**2).sum(-1)
+    worst = 0.0
+    for i in range(k):
+        if k > 1:
+            excluded = (owner == i)[None, :].expand(n, -1)
+        else:
+            w = grid[1] if grid else int(round(n**0.5))
+            r, c = torch.arange(n) // w, torch.arange(n) % w
+            near = ((r[:, None] - (pos // w)[None]).abs() <= 2) & (
+                (c[:, None] - (pos % w)[None]).abs() <= 2
+            )
+            excluded = near
+        for s in range(0, n, _CHUNK):
+            d2 = _sq_dist(feats[i, s : s + _CHUNK], bank, bank_sq)
+            d2 = d2.masked_fill(excluded[s : s + _CHUNK], float("inf"))
+            worst = max(worst, float(d2.amin(-1).max()))
+    return max(worst, 1e-12) ** 0.5

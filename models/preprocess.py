@@ -1,8 +1,9 @@
 """Frames as cameras deliver them -> the model's input tensor, and maps back to frame size.
 
 Accepts 8- and 16-bit grayscale, BGR or RGB colour and float images of any size. The whole
-frame is resized (no centre crop), so defects at edges and tabs stay in view. NumPy and OpenCV
-only: every backend uses this, including the ones without PyTorch.
+frame is resized (no centre crop), so defects at edges and tabs stay in view. The result is
+RGB in ``[0, 1]``: each backbone applies its own normalisation inside the model graph. NumPy
+and OpenCV only: every backend uses this, including the ones without PyTorch.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import numpy as np
 from models import MAX_PIXELS
 from models.image_io import ImageError
 
-# OpenCLIP (OpenAI) normalisation
-CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
-CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 MIN_SIDE = 8
 
 
@@ -55,7 +53,7 @@ def preprocess(
     bit_depth: int | None = None,
     channel_order: str = "bgr",
 ) -> np.ndarray:
-    """One frame -> a normalised ``float32 [3, size, size]`` array.
+    """One frame -> an RGB ``float32 [3, size, size]`` array in ``[0, 1]``.
 
     Args:
         image: ``HxW``, ``HxWx1`` or ``HxWx3`` array, uint8, uint16 or float in [0, 1].
@@ -81,7 +79,6 @@ def preprocess(
         x = np.repeat(x[:, :, None], 3, axis=2)
     elif channel_order == "bgr":
         x = x[:, :, ::-1]
-    x = (x - CLIP_MEAN) / CLIP_STD
     return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 
 

@@ -58,7 +58,7 @@ def encode_prompts(clip_model: torch.nn.Module, tokenizer, prompts: PromptSet) -
     Each row is the mean of its L2-normalised sentence embeddings, normalised again.
 
     Example:
-        >>> from models.clip_loader import create_clip, tokenizer_for
+        >>> from models.backbones.clip_loader import create_clip, tokenizer_for
         >>> emb = encode_prompts(create_clip("tiny"), tokenizer_for("tiny"), PromptSet("battery"))
         >>> tuple(emb.shape)
         (2, 64)

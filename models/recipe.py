@@ -19,7 +19,7 @@ DECODER_FILE = "decoder.safetensors"
 TEXT_FILE = "text_embeddings.safetensors"
 MEMORY_FILE = "memory_bank.safetensors"
 CHECKPOINT_FILE = "train_checkpoint.pt"  # models/training.py's; belongs to one bundle state
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: backbone families, PatchCore bank, normalisation in the graph
 THRESHOLD_DECIMALS = 4  # thresholds are stored and published to this many decimals, as scores
 CALIBRATION_MARGIN = 0.005  # default score units between the highest passing normal peak and
 # the calibrated image threshold (backends agree to ~1e-4, TensorRT FP16 to ~1e-3)
@@ -35,6 +35,16 @@ class Prompts(_Strict):
     normal_states: list[str]
     abnormal_states: list[str]
     templates: list[str]
+
+
+class Coreset(_Strict):
+    """How many reference patches the memory bank keeps (``models.memory_bank.CoresetSize``)."""
+
+    fraction: float = Field(0.1, gt=0.0, le=1.0)
+    minimum: int = Field(2048, ge=1)
+    maximum: int = Field(16384, ge=1)
+    kept: int = Field(0, ge=0)  # patches in the bank as built
+    of_total: int = Field(0, ge=0)  # patches the references had
 
 
 class Thresholds(_Strict):
@@ -63,6 +73,8 @@ class Recipe(_Strict):
     prompts: Prompts
     fusion: Literal["mean", "text", "memory"] = "mean"
     memory_weight: float = Field(0.5, ge=0.0, le=1.0)
+    text_scale: float | None = Field(None, gt=0.0)  # decoder map's normal scale (training)
+    coreset: Coreset = Coreset()
     smoothing_sigma: float = Field(4.0, ge=0.0)
     thresholds: Thresholds = Thresholds()
     pixel_pitch_mm: float | None = Field(None, gt=0.0)
@@ -110,5 +122,8 @@ def model_id(bundle: str | Path, recipe: Recipe | None = None) -> str:
         if (bundle / name).is_file():
             h.update(name.encode())
             h.update(file_sha256(bundle / name).encode())
-    h.update(f"{recipe.fusion}:{recipe.memory_weight}:{recipe.smoothing_sigma}".encode())
+    h.update(
+        f"{recipe.fusion}:{recipe.memory_weight}:{recipe.smoothing_sigma}:{recipe.text_scale}"
+        .encode()
+    )
     return f"{recipe.arch}-{h.hexdigest()[:12]}"

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from models.bundle import load_detector, save_tensors
 from models.detector import BatteryDetector
+from models.head_check import HeadCheck, check_head
 from models.losses import decoder_loss
 from models.poisson import SyntheticDefectSet
 from models.recipe import (
@@ -74,6 +75,7 @@ class TrainResult:
     epoch_losses: list[float] = field(default_factory=list)
     resumed_from: tuple[int, int] | None = None  # (epoch, step within epoch)
     steps_run: int = 0  # optimizer steps this call made (0: it was already trained)
+    head: HeadCheck | None = None  # the decoder's scale and the fusion chosen after training
 
     @property
     def final_loss(self) -> float | None:
@@ -274,10 +276,16 @@ def train_bundle(
         bar.close()
         raise
     bar.close()
+    detector.eval()
+    head = check_head(detector, images, recipe.bit_depth, cfg.on_part)
+    recipe = load_recipe(bundle)
+    recipe.text_scale, recipe.fusion = head.text_scale, head.fusion
+    save_recipe(bundle, recipe)
     return TrainResult(
         epochs_done=max(cfg.epochs, start_epoch),
         steps_done=max(total, done),
         epoch_losses=losses,
         resumed_from=resumed,
         steps_run=total - done,
+        head=head,
     )

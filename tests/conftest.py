@@ -53,3 +53,15 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, reference_dir: Path) -
     refs = [read_image(p) for p in list_images(reference_dir)]
     create_bundle(out, "tiny", "pouch cell", reference_images=refs, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def effnet_bundle(tmp_path_factory: pytest.TempPathFactory, reference_dir: Path) -> Path:
+    """A bundle of the default pretrained backbone with the same 4 reference images."""
+    from models.bundle import create_bundle
+    from models.image_io import list_images, read_image
+
+    out = tmp_path_factory.mktemp("bundle") / "effnet"
+    refs = [read_image(p) for p in list_images(reference_dir)]
+    create_bundle(out, "effnet-lite0", "pouch cell", reference_images=refs)
+    return out

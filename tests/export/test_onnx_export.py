@@ -99,6 +99,15 @@ def test_big_models_keep_their_weights_in_one_external_file(tiny_bundle, tmp_pat
     np.testing.assert_allclose(maps, expected.numpy(), atol=1e-5)
 
 
+def test_pretrained_cnn_bundle_exports_with_parity(effnet_bundle, tmp_path):
+    bundle = tmp_path / "effnet"
+    shutil.copytree(effnet_bundle, bundle)
+    report = export_bundle(bundle, int8=False)
+    assert report["model_id"].startswith("effnet-lite0-")
+    assert report["fp32"]["max_abs_map_diff"] <= 1e-4
+    assert report["fp32"]["max_abs_score_diff"] <= 1e-4
+
+
 def test_mha_fastpath_is_restored_even_after_an_error():
     before = torch.backends.mha.get_fastpath_enabled()
     with pytest.raises(RuntimeError), mha_fastpath_disabled():

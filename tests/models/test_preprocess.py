@@ -26,7 +26,8 @@ def test_whole_frame_is_kept_no_centre_crop():
     image = np.zeros((100, 400), np.uint8)
     image[:, :10] = 255  # a bright tab at the far left edge
     x = preprocess(image)
-    assert x[0, :, :3].mean() > 1.0  # still in view after resizing
+    assert x[0, :, :3].mean() > 0.9  # still in view after resizing
+    assert x[0, :, 10:].max() == 0.0  # and the rest stays dark: [0, 1], not normalised
 
 
 def test_mono12_in_uint16_matches_8bit_when_bit_depth_is_given():

@@ -59,7 +59,8 @@ def test_only_the_decoder_projections_change(fresh_bundle, trained):
     assert file_sha256(out / TEXT_FILE) == file_sha256(fresh_bundle / TEXT_FILE)
     before, after = load_file(fresh_bundle / DECODER_FILE), load_file(out / DECODER_FILE)
     assert not torch.equal(before["proj.0.weight"], after["proj.0.weight"])
-    assert torch.equal(before["norm.weight"], after["norm.weight"])  # frozen LayerNorm
+    for key in ("norms.0.weight", "norms.3.bias"):  # frozen LayerNorms
+        assert torch.equal(before[key], after[key])
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, fresh_bundle, images, trained):
@@ -155,3 +156,18 @@ def test_resumed_training_marks_the_thresholds_uncalibrated_only_when_it_trains(
     longer = train_bundle(bundle, images, more, progress=False)
     assert longer.resumed_from == (2, 0) and longer.steps_run == 2
     assert load_recipe(bundle).thresholds.calibrated is False
+
+
+def test_training_says_whether_the_head_beats_the_memory_bank(tmp_path, images):
+    bundle = tmp_path / "effnet"
+    create_bundle(bundle, "effnet-lite0", "pouch cell", reference_images=images[:2])
+    assert load_recipe(bundle).fusion == "memory"  # an untrained CNN head means nothing
+    result = train_bundle(bundle, images, CONFIG, progress=False)
+    head = result.head
+    assert head is not None and set(head.pixel_auroc) == {"memory", "mean", "text"}
+    recipe = load_recipe(bundle)
+    assert recipe.fusion == head.fusion == (
+        "mean" if head.pixel_auroc["mean"] > head.pixel_auroc["memory"] else "memory"
+    )
+    assert recipe.text_scale == pytest.approx(head.text_scale) and head.text_scale > 0
+    assert ("improves on" in head.summary()) == (head.fusion == "mean")

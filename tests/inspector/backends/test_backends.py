@@ -163,7 +163,7 @@ SITECUSTOMIZE = textwrap.dedent(
     import atexit, os, sys
 
     BLOCKED = ("torch", "torchvision", "open_clip", "models.bundle", "models.detector",
-               "models.encoder", "models.clip_loader", "export")
+               "models.backbones", "models.backbones.clip_loader", "export")
 
     class _Block:
         def find_spec(self, name, path=None, target=None):

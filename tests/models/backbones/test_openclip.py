@@ -2,8 +2,8 @@ import pytest
 import torch
 from open_clip.transformer import VisionTransformer
 
-from models.clip_loader import create_clip
-from models.encoder import TapEncoder, tap_indices
+from models.backbones.clip_loader import create_clip
+from models.backbones.openclip import OpenClipBackbone, tap_indices
 
 
 def test_tap_indices_are_quarters_of_depth():
@@ -20,7 +20,7 @@ def _blocks_seen_by_hooks(visual, x):
         for i, blk in enumerate(visual.transformer.resblocks)
     ]
     try:
-        taps = TapEncoder(visual)(x)
+        taps = OpenClipBackbone("tiny", visual)(x)
     finally:
         for h in hooks:
             h.remove()
@@ -59,7 +59,7 @@ def test_taps_are_the_outputs_of_the_named_blocks(visual):
 @torch.no_grad()
 def test_global_embedding_matches_openclip():
     clip = create_clip("tiny")
-    enc = TapEncoder(clip.visual)
-    x = torch.randn(2, 3, 224, 224)
-    last = enc.forward_tokens(x)[-1]
-    torch.testing.assert_close(enc.global_embedding(last), clip.encode_image(x))
+    enc = OpenClipBackbone("tiny", clip.visual)
+    x = torch.rand(2, 3, 224, 224)
+    expected = clip.encode_image(enc.normalize(x), normalize=True)
+    torch.testing.assert_close(enc.global_embedding(x), expected)
