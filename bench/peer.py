@@ -21,8 +21,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PEER_PYTHON = REPO / ".venv-peer" / "bin" / "python"
-# glibc: large blocks by mmap, or anomalib's coreset step fragments the heap past 20 GB
-PEER_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
+# glibc: large blocks by mmap, or anomalib's coreset step fragments the heap past 20 GB;
+# timm's and anomalib's deprecation notices would bury a real error in the stderr tail
+PEER_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576", "PYTHONWARNINGS": "ignore::FutureWarning"}
+PEER_MODELS = ("patchcore", "padim")
 ELPV_REFERENCES, ELPV_GOOD, ELPV_CRACKED = 24, 150, 150
 
 
@@ -35,7 +37,7 @@ def run_peer(
     test: list[tuple[Path, int]],
     size: int,
     backbone: str = "lite0",
-    models: Sequence[str] = ("patchcore", "padim"),
+    models: Sequence[str] = PEER_MODELS,
     seed: int = 0,
     *,
     layers: Sequence[int] = (2, 3),
@@ -49,9 +51,21 @@ def run_peer(
         "n_references", "n_test", "scores"}}; ``scores`` in the order of ``test``.
 
     Raises:
+        ValueError: the test set lacks normal (0) or defective (1) images or has another label,
+            or a model is not one of ``PEER_MODELS``.
+        FileNotFoundError: an image is not there.
         PeerUnavailableError: ``.venv-peer`` is missing ("run make peer-venv"), or the peer
             failed or ran past ``timeout_s`` (the message holds the end of its stderr).
     """
+    labels = {label for _, label in test}
+    if labels != {0, 1}:
+        raise ValueError(f"the test set needs labels 0 and 1, has {sorted(labels)}")
+    unknown = set(models) - set(PEER_MODELS)
+    if unknown:
+        raise ValueError(f"unknown peer model(s) {sorted(unknown)}; one of {PEER_MODELS}")
+    missing = [str(p) for p in [*references, *(p for p, _ in test)] if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image(s) not found, e.g. {missing[0]}")
     if not Path(python).is_file():
         raise PeerUnavailableError(
             f"the anomalib peer's environment is missing ({python}): run make peer-venv"
@@ -125,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kind", nargs="+", default=["mono", "poly"], choices=["mono", "poly"])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--backbone", default="lite0")
-    parser.add_argument("--models", nargs="+", default=["patchcore", "padim"])
+    parser.add_argument("--models", nargs="+", default=list(PEER_MODELS), choices=PEER_MODELS)
     parser.add_argument("--json", type=Path, help="also write all figures (with scores) here")
     args = parser.parse_args(argv)
     results: dict[str, dict] = {}

@@ -172,7 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     limit_heap_growth()
     torch.set_num_threads(args.threads)
     spec = json.loads(args.spec.read_text())
-    check_spec(spec)
+    try:
+        check_spec(spec)
+    except ValueError as e:
+        parser.exit(2, f"bad spec {args.spec}: {e}\n")
     references = [load_image(p) for p in spec["references"]]
     test = [load_image(p) for p, _ in spec["test"]]
     labels = [int(label) for _, label in spec["test"]]
