@@ -2,9 +2,10 @@
 
 Real images: the electroluminescence solar cells of the ``elpv-dataset`` package, mono and
 poly, split as ``bench/elpv.py`` says (draw 0 = the first 24 normal cells as references; draws
-1.. = other references), for every pretrained backbone few-shot (1, 4, 24 references) at each
-input size, our trained head + 24 references on draw 0, and anomalib's PatchCore (every draw)
-and PaDiM (draw 0) with the SAME weights, split and input size, run in the same process
+1.. = other references). The first draw: the main backbone few-shot with 1, 4 and 24
+references, at each input size, the other backbones with 24, our trained head + 24; every
+other draw: the main backbone with 24 references at each size. Beside them anomalib's
+PatchCore and PaDiM with the SAME weights, split and input size, in the same run
 (``bench/peer.py``; ``make peer-venv`` first). Procedural pouch and ultrasound sets: few-shot,
 trained, trained + few-shot, with pixel metrics. Writes the "accuracy" section of
 bench/RESULTS.md.
@@ -77,22 +78,28 @@ def _ours(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _elpv_plan(args: argparse.Namespace, draw: int) -> list[tuple[str, int, int]]:
+    """(arch, size, references) to run on one draw: everything on the first draw, the main
+    backbone at each size with all references on the others (the spread over draws)."""
+    main, first = args.archs[0], draw == args.draws[0]
+    plan = [(main, args.sizes[0], k) for k in ((1, 4, N_REFS) if first else (N_REFS,))]
+    plan += [(main, size, N_REFS) for size in args.sizes[1:]]
+    if first:
+        plan += [(arch, args.sizes[0], N_REFS) for arch in args.archs[1:]]
+    return plan
+
+
 def run_elpv(args: argparse.Namespace, work: Path) -> list[Row]:
     rows: list[Row] = []
     for kind in KINDS:
         for draw in args.draws:
             split = write_split(kind, draw, work / f"elpv-{kind}-{draw}")
             refs_all = [read_image(p) for p in split.references]
-            for arch in args.archs:
-                for size in args.sizes:
-                    shots = (1, 4, N_REFS) if arch == args.archs[0] else (N_REFS,)
-                    for k in shots:
-                        m, fit, ms, _ = _ours(
-                            split.root, arch, refs_all[:k], size, "solar cell", None
-                        )
-                        rows.append(Row(f"elpv {kind}", draw, f"ours {arch}",
-                                        f"few-shot {k}", size, m, fit, ms))
-                        _print(rows[-1])
+            for arch, size, k in _elpv_plan(args, draw):
+                m, fit, ms, _ = _ours(split.root, arch, refs_all[:k], size, "solar cell", None)
+                rows.append(Row(f"elpv {kind}", draw, f"ours {arch}", f"few-shot {k}", size,
+                                m, fit, ms))
+                _print(rows[-1])
             if draw == args.draws[0] and not args.quick:
                 arch, size = args.archs[0], args.sizes[0]
                 m, fit, ms, note = _ours(
@@ -107,11 +114,14 @@ def run_elpv(args: argparse.Namespace, work: Path) -> list[Row]:
 
 
 def _peer_rows(data: str, draw: int, split, args: argparse.Namespace) -> list[Row]:
+    """anomalib on the same split: PatchCore at every size on the first draw and at the main
+    size on the others, PaDiM at the main size on the first draw."""
     from bench.peer import run_peer
 
-    models = ("patchcore", "padim") if draw == args.draws[0] else ("patchcore",)
+    first = draw == args.draws[0]
     out = []
-    for size in args.sizes:
+    for size in args.sizes if first else args.sizes[:1]:
+        models = ("patchcore", "padim") if first and size == args.sizes[0] else ("patchcore",)
         res = run_peer(split.references, split.test, size, "lite0", models)
         for name, r in res.items():
             label = {"patchcore": "PatchCore", "padim": "PaDiM"}[name]
@@ -219,7 +229,8 @@ def main() -> None:
     parser.add_argument("--draws", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--archs", nargs="+",
                         default=["effnet-lite0", "effnet-lite1", "effnet-lite2"])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 320])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 320],
+                        help="input sizes (the first is the main one)")
     parser.add_argument("--no-peer", action="store_true", help="skip anomalib")
     parser.add_argument("--no-elpv", action="store_true", help="procedural sets only")
     parser.add_argument("--no-procedural", action="store_true", help="elpv only")

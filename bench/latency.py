@@ -1,7 +1,8 @@
 """Latency and throughput of each backend, against the CPU's fp32 peak, with int8's accuracy cost.
 
-For ``tiny`` and ``vit-h-14`` (random weights: timing does not depend on their values) it makes
-a bundle with a memory bank, exports it to ONNX (fp32 and int8), then in this one process and
+For each architecture (the EfficientNet-Lite backbones with their ImageNet weights; ``tiny``
+and ``vit-h-14`` with random weights: timing does not depend on their values) it makes a
+bundle with a memory bank, exports it to ONNX (fp32 and int8), then in this one process and
 on the same inputs measures each available backend (torch eager, onnxruntime fp32,
 onnxruntime int8; tensorrt where it imports): median and p99 latency at batch 1, throughput at
 batch 8 and 32. GFLOP per image are counted with ``torch.utils.flop_counter``; achieved
@@ -10,8 +11,9 @@ The int8 map difference and its image/pixel AUROC change are measured on procedu
 ultrasound test sets.
 
 Usage:
-    python -m bench.latency            # tiny and ViT-H-14 (about 15 minutes on 2 cores)
-    python -m bench.latency --quick    # tiny only
+    python -m bench.latency                      # every architecture (~20 min on 2 cores)
+    python -m bench.latency --arch effnet-lite0  # one (repeatable)
+    python -m bench.latency --quick              # tiny only
 """
 
 from __future__ import annotations
@@ -323,8 +325,9 @@ def render_results(results: list[dict], peak: dict, load: tuple[float, ...]) -> 
         )
     lines += ["", *notes, ""]
     lines.append(
-        "Random weights (timing does not depend on their values; AUROCs of random weights are "
-        "near chance, only their int8-vs-fp32 change matters). One bundle per arch with a "
+        "EfficientNet-Lite: ImageNet weights; tiny and vit-h-14: random weights (timing does "
+        "not depend on their values; their AUROCs are near chance, only the int8-vs-fp32 "
+        "change matters). One bundle per arch with a "
         "memory bank of pouch references, evaluated on both procedural sets. Latency includes "
         "the host-side batch copy, not preprocessing. p99 over few reps is the maximum. The "
         "peak uses the clock /proc/cpuinfo shows, which in this KVM guest is the nominal one; "
