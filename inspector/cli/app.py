@@ -13,8 +13,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: rich's panels label every flag "<bool>"
 )
-bundle_app = typer.Typer(help="Create model bundles.", no_args_is_help=True)
+bundle_app = typer.Typer(
+    help="Create model bundles.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(bundle_app, name="bundle")
 
 
