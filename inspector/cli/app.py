@@ -14,6 +14,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: rich's panels label every flag "<bool>"
+    context_settings={"max_content_width": 1000},  # wrap to the terminal, not to 80 columns
 )
 bundle_app = typer.Typer(
     help="Create model bundles.", no_args_is_help=True, rich_markup_mode=None

@@ -50,7 +50,8 @@ def test_taps_share_one_stride_8_grid_and_the_backbone_normalises_itself():
     assert [tuple(t.shape) for t in taps] == [(2, 1024, 40), (2, 1024, 112)]
     assert classes.shape == (2, 256)  # no text tower: a fixed normal/abnormal pair
     # 0.5 grey is the weights' mean: normalised to zeros inside the backbone
-    torch.testing.assert_close(net.normalize(torch.full((1, 3, 2, 2), 0.5)), torch.zeros(1, 3, 2, 2))
+    zeros = torch.zeros(1, 3, 2, 2)
+    torch.testing.assert_close(net.normalize(torch.full((1, 3, 2, 2), 0.5)), zeros)
 
 
 def test_input_size_must_suit_the_network():
