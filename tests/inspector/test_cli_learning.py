@@ -46,10 +46,11 @@ def elpv_set(tmp_path_factory):
 def test_evaluate_on_real_grayscale_images_with_image_labels_only(elpv_set, tmp_path):
     bundle = tmp_path / "bundle"
     proc = run_inspector(
-        "bundle", "create", "--arch", "tiny", "--product", "solar cell",
+        "bundle", "create", "--product", "solar cell",
         "--reference-dir", str(elpv_set / "train/good"), "--out", str(bundle),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert "effnet-lite0" in proc.stdout  # the pretrained default
     out, report = tmp_path / "metrics.json", tmp_path / "report.html"
     proc = run_inspector(
         "evaluate", "--bundle", str(bundle), "--data", str(elpv_set),
@@ -58,7 +59,8 @@ def test_evaluate_on_real_grayscale_images_with_image_labels_only(elpv_set, tmp_
     assert proc.returncode == 0, proc.stderr
     m = json.loads(out.read_text())
     assert m["n_images"] == 40 and m["n_normal"] == 20 and m["n_defective"] == 20
-    assert 0.0 <= m["image_auroc"] <= 1.0 and 0.0 < m["image_f1_max"] <= 1.0
+    assert m["image_auroc"] > 0.7, m  # pretrained features see cracks (random ones: ~0.55)
+    assert 0.0 < m["image_f1_max"] <= 1.0
     assert m["pixel_auroc"] is None and m["aupro"] is None
     assert "pixel AUROC   n/a (no masks)" in proc.stdout
     assert "data:image/png;base64," in report.read_text()

@@ -111,6 +111,21 @@ def test_vit_h_without_weights_is_one_line_naming_the_file(tmp_path):
     assert not (tmp_path / "b" / "recipe.yaml").exists()
 
 
+def test_bundle_create_defaults_to_the_pretrained_backbone_and_tiny_says_it_detects_nothing(
+    tmp_path, reference_dir
+):
+    default = run_inspector(
+        "bundle", "create", "--product", "p", "--reference-dir", str(reference_dir),
+        "--out", str(tmp_path / "default"),
+    )  # fmt: skip
+    assert default.returncode == 0, default.stderr
+    assert "effnet-lite0 at 224 px" in default.stdout and "memory bank" in default.stdout
+    assert "warning" not in default.stderr
+    tiny = run_inspector("bundle", "create", "--arch", "tiny", "--product", "p",
+                         "--out", str(tmp_path / "tiny"))  # fmt: skip
+    assert tiny.returncode == 0 and "for tests only and detects nothing" in tiny.stderr
+
+
 def test_unknown_architecture_is_refused(tmp_path):
     proc = run_inspector(
         "bundle", "create", "--arch", "vit-x", "--product", "p", "--out", str(tmp_path / "b")
