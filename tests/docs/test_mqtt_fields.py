@@ -12,9 +12,6 @@ from pathlib import Path
 import pytest
 
 from inspector.daemon import Daemon
-from inspector.explain.backends import TemplateBackend
-from inspector.explain.worker import ExplainWorker
-from inspector.mqtt import MqttLink
 from inspector.sources.base import Frame
 from inspector.store import Store
 from tests.broker import broker  # noqa: F401  (fixture)
@@ -22,6 +19,7 @@ from tests.inspector.daemon_helpers import (
     QueueSource,
     bad_image,
     collector,  # noqa: F401  (fixture)
+    explained_once,
     good_image,
     line_bundle,  # noqa: F401  (fixture)
     make_config,
@@ -68,17 +66,10 @@ def published(tmp_path: Path, broker, collector, line_bundle) -> dict[str, list[
         collector.wait_for("alarm", where=lambda a: a["kind"] == "reject")
         collector.wait_for("heartbeat", where=lambda h: h["frames"] >= 3)
     store = Store(cfg.data_dir)
-    link = MqttLink(cfg.mqtt, "L1", "S1", role="explainer", will=False)
-    link.start()
     try:
-        assert link.wait_connected(10)
-        worker = ExplainWorker(
-            store, TemplateBackend(), cfg.explainer, None, link.publish_explanation
-        )
-        assert worker.run_once().state == "done"
-        collector.wait_for("explanation")
+        with explained_once(cfg, store):
+            collector.wait_for("explanation")
     finally:
-        link.stop(final_status=None)
         store.close()
     return {topic: collector.on(topic) for topic in PUBLISHED}
 

@@ -147,3 +147,24 @@ def running(daemon) -> Iterator:
     finally:
         daemon.stop()
         daemon.wait_stopped()
+
+
+@contextlib.contextmanager
+def explained_once(cfg: Config, store, recipe=None) -> Iterator[None]:
+    """One explanation job done by the template backend, as ``inspector explain --once`` would,
+    with its MQTT link kept open inside the block (to wait for the published explanation)."""
+    from inspector.explain.backends import TemplateBackend
+    from inspector.explain.worker import ExplainWorker
+    from inspector.mqtt import MqttLink
+
+    link = MqttLink(cfg.mqtt, "L1", "S1", role="explainer", will=False)
+    link.start()
+    try:
+        assert link.wait_connected(10)
+        worker = ExplainWorker(
+            store, TemplateBackend(), cfg.explainer, recipe, link.publish_explanation
+        )
+        assert worker.run_once().state == "done"
+        yield
+    finally:
+        link.stop(final_status=None)

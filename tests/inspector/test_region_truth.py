@@ -12,9 +12,6 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from inspector.daemon import Daemon
-from inspector.explain.backends import TemplateBackend
-from inspector.explain.worker import ExplainWorker
-from inspector.mqtt import MqttLink
 from inspector.sources.base import Frame
 from inspector.store import Store
 from inspector.web.app import create_app
@@ -22,7 +19,13 @@ from inspector.web.chat import ExplainerChat
 from inspector.web.config import WebConfig
 from models.recipe import load_recipe, save_recipe
 from tests.conftest import paste_foreign
-from tests.inspector.daemon_helpers import QueueSource, good_image, make_config, running
+from tests.inspector.daemon_helpers import (
+    QueueSource,
+    explained_once,
+    good_image,
+    make_config,
+    running,
+)
 
 TOKEN = "truth-token-7"
 PITCH_MM = 0.05
@@ -66,17 +69,8 @@ def test_a_reject_reads_the_same_on_mqtt_on_the_page_and_in_the_explanation(
 
     recipe = load_recipe(pitched_bundle)
     store = Store(cfg.data_dir)
-    link = MqttLink(cfg.mqtt, "L1", "S1", role="explainer", will=False)
-    link.start()
-    try:
-        assert link.wait_connected(10)
-        worker = ExplainWorker(
-            store, TemplateBackend(), cfg.explainer, recipe, link.publish_explanation
-        )
-        assert worker.run_once().state == "done"
+    with explained_once(cfg, store, recipe):
         explanation = collector.wait_for("explanation")[0]
-    finally:
-        link.stop(final_status=None)
 
     chat = ExplainerChat(cfg.data_dir, None, recipe)
     reject = store.reject(result["frame_id"])

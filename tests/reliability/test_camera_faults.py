@@ -17,8 +17,6 @@ import socket  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import pytest  # noqa: E402
-
 from inspector.daemon import Daemon  # noqa: E402
 from inspector.sources.base import Frame  # noqa: E402
 from tests.broker import publish  # noqa: E402
@@ -30,6 +28,7 @@ from tests.inspector.daemon_helpers import (  # noqa: E402
     running,
     write_images,
 )
+from tests.reliability.notify import next_ping  # noqa: E402
 
 
 def trigger(broker, cell: str) -> None:
@@ -66,30 +65,6 @@ def test_failed_buffers_and_a_device_destroyed_mid_grab_are_alarmed_and_recovere
         after = collector.wait_for("result", where=lambda r: r["cell_id"] == "AFTER-1")[0]
     assert lost[0]["severity"] == "critical" and "0815-0000" in lost[0]["message"]
     assert after["verdict"] == "pass"
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path, monkeypatch):
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET, with a 100 ms watchdog."""
-    path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
-    monkeypatch.setenv("WATCHDOG_USEC", "200000")  # the daemon pings every 100 ms
-    monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    yield sock
-    sock.close()
-
-
-def next_ping(sock: socket.socket, timeout: float) -> bool:
-    """True when a WATCHDOG=1 arrives within ``timeout`` (other notifications are skipped)."""
-    sock.settimeout(timeout)
-    try:
-        while b"WATCHDOG=1" not in sock.recv(4096).split(b"\n"):
-            pass
-        return True
-    except TimeoutError:
-        return False
 
 
 def test_a_stalled_inference_stops_the_watchdog_pings_until_it_moves_again(

@@ -22,6 +22,7 @@ from inspector.sources.base import SourceError
 from inspector.sources.hotfolder import HotFolderSource
 from tests.inspector.daemon_helpers import QueueSource, bad_image, good_image, make_config, running
 from tests.reliability.fs_wait import wait_until
+from tests.reliability.notify import next_ping
 
 PATTERN = r"^(?P<cell_id>[A-Z0-9-]+)\."
 
@@ -192,30 +193,6 @@ def test_a_replaced_hot_folder_is_watched_again_with_an_alarm(
     assert "was replaced" in lost["message"] and lost["severity"] == "critical"
     assert new[0]["verdict"] == "pass"
     assert (incoming / "done" / "NEW-1.png").exists()
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path, monkeypatch):
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET, with a 100 ms watchdog."""
-    path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
-    monkeypatch.setenv("WATCHDOG_USEC", "200000")
-    monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    yield sock
-    sock.close()
-
-
-def next_ping(sock: socket.socket, timeout: float) -> bool:
-    """True when a WATCHDOG=1 arrives within ``timeout`` (other notifications are skipped)."""
-    sock.settimeout(timeout)
-    try:
-        while b"WATCHDOG=1" not in sock.recv(4096).split(b"\n"):
-            pass
-        return True
-    except TimeoutError:
-        return False
 
 
 @pytest.mark.slow
