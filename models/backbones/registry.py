@@ -58,8 +58,10 @@ def create_backbone(
     image_size: int | None = None,
     prompts: PromptSet | None = None,
 ) -> tuple[Backbone, torch.Tensor]:
-    """A backbone with its weights, and its ``[2, D]`` normal/abnormal class embeddings."""
-    return family(arch).create(arch, weights, seed, image_size, prompts)
+    """A backbone with its weights, and its ``[2, D]`` normal/abnormal class embeddings; at the
+    family's measured default input size unless ``image_size`` is given."""
+    fam = family(arch)
+    return fam.create(arch, weights, seed, image_size or fam.default_size, prompts)
 
 
 def empty_backbone(arch: str, image_size: int, taps: list[int]) -> Backbone:
