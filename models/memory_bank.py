@@ -160,6 +160,8 @@ def _leave_one_out_scale(
             excluded = near
         for s in range(0, n, _CHUNK):
             d2 = _sq_dist(feats[i, s : s + _CHUNK], bank, bank_sq)
-            d2 = d2.masked_fill(excluded[s : s + _CHUNK], float("inf"))
-            worst = max(worst, float(d2.amin(-1).max()))
+            nearest = d2.masked_fill(excluded[s : s + _CHUNK], float("inf")).amin(-1)
+            nearest = nearest[torch.isfinite(nearest)]  # a patch with no other patch to match
+            if nearest.numel():
+                worst = max(worst, float(nearest.max()))
     return max(worst, 1e-12) ** 0.5
