@@ -16,7 +16,6 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from models.backbones.base import Backbone
-from models.backbones.openclip import OpenClipBackbone
 from models.backbones.registry import DEFAULT_ARCH, create_backbone, empty_backbone
 from models.decoder import TextDecoder
 from models.detector import BatteryDetector
@@ -39,16 +38,7 @@ from models.recipe import (
 
 
 def _make_decoder(encoder: Backbone, embed_dim: int) -> TextDecoder:
-    if isinstance(encoder, OpenClipBackbone):  # start as CLIP's zero-shot matcher
-        visual = encoder.visual
-        return TextDecoder(encoder.tap_widths, embed_dim, visual.ln_post, visual.proj)
-    return TextDecoder(encoder.tap_widths, embed_dim)
-
-
-def _normalize_taps(encoder: Backbone) -> bool:
-    """ViT residual tokens carry outlier channels: compare them tap by tap, unit length."""
-    return isinstance(encoder, OpenClipBackbone)
-
+    return TextDecoder(encoder.tap_widths, embed_dim, *encoder.decoder_start())
 
 @torch.no_grad()
 def encode_references(
@@ -69,7 +59,7 @@ def encode_references(
         x = np.stack([preprocess(im, encoder.image_size, bit_depth) for im in chunk])
         batches.append(encoder(torch.from_numpy(x)))
     return MemoryBank.from_taps(
-        batches, _normalize_taps(encoder), coreset, grid=encoder.grid_size
+        batches, encoder.unit_taps, coreset, grid=encoder.grid_size
     )
 
 
@@ -162,7 +152,7 @@ def create_bundle(
         product=product,
         input_size=det.image_size,
         patch_grid=det.encoder.grid_size[0],
-        taps=getattr(det.encoder, "taps", list(range(det.encoder.n_taps))),
+        taps=det.encoder.taps,
         fusion=det.fusion,
         coreset=Coreset(
             fraction=coreset.fraction,
@@ -199,7 +189,7 @@ def load_detector(bundle: str | Path, device: str | torch.device = "cpu") -> Bat
     bank = None
     if (bundle / MEMORY_FILE).is_file():
         saved = load_file(bundle / MEMORY_FILE, device=str(device))
-        bank = MemoryBank(saved["features"], float(saved["scale"]), _normalize_taps(encoder))
+        bank = MemoryBank(saved["features"], float(saved["scale"]), encoder.unit_taps)
     det = BatteryDetector(
         encoder,
         decoder,

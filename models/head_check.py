@@ -72,13 +72,19 @@ def check_head(
     maps: dict[str, list[np.ndarray]] = {f: [] for f in fusions}
     labels = []
     chosen = detector.fusion
-    for i in range(len(data)):
-        x, y, _ = data[i]
-        labels.append(y.numpy())
-        for f in fusions:
-            detector.fusion = f
-            maps[f].append(detector(x[None].to(detector.text_embeddings.device))[0][0].cpu().numpy())
-    detector.fusion = chosen
+    detector.fusion = "mean"  # one forward pass computes both maps
+    try:
+        for i in range(len(data)):
+            x, y, _ = data[i]
+            labels.append(y.numpy())
+            parts = detector.maps(x[None].to(detector.text_embeddings.device))
+            for f in fusions:
+                detector.fusion = f
+                fused = detector.fuse(parts.text, parts.memory)
+                maps[f].append(detector.smooth(fused).clamp(0.0, 1.0)[0].cpu().numpy())
+            detector.fusion = "mean"
+    finally:
+        detector.fusion = chosen
     aurocs = {f: pixel_auroc(labels, m) or 0.5 for f, m in maps.items()}
     best = "text"
     if detector.memory_bank is not None:

@@ -25,9 +25,11 @@ class Backbone(nn.Module, ABC):
     arch: str
     image_size: int
     grid_size: tuple[int, int]
+    taps: list[int]  # which blocks/stages are tapped (recorded in the recipe)
     tap_widths: list[int]
     embed_dim: int  # width of the global embedding (the chat's image token) and class space
     has_text_tower: bool = False
+    unit_taps: bool = False  # the memory bank compares each tap at unit length (ViT outliers)
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
@@ -49,6 +51,11 @@ class Backbone(nn.Module, ABC):
     @abstractmethod
     def global_features(self, x: torch.Tensor) -> torch.Tensor:
         """One ``[B, embed_dim]`` embedding per normalised image (the chat's image token)."""
+
+    def decoder_start(self) -> tuple[nn.LayerNorm | None, torch.Tensor | None]:
+        """A LayerNorm and an image projection the decoder may start from (both None: start
+        plain; only training gives a decoder on this backbone meaning)."""
+        return None, None
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Taps ``[B, N, C_t]`` of ``[0, 1]`` images."""

@@ -46,6 +46,7 @@ class EfficientNetLiteBackbone(Backbone):
             out_indices=FEATURE_STAGES,
         )
         self.pool = pool
+        self.taps = list(FEATURE_STAGES)
         self.image_size = image_size
         side = image_size // GRID_STRIDE
         self.grid_size = (side, side)

@@ -37,6 +37,7 @@ class OpenClipBackbone(Backbone):
     """
 
     has_text_tower = True
+    unit_taps = True  # raw residual-stream tokens carry outlier channels
 
     def __init__(self, arch: str, visual: nn.Module, taps: list[int] | None = None) -> None:
         super().__init__(CLIP_MEAN, CLIP_STD)
@@ -72,6 +73,9 @@ class OpenClipBackbone(Backbone):
 
     def global_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.visual(x)  # CLIP's image embedding (ln_post(CLS) @ proj)
+
+    def decoder_start(self) -> tuple[nn.LayerNorm | None, torch.Tensor | None]:
+        return self.visual.ln_post, self.visual.proj  # CLIP's zero-shot patch matcher
 
 
 def create(
