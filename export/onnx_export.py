@@ -32,7 +32,7 @@ from inspector.backends.onnxruntime_backend import (
 )
 from models.bundle import load_detector
 from models.detector import BatteryDetector
-from models.recipe import load_recipe, model_id
+from models.recipe import load_recipe, tensors_id
 
 REPORT_FILE = "export_report.json"
 OUTPUT_NAMES = ("anomaly_map", "score")
@@ -184,7 +184,7 @@ def export_bundle(
     step = step or (lambda _msg: None)
     bundle = Path(bundle)
     recipe = load_recipe(bundle)
-    mid = model_id(bundle, recipe)
+    mid = tensors_id(bundle, recipe)
     step("loading the detector")
     detector = load_detector(bundle, "cpu")
     step(f"tracing {recipe.arch} into ONNX (opset {opset})")

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.decision import find_regions
+from inspector.drift import reference_from_scores
 from inspector.evaluation import ImageResult, run_predictor
 from inspector.predictor import Predictor
 from models.datasets import Sample
@@ -294,7 +295,12 @@ def calibrate(
     )
     if write:
         recipe = predictor.recipe.model_copy(
-            update={"thresholds": thresholds, "backend": predictor.backend.name}
+            update={
+                "thresholds": thresholds,
+                "backend": predictor.backend.name,
+                # what the line's drift check compares its scores with (inspector.drift)
+                "score_reference": reference_from_scores([r.score for r in normal]),
+            }
         )
         save_recipe(predictor.bundle, recipe)
         predictor.recipe = recipe

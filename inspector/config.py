@@ -28,7 +28,9 @@ from pydantic import (
     model_validator,
 )
 
+from inspector.drift import DriftConfig
 from inspector.explain.config import ExplainerConfig
+from inspector.feedback import FeedbackConfig
 from inspector.sources.config import SourceConfig
 from inspector.web.config import WebConfig
 
@@ -216,6 +218,8 @@ class Config(_Strict):
     health: HealthConfig = HealthConfig()
     explainer: ExplainerConfig = Field(default_factory=ExplainerConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
 
 
 def _describe(exc: ValidationError) -> list[str]:

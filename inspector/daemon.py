@@ -32,10 +32,13 @@ from inspector.batcher import STOP, next_batch
 from inspector.config import Config
 from inspector.datadir import DataDirError, claim
 from inspector.decision import published_thresholds
+from inspector.drift import DriftCheck, describe
+from inspector.feedback import FeedbackError, PassedSampler, parse_feedback
 from inspector.health import Metrics, Progress, Watchdog, sd_notify
 from inspector.mqtt import RESULT_SCHEMA, MqttLink, OutboxPublisher
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id, safe_text
 from inspector.store import Store
+from inspector.telemetry import Telemetry
 
 log = logging.getLogger("inspector.daemon")
 
@@ -147,6 +150,9 @@ class Daemon:
             backend = os.environ.get("INSPECTOR_BACKEND") or cfg.backend
             predictor = Predictor(cfg.bundle, backend)
         self.predictor = predictor
+        self.drift = DriftCheck.from_config(predictor.recipe.score_reference, cfg.drift)
+        self.telemetry = Telemetry(predictor.model_id, predictor.backend.name, self.drift)
+        self.passed_sample = PassedSampler(cfg.feedback.keep_passed_every)
         self.source = source if source is not None else create_configured_source(cfg)
         try:
             self.store = Store(cfg.data_dir, autocheckpoint=False)  # housekeeping checkpoints
@@ -165,6 +171,7 @@ class Daemon:
                 cfg.station.station,
                 role="daemon",
                 on_trigger=self._on_trigger,
+                on_feedback=self._on_feedback,
             )
             self.outbox = OutboxPublisher(
                 self.store, self.link, cfg.mqtt.inflight_window, on_delivered=self._on_delivered
@@ -223,6 +230,19 @@ class Daemon:
             # wake the trigger stage should it sit in get() (the queue emptied meanwhile)
             with contextlib.suppress(queue.Full):
                 self.trigger_q.put_nowait(_OVERFLOW)
+
+    def _on_feedback(self, payload: bytes) -> None:
+        """Runs on the MQTT thread: a technician's label of a reject, from an HMI."""
+        try:
+            fb = parse_feedback(payload)
+            self.store.add_feedback(
+                fb["label"], fb["user"], "mqtt", fb["note"], cell_id=fb["cell_id"]
+            )
+        except (FeedbackError, KeyError) as exc:
+            reason = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+            self.alarm("bad_feedback", "warning", f"feedback ignored: {reason}")
+            return
+        log.info("feedback on %s: %s by %s", fb["cell_id"], fb["label"], fb["user"])
 
     def _refuse_trigger(self, cell_id: str) -> None:
         self.alarm(
@@ -454,6 +474,7 @@ class Daemon:
             return [self._error_outcome(g, g.error or f"backend: {exc}", t0) for g in batch]
         t1 = time.monotonic()
         self.metrics.latency.labels("infer").observe(t1 - t0)
+        self.telemetry.infer_done((t1 - t0) * 1e3)
         model_out = iter(zip(maps, scores, strict=True))
         return [
             self._error_outcome(g, g.error, t0)
@@ -509,12 +530,18 @@ class Daemon:
         payload = o.payload
         t0 = time.monotonic()
         payload["latency_ms"]["total"] = round((t0 - o.t_grab) * 1e3, 2)
+        keep = payload["verdict"] == "pass" and self.passed_sample.take()
         image, amap = (o.frame.image, o.amap) if payload["verdict"] == "fail" else (None, None)
+        if keep:  # the sample of passed frames kept for feedback datasets
+            image = o.frame.image
         if image is not None and not self._room_for_pictures():
             image = amap = None  # the verdict still goes out; only the pictures are not kept
         meta = o.frame.meta
         source_file = (str(meta["path"]), meta["sha256"]) if meta.get("sha256") else None
-        row_id = self.store.record(payload, image, amap, defer_files=True, source_file=source_file)
+        row_id = self.store.record(
+            payload, image, amap, defer_files=True, source_file=source_file, keep_image=keep
+        )
+        self._watch_scores(payload)
         self.metrics.latency.labels("store").observe(time.monotonic() - t0)
         if self.outbox is not None:
             self.outbox.offer(row_id, payload)
@@ -542,6 +569,27 @@ class Daemon:
         if self.on_result is not None:
             self.on_result(row_id, payload, o.frame)
         return row_id
+
+    def _watch_scores(self, payload: dict) -> None:
+        """Feed a scored cell to the heartbeat's telemetry and the drift check."""
+        score = payload.get("image_score")
+        if score is None:
+            return
+        self.telemetry.scored(score)
+        change = self.drift.observe(score) if self.drift is not None else None
+        if change == "raised":
+            self._set_fault("drift", f"PSI {self.drift.last_psi:.3f}")
+            self.alarm(
+                "score_drift", "warning", describe(self.drift), psi=round(self.drift.last_psi, 4)
+            )
+        elif change == "cleared":
+            self._set_fault("drift", None)
+            self.alarm(
+                "score_drift_cleared",
+                "info",
+                describe(self.drift),
+                psi=round(self.drift.last_psi, 4),
+            )
 
     def _room_for_pictures(self) -> bool:
         """False (and the disk fault) when the data directory is below the free-space floor."""
@@ -589,6 +637,7 @@ class Daemon:
                             "backlog": backlog,
                             "uptime_s": round(now - self._started, 1),
                             "status": self.link.status,
+                            **self.telemetry.snapshot(),
                         }
                     )
                 last, last_t = dict(self.counts), now

@@ -188,9 +188,9 @@ class EngineCheck:
     # --- what is there -------------------------------------------------------------------
 
     def model_id(self) -> str:
-        from models.recipe import load_recipe, model_id
+        from models.recipe import load_recipe, tensors_id
 
-        return model_id(self.bundle, load_recipe(self.bundle))
+        return tensors_id(self.bundle, load_recipe(self.bundle))
 
     def wanted(self) -> str:
         """The configured backend, else the bundle recipe's."""

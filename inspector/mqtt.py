@@ -10,6 +10,8 @@ Topics under ``{prefix}/{line}/{station}/`` (prefix ``inspector/v1``), JSON payl
 - ``heartbeat`` QoS 0: counters and rates.
 - ``trigger`` subscribed QoS 1: ``{"cell_id": "...", "product": "..."}`` from the PLC.
 - ``explanation`` QoS 1: published by the explainer through the same class.
+- ``feedback`` subscribed QoS 1: ``{"cell_id", "label", "note", "user"}`` from an HMI: a
+  technician's label of a reject (``inspector.feedback``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ ALARM_SCHEMA = "inspector.alarm/1"
 STATUS_SCHEMA = "inspector.status/1"
 HEARTBEAT_SCHEMA = "inspector.heartbeat/1"
 EXPLANATION_SCHEMA = "inspector.explanation/1"
-TOPICS = ("result", "alarm", "status", "heartbeat", "trigger", "explanation")
+TOPICS = ("result", "alarm", "status", "heartbeat", "trigger", "explanation", "feedback")
 SEVERITIES = ("info", "warning", "critical")
 
 
@@ -110,11 +112,13 @@ class MqttLink:
         role: str = "daemon",
         on_trigger: Callable[[str, str | None], None] | None = None,
         will: bool = True,
+        on_feedback: Callable[[bytes], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.root = f"{cfg.topic_prefix.rstrip('/')}/{line}/{station}/"
         self.line, self.station = line, station
         self.on_trigger = on_trigger
+        self.on_feedback = on_feedback
         self.connected = threading.Event()
         self.refused = threading.Event()  # the broker said no (bad credentials, ...)
         self.refusal: str | None = None
@@ -209,6 +213,8 @@ class MqttLink:
         log.info("connected to %s:%s", self.cfg.host, self.cfg.port)
         if self.on_trigger is not None:
             client.subscribe(self.topic("trigger"), qos=1)
+        if self.on_feedback is not None:
+            client.subscribe(self.topic("feedback"), qos=1)
         if self._will:
             client.subscribe(self.topic("status"), qos=1)  # to correct a forged status
             self._publish_status()
@@ -388,6 +394,12 @@ class MqttLink:
     def _on_message(self, client, userdata, message) -> None:
         if message.topic == self.topic("status") and self._will:
             self._status_seen(message)
+            return
+        if message.topic == self.topic("feedback") and self.on_feedback is not None:
+            try:
+                self.on_feedback(message.payload)
+            except Exception:  # a failing handler must not kill paho's thread
+                log.exception("feedback message failed")
             return
         if message.topic != self.topic("trigger") or self.on_trigger is None:
             return

@@ -38,6 +38,8 @@ log = logging.getLogger("inspector.store")
 
 DB_FILE = "inspector.db"
 REJECTS_DIR = "rejects"
+PASSED_DIR = "passed"  # the kept sample of passed frames (feedback.keep_passed_every)
+LABELS = ("confirmed", "false_reject")  # what a technician may say about a reject
 JOB_LEASE_S = 600.0
 VERDICTS = ("pass", "fail", "error")
 
@@ -97,6 +99,18 @@ CREATE TABLE IF NOT EXISTS source_files (
     filed_at REAL
 );
 CREATE INDEX IF NOT EXISTS source_files_content ON source_files(sha256);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    result_id INTEGER NOT NULL REFERENCES results(id),
+    frame_id TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    user TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    ts TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_result ON feedback(result_id, id);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value REAL NOT NULL
@@ -288,6 +302,7 @@ class Store:
         amap: np.ndarray | None,
         defer_files: bool = False,
         source_file: tuple[str, str] | None = None,
+        keep_image: bool = False,
     ) -> int:
         """Store one result before it is published; a reject also saves its pictures and job.
 
@@ -300,19 +315,22 @@ class Store:
                 only when they are on disk. ``flush_files()`` waits for the writer.
             source_file: ``(path, sha256)`` of the file the frame came from (hot folder):
                 ``result_for_file`` finds the result by it after a crash.
+            keep_image: also save the frame of a ``pass`` (the sample of passed frames kept
+                for feedback datasets), under ``passed/``; it has no map and no job.
 
         Returns:
             The row id, which ``mark_published_many`` takes once the broker has it.
         """
         reject = result.get("verdict") == "fail"
+        kept = keep_image and result.get("verdict") == "pass" and image is not None
         image_path = map_path = None
-        if reject:
+        if reject or kept:
             day = datetime.now(UTC).strftime("%Y-%m-%d")
-            folder = self.rejects_dir / day
+            folder = (self.rejects_dir if reject else self.data_dir / PASSED_DIR) / day
             folder.mkdir(parents=True, exist_ok=True)
             stem = _safe_name(str(result["frame_id"]))
             image_path = folder / f"{stem}.png" if image is not None else None
-            map_path = folder / f"{stem}_map.npy" if amap is not None else None
+            map_path = folder / f"{stem}_map.npy" if reject and amap is not None else None
         write_later = defer_files and (image_path or map_path)
         file_bytes = 0 if write_later else _write_files(image_path, image, map_path, amap)
         now = time.time()
@@ -714,10 +732,13 @@ class Store:
             "map_path": Path(row["map_path"]) if row["map_path"] else None,
             "job_state": row["job_state"],
             "explanation": row["text"],
+            "feedback": row["feedback"],
         }
 
     _REJECT_SELECT = (
-        "SELECT r.*, j.state AS job_state, e.text AS text FROM results r"
+        "SELECT r.*, j.state AS job_state, e.text AS text,"
+        " (SELECT f.label FROM feedback f WHERE f.result_id = r.id ORDER BY f.id DESC LIMIT 1)"
+        " AS feedback FROM results r"
         " LEFT JOIN jobs j ON j.result_id = r.id LEFT JOIN explanations e"
         " ON e.frame_id = r.frame_id WHERE r.verdict='fail'"
     )
@@ -775,6 +796,87 @@ class Store:
                 (frame_id, role, text, _now_iso()),
             )
 
+    # --- feedback: technicians' labels of rejects -----------------------------------------
+
+    def add_feedback(
+        self,
+        label: str,
+        user: str,
+        channel: str,
+        note: str = "",
+        frame_id: str | None = None,
+        cell_id: str | None = None,
+    ) -> dict:
+        """Label a reject ``confirmed`` or ``false_reject``; the newest label of a reject counts.
+
+        The reject is found by ``frame_id``, else by ``cell_id`` (its newest reject: a cell
+        inspected twice). Returns the stored feedback as ``feedback_history`` gives it.
+
+        Raises:
+            ValueError: an unknown label.
+            KeyError: no such reject.
+        """
+        if label not in LABELS:
+            raise ValueError(f"label must be one of {', '.join(LABELS)}, got {label!r}")
+        if frame_id is not None:
+            where, key = "frame_id = ?", frame_id
+        elif cell_id is not None:
+            where, key = "cell_id = ?", cell_id
+        else:
+            raise ValueError("feedback needs a frame_id or a cell_id")
+        ts = _now_iso()
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT id, frame_id, cell_id FROM results WHERE {where} AND verdict='fail'"
+                " ORDER BY id DESC LIMIT 1",
+                (key,),
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"no reject with {where.split()[0]} {key!r}")
+            db.execute(
+                "INSERT INTO feedback (result_id, frame_id, cell_id, label, note, user, channel,"
+                " ts) VALUES (?,?,?,?,?,?,?,?)",
+                (row["id"], row["frame_id"], row["cell_id"], label, note, user, channel, ts),
+            )
+        return {
+            "frame_id": row["frame_id"],
+            "cell_id": row["cell_id"],
+            "label": label,
+            "note": note,
+            "user": user,
+            "channel": channel,
+            "ts": ts,
+        }
+
+    def feedback_history(self, frame_id: str) -> list[dict]:
+        """Every label given to one reject, oldest first:
+        ``{frame_id, cell_id, label, note, user, channel, ts}``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT frame_id, cell_id, label, note, user, channel, ts FROM feedback"
+                " WHERE frame_id=? ORDER BY id",
+                (frame_id,),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def labelled(self) -> list[dict]:
+        """Frames for a feedback dataset, oldest first: each labelled reject with its newest
+        label, and each kept passed frame (label ``pass``). Dicts as ``reject`` gives them,
+        with ``label``, ``note`` and ``user``."""
+        sql = (
+            "SELECT r.*, NULL AS job_state, NULL AS text, f.label AS feedback, f.label AS label,"
+            " f.note AS note, f.user AS user FROM results r JOIN feedback f ON f.result_id = r.id"
+            " WHERE f.id = (SELECT MAX(id) FROM feedback WHERE result_id = r.id)"
+            " UNION ALL SELECT r.*, NULL, NULL, NULL, 'pass', '', '' FROM results r"
+            " WHERE r.verdict = 'pass' AND r.image_path IS NOT NULL ORDER BY id"
+        )
+        with self._lock:
+            rows = self._db.execute(sql).fetchall()
+        return [
+            self._reject_dict(r) | {"label": r["label"], "note": r["note"], "user": r["user"]}
+            for r in rows
+        ]
+
     # --- retention -----------------------------------------------------------------------
 
     def disk_bytes(self) -> int:
@@ -793,6 +895,7 @@ class Store:
     _DELETABLE = (
         "published_at IS NOT NULL AND NOT EXISTS"
         " (SELECT 1 FROM jobs j WHERE j.result_id = results.id AND j.state != 'done')"
+        " AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.result_id = results.id)"
         " AND NOT EXISTS (SELECT 1 FROM explanations e"
         " WHERE e.frame_id = results.frame_id AND e.published_at IS NULL)"
     )
@@ -815,6 +918,7 @@ class Store:
                     )
                 ]
                 db.execute(f"DELETE FROM jobs WHERE result_id IN ({marks})", chunk)
+                db.execute(f"DELETE FROM feedback WHERE result_id IN ({marks})", chunk)
                 db.execute(f"DELETE FROM source_files WHERE result_id IN ({marks})", chunk)
                 db.execute(f"DELETE FROM results WHERE id IN ({marks})", chunk)
                 for f in frames:

@@ -19,7 +19,7 @@ from models.backbones.base import Backbone
 from models.backbones.registry import DEFAULT_ARCH, create_backbone, empty_backbone
 from models.decoder import TextDecoder
 from models.detector import BatteryDetector
-from models.memory_bank import CoresetSize, MemoryBank
+from models.memory_bank import CoresetSize, MemoryBank, embed
 from models.preprocess import preprocess
 from models.prompts import PromptSet
 from models.recipe import (
@@ -172,6 +172,51 @@ def create_bundle(
         encoder_sha256=file_sha256(out / ENCODER_FILE),
     )
     save_recipe(out, recipe)
+    return recipe
+
+
+@torch.no_grad()
+def add_normals(
+    bundle: str | Path, images: Sequence[np.ndarray], batch_size: int = 8, progress: bool = False
+) -> Recipe:
+    """Add normal images (e.g. confirmed false rejects) to a bundle's memory bank, in place.
+
+    Their patches join the bank and the coreset is chosen again within the recipe's bounds;
+    the recipe's coreset counts and reference count follow. Thresholds are left as they are:
+    recalibrate afterwards. Returns the updated recipe.
+
+    Raises:
+        ValueError: no images, or the bundle has no memory bank.
+    """
+    if not images:
+        raise ValueError("no normal images to add")
+    bundle = Path(bundle)
+    recipe = load_recipe(bundle)
+    det = load_detector(bundle)
+    bank = det.memory_bank
+    if bank is None:
+        raise ValueError(
+            f"{bundle} has no memory bank to add to: make it with 'inspector bundle create "
+            "--reference-dir'"
+        )
+    feats = []
+    steps = range(0, len(images), batch_size)
+    for i in tqdm(steps, desc="normals", unit="batch", disable=not progress):
+        x = np.stack(
+            [preprocess(im, det.image_size, recipe.bit_depth) for im in images[i : i + batch_size]]
+        )
+        feats.append(embed(det.encoder(torch.from_numpy(x)), bank.normalize_taps))
+    c = recipe.coreset
+    det.memory_bank = bank.extended(
+        torch.cat(feats), CoresetSize(c.fraction, c.minimum, c.maximum), c.of_total
+    )
+    save_tensors(bundle, det)
+    n_new = len(images) * feats[0].shape[1]
+    recipe.coreset = c.model_copy(
+        update={"kept": det.memory_bank.n_patches, "of_total": c.of_total + n_new}
+    )
+    recipe.n_reference_images += len(images)
+    save_recipe(bundle, recipe)
     return recipe
 
 

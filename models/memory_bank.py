@@ -124,6 +124,23 @@ class MemoryBank(nn.Module):
         scale = _leave_one_out_scale(feats, bank, keep, grid)
         return cls(bank, scale, normalize_taps)
 
+    @torch.no_grad()
+    def extended(
+        self, feats: torch.Tensor, size: CoresetSize, patches_before: int, seed: int = 0
+    ) -> MemoryBank:
+        """A bank that also holds the patches ``feats`` ``[K, N, D]`` (embedded taps of more
+        normal images, e.g. confirmed false rejects): the coreset is chosen again over this
+        bank's patches and the new ones, sized for ``patches_before + K * N`` patches in all.
+
+        The scale stays: it was measured leave-one-out on the original references, which the
+        bank no longer holds whole; recalibrating the thresholds afterwards is what adapts
+        the verdict (``inspector bundle update``).
+        """
+        flat = torch.cat([self.features, feats.reshape(-1, feats.shape[-1]).float()])
+        total = patches_before + feats.shape[0] * feats.shape[1]
+        keep = greedy_coreset(flat, size.of(total), seed=seed)
+        return MemoryBank(flat[keep], float(self.scale), self.normalize_taps)
+
     @property
     def n_patches(self) -> int:
         return int(self.features.shape[0])

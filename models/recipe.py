@@ -6,6 +6,8 @@ No torch here: the ONNX Runtime and TensorRT paths read recipes too.
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -61,6 +63,36 @@ class Thresholds(_Strict):
     calibrated: bool = False
 
 
+# --- lineage: what built, trained and calibrated a bundle (issue 16, item 7) ---------------
+
+
+class ImageSet(_Strict):
+    """A set of images by content: the SHA-256 of each file's bytes, and one digest of all."""
+
+    count: int = Field(ge=0)
+    sha256: str  # of the sorted per-file hashes, one per line: same files, same digest
+    files: dict[str, str] = Field(default_factory=dict)  # file name -> its SHA-256
+
+
+class Step(_Strict):
+    """One command that changed the bundle: what ran, with which parameters, on which images."""
+
+    command: str  # "bundle create", "train", "calibrate", "bundle update"
+    params: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    images: dict[str, ImageSet] = Field(default_factory=dict)  # role -> images
+    software: str  # battery-inspector version
+    ts: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+class ScoreReference(_Strict):
+    """The image scores of the calibration's normal images over fixed bins: what the drift
+    check compares the line's recent scores with (``inspector.drift``)."""
+
+    edges: list[float]  # inner bin edges, ascending; the outer bins are open
+    counts: list[int]  # images per bin, len(edges) + 1
+    n: int = Field(ge=0)
+
+
 class Recipe(_Strict):
     """Everything about a bundle that is not a tensor."""
 
@@ -84,6 +116,9 @@ class Recipe(_Strict):
     n_reference_images: int = Field(0, ge=0)
     encoder_sha256: str
     created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    # lineage and the drift reference (issue 16); both count towards model_id
+    lineage: list[Step] = Field(default_factory=list)
+    score_reference: ScoreReference | None = None
 
 
 def load_recipe(bundle: str | Path) -> Recipe:
@@ -113,8 +148,10 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def model_id(bundle: str | Path, recipe: Recipe | None = None) -> str:
-    """A short id that changes whenever any tensor of the model changes: ``tiny-1a2b3c4d5e6f``."""
+def tensors_id(bundle: str | Path, recipe: Recipe | None = None) -> str:
+    """A short id of the model's tensors and map settings (what an ONNX export or a TensorRT
+    engine is built from): ``tiny-1a2b3c4d5e6f``. Thresholds and lineage leave it alone, so
+    calibrating after an export keeps the export current."""
     bundle = Path(bundle)
     recipe = recipe or load_recipe(bundle)
     h = hashlib.sha256(recipe.encoder_sha256.encode())
@@ -127,3 +164,63 @@ def model_id(bundle: str | Path, recipe: Recipe | None = None) -> str:
         .encode()
     )
     return f"{recipe.arch}-{h.hexdigest()[:12]}"
+
+
+def model_id(bundle: str | Path, recipe: Recipe | None = None) -> str:
+    """The id results carry: the tensors (``tensors_id``), the thresholds and the rest of the
+    recipe, lineage included (less its time stamps, so the same commands on the same images
+    give the same id). Recalibrating changes it."""
+    bundle = Path(bundle)
+    recipe = recipe or load_recipe(bundle)
+    content = recipe.model_dump(mode="json", exclude={"created"})
+    for step in content["lineage"]:
+        step.pop("ts", None)
+    h = hashlib.sha256(tensors_id(bundle, recipe).encode())
+    h.update(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
+    return f"{recipe.arch}-{h.hexdigest()[:12]}"
+
+
+def image_set(paths: Iterable[str | Path]) -> ImageSet:
+    """The ``ImageSet`` of these image files (read in chunks; named by file name)."""
+    files = {}
+    for p in paths:
+        p = Path(p)
+        name = p.name if p.name not in files else str(p)
+        files[name] = file_sha256(p)
+    digest = hashlib.sha256("\n".join(sorted(files.values())).encode()).hexdigest()
+    return ImageSet(count=len(files), sha256=digest, files=files)
+
+
+def software_version() -> str:
+    """The installed battery-inspector version (``unknown`` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("battery-inspector")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def record_step(
+    bundle: str | Path,
+    command: str,
+    params: dict[str, object] | None = None,
+    images: dict[str, Iterable[str | Path]] | None = None,
+) -> Recipe:
+    """Append one step to the bundle's lineage (and save the recipe); returns the recipe.
+
+    ``params`` values that are not plain numbers, text or booleans are kept as text."""
+    recipe = load_recipe(bundle)
+    plain = {
+        k: v if v is None or isinstance(v, str | int | float | bool) else str(v)
+        for k, v in (params or {}).items()
+    }
+    step = Step(
+        command=command,
+        params=plain,
+        images={role: image_set(paths) for role, paths in (images or {}).items()},
+        software=software_version(),
+    )
+    recipe.lineage = [*recipe.lineage, step]
+    save_recipe(bundle, recipe)
+    return recipe

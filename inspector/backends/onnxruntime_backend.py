@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.backends.base import Backend
-from models.recipe import load_recipe, model_id
+from models.recipe import load_recipe, tensors_id
 
 ONNX_FILE = "model.onnx"  # written by export/onnx_export.py
 ONNX_INT8_FILE = "model.int8.onnx"
@@ -48,7 +48,7 @@ def check_export_current(path: Path, bundle: Path, current: str | None = None) -
     """The model id ``path`` was exported from; ``StaleExportError`` unless it is the bundle's
     current one (``current``, else computed)."""
     exported = exported_model_id(path)
-    current = current or model_id(bundle, load_recipe(bundle))
+    current = current or tensors_id(bundle, load_recipe(bundle))
     if exported != current:
         flag = " --int8" if path.name == ONNX_INT8_FILE else ""
         raise StaleExportError(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.backends.base import Backend
-from models.recipe import load_recipe, model_id
+from models.recipe import load_recipe, tensors_id
 
 ENGINE_FILE = "model.plan"  # written by export/tensorrt_build.py
 SIDECAR_FILE = "model.plan.json"
@@ -152,7 +152,7 @@ class TensorRTBackend(Backend):
             sidecar,
             describe_gpu(),
             trt.__version__,
-            model_id(bundle, load_recipe(bundle)),
+            tensors_id(bundle, load_recipe(bundle)),
             str(bundle),
         )
         self.sidecar = sidecar

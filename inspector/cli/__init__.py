@@ -5,10 +5,12 @@ from __future__ import annotations
 from inspector.cli import (  # noqa: F401  (registers commands)
     bundle,
     calibrate,
+    capture,
     demo,
     evaluate,
     explain,
     export,
+    feedback,
     predict,
     run,
     serve,

@@ -17,7 +17,7 @@ app = typer.Typer(
     context_settings={"max_content_width": 1000},  # wrap to the terminal, not to 80 columns
 )
 bundle_app = typer.Typer(
-    help="Create model bundles.", no_args_is_help=True, rich_markup_mode=None
+    help="Create, update and show model bundles.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(bundle_app, name="bundle")
 

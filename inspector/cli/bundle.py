@@ -1,4 +1,5 @@
-"""``inspector bundle create``: a model bundle for one product."""
+"""``inspector bundle create|update|show``: make a product's bundle, teach it normal images
+that it rejected (feedback), and print what it is and where it came from."""
 
 from __future__ import annotations
 
@@ -50,12 +51,12 @@ def create(
     from models.datasets import pick_evenly
     from models.image_io import list_images, read_image
     from models.memory_bank import CoresetSize
-    from models.recipe import RECIPE_FILE
+    from models.recipe import RECIPE_FILE, record_step
 
     with user_errors():
         if (out / RECIPE_FILE).exists() and not force:
             raise fail(f"{out} already holds a bundle; pass --force to overwrite it")
-        refs = []
+        refs, paths = [], []
         if reference_dir is not None:
             paths = pick_evenly(list_images(reference_dir), shots)
             if not paths:
@@ -77,6 +78,12 @@ def create(
             out, arch, product, weights, refs, seed, bit_depth, pixel_pitch_mm, progress=True,
             image_size=image_size, coreset=coreset,
         )
+        params = {
+            "arch": arch, "product": product, "weights": weights, "image_size": image_size,
+            "coreset_fraction": coreset_fraction, "coreset_max": coreset_max, "shots": shots,
+            "bit_depth": bit_depth, "pixel_pitch_mm": pixel_pitch_mm, "seed": seed,
+        }
+        recipe = record_step(out, "bundle create", params, {"references": paths})
     bank = (
         f", memory bank {recipe.coreset.kept} of {recipe.coreset.of_total} patches"
         if recipe.coreset.kept
@@ -86,3 +93,89 @@ def create(
         f"bundle {out}: {recipe.arch} at {recipe.input_size} px, product {recipe.product!r}, "
         f"{recipe.n_reference_images} reference image(s){bank}, fusion {recipe.fusion}"
     )
+
+
+@bundle_app.command("update")
+def update(
+    bundle: Path = typer.Argument(..., help="Model bundle folder; changed in place."),
+    add_normals: Path = typer.Option(
+        ...,
+        help="Normal images to add to the memory bank: a feedback export's product folder "
+        "(inspector feedback export; its train/good holds the confirmed false rejects, its "
+        "test/ is measured on) or a plain folder of images.",
+    ),
+    calibration: Path | None = typer.Option(
+        None,
+        help="More normal images (MVTec layout or a folder) to recalibrate and measure on, "
+        "e.g. the set the bundle was calibrated on. Recommended: a handful of kept passed "
+        "frames cannot set a threshold for a 1 % false-reject rate.",
+    ),
+    false_reject_rate: float | None = typer.Option(
+        None, help="Target for the recalibration (default: the bundle's last calibration's)."
+    ),
+) -> None:
+    """Add confirmed false rejects to a bundle's memory bank and recalibrate its thresholds.
+
+    Prints the false-reject rate (on the added and on the other normal images) and the escape
+    rate (on the labelled defects) before and after, and the model id before and after. The
+    step is recorded in the bundle's lineage (inspector bundle show).
+    """
+    from inspector.bundle_update import update_with_normals
+
+    with user_errors():
+        if false_reject_rate is not None and not 0.0 < false_reject_rate < 1.0:
+            raise fail(f"--false-reject-rate must be between 0 and 1, got {false_reject_rate}")
+        report = update_with_normals(
+            bundle, add_normals, calibration, false_reject_rate, progress=True
+        )
+    for line in report.lines():
+        typer.echo(line)
+
+
+@bundle_app.command("show")
+def show(
+    bundle: Path = typer.Argument(..., help="Model bundle folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole record as JSON."),
+) -> None:
+    """Print what a bundle is and where it came from: its model id (tensors, thresholds and
+    recipe), thresholds, drift reference and lineage: every command that made or changed it,
+    with its parameters, the software version and the content hashes of the images it used."""
+    import json
+
+    from models.recipe import load_recipe, model_id, tensors_id
+
+    with user_errors():
+        recipe = load_recipe(bundle)
+        ids = {"model_id": model_id(bundle, recipe), "tensors_id": tensors_id(bundle, recipe)}
+    if as_json:
+        typer.echo(json.dumps(ids | recipe.model_dump(mode="json"), indent=2))
+        return
+    t = recipe.thresholds
+    lines = [
+        f"bundle      {bundle}",
+        f"model_id    {ids['model_id']}   (tensors, thresholds and recipe)",
+        f"tensors_id  {ids['tensors_id']}   (what an export is built from)",
+        f"product     {recipe.product!r}, {recipe.arch} at {recipe.input_size} px, "
+        f"fusion {recipe.fusion}, backend {recipe.backend}",
+        f"memory bank {recipe.coreset.kept} of {recipe.coreset.of_total} patches from "
+        f"{recipe.n_reference_images} normal image(s)",
+        f"thresholds  pixel {t.pixel:.4f}, image {t.image:.4f}, min area "
+        f"{t.min_defect_area_px:g} px, calibrated {str(t.calibrated).lower()}",
+    ]
+    ref = recipe.score_reference
+    lines.append(
+        f"drift ref.  {ref.n} calibration score(s) over {len(ref.counts)} bins"
+        if ref
+        else "drift ref.  none (calibrate the bundle to enable the drift check)"
+    )
+    lines.append(f"lineage     {len(recipe.lineage)} step(s)")
+    for i, step in enumerate(recipe.lineage, 1):
+        lines.append(f"  {i}. {step.ts}  inspector {step.command}  (software {step.software})")
+        for key, value in step.params.items():
+            lines.append(f"       {key}: {value}")
+        for role, images in step.images.items():
+            lines.append(f"       {role}: {images.count} image(s), sha256 {images.sha256}")
+            for name, digest in images.files.items():
+                lines.append(f"         {digest}  {name}")
+    for line in lines:
+        typer.echo(line)

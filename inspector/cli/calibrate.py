@@ -55,6 +55,7 @@ def calibrate(
     from inspector.calibration import calibrate as run_calibration
     from inspector.predictor import Predictor
     from models.datasets import GOOD, defect_samples, normal_folders, normal_images
+    from models.recipe import record_step
 
     with user_errors():
         if not 0.0 < false_reject_rate < 1.0:
@@ -87,6 +88,13 @@ def calibrate(
             )
         finally:
             predictor.close()
+        if not dry_run:
+            params = {
+                "false_reject_rate": false_reject_rate, "include_train": include_train,
+                "holdout": holdout, "backend": result.backend, "margin": margin, "seed": seed,
+            }
+            images = {"calibration": normal, "defects": [s.path for s in defects]}
+            record_step(bundle, "calibrate", params, images)
     for line in result.summary():
         typer.echo(line)
     if dry_run:

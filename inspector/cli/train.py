@@ -39,6 +39,7 @@ def train(
     """
     from models.datasets import train_images
     from models.image_io import read_image
+    from models.recipe import record_step
     from models.training import CHECKPOINT_FILE, TrainConfig, train_bundle
 
     with user_errors():
@@ -61,6 +62,12 @@ def train(
                 "run the same command to resume",
                 code=130,
             ) from None
+        if result.steps_run:
+            params = {
+                "epochs": epochs, "batch_size": batch_size, "accumulate": accumulate,
+                "samples_per_epoch": samples_per_epoch, "lr": lr, "seed": seed,
+            }
+            record_step(bundle, "train", params, {"training": paths})
     if result.resumed_from is not None:
         e, s = result.resumed_from
         typer.echo(f"resumed from epoch {e + 1}, step {s}")

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from inspector.feedback import FeedbackError, check_feedback
 from inspector.web import present
 from inspector.web.auth import COOKIE_NAME, Authenticator, Throttle
 from inspector.web.config import WebConfig
@@ -61,6 +63,8 @@ class RejectStore(Protocol):
     def explanation(self, frame_id: str) -> dict | None: ...
     def chat_history(self, frame_id: str) -> list[dict]: ...
     def append_chat(self, frame_id: str, role: str, text: str) -> None: ...
+    def add_feedback(self, label, user, channel, note="", frame_id=None, cell_id=None) -> dict: ...
+    def feedback_history(self, frame_id: str) -> list[dict]: ...
 
 
 def _bundled(folder: str) -> resources.abc.Traversable:
@@ -90,20 +94,28 @@ def _safe_next(target: str | None) -> str:
     return target if not parts.scheme and not parts.netloc else "/rejects"
 
 
+async def _body(request: Request) -> bytes | None:
+    """A small request body, or None past ``MAX_FORM_BYTES`` (read in chunks, never more)."""
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    return bytes(body)
+
+
 async def _form(request: Request) -> dict[str, str]:
     """A small url-encoded form body as a dict (first value of each field).
 
     Read in chunks and given up on past ``MAX_FORM_BYTES`` (empty form), so an oversized
     body, even one sent to the open login form, cannot fill the memory.
     """
-    declared = request.headers.get("content-length", "0")
-    if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
+    body = await _body(request)
+    if body is None:
         return {}
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return {}
     fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {k: v[0] for k, v in fields.items()}
 
@@ -247,14 +259,15 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
             return login_page(
                 request, 429, target, "Too many wrong attempts. Wait a minute and try again."
             )
-        if not auth.check_login(form.get("username", ""), form.get("secret", "")):
+        user = auth.login_user(form.get("username", ""), form.get("secret", ""))
+        if user is None:
             throttle.failed(client)
             log.warning("failed login from %s", client)
             return login_page(request, 401, target, "Wrong token or password.")
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             COOKIE_NAME,
-            auth.new_session(),
+            auth.new_session(user),
             max_age=auth.session_s,
             httponly=True,
             samesite="strict",
@@ -317,6 +330,7 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
             regions=present.region_rows(reject),
             explanation=store.explanation(frame_id),
             history=store.chat_history(frame_id),
+            feedback=store.feedback_history(frame_id),
             has_image=stored_file(data_dir, reject.get("image_path")) is not None,
             has_map=stored_file(data_dir, reject.get("map_path")) is not None,
             question=question,
@@ -420,6 +434,50 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
         finally:
             chat_waiting[0] -= 1
         return RedirectResponse(f"/rejects/{quote(frame_id, safe='')}#chat-end", 303)
+
+    def user_of(request: Request) -> str:
+        found = auth.user_of(
+            request.headers.get("authorization"), request.cookies.get(COOKIE_NAME)
+        )
+        return found or "unknown"  # the guard let it in, so it is one of the two
+
+    @app.post("/rejects/{frame_id}/feedback")
+    async def feedback_form(request: Request, frame_id: str) -> Response:
+        """The page's buttons: label this reject confirmed or a false reject, with a note."""
+        reject = await run_in_threadpool(load, frame_id)
+        if reject is None:
+            return not_found(request)
+        form = await _form(request)
+        try:
+            label, note = check_feedback(form.get("label"), form.get("note", ""))
+        except FeedbackError as exc:
+            return await run_in_threadpool(reject_page, request, reject, 422, "", str(exc))
+        await run_in_threadpool(
+            store.add_feedback, label, user_of(request), "web", note, frame_id
+        )
+        return RedirectResponse(f"/rejects/{quote(frame_id, safe='')}#feedback", 303)
+
+    @app.post("/api/rejects/{cell_id}/feedback")
+    async def feedback_api(request: Request, cell_id: str) -> JSONResponse:
+        """``{"label": "confirmed" | "false_reject", "note": "..."}`` for the newest reject of
+        ``cell_id``; answers the stored feedback, with the user it was recorded under."""
+        body = await _body(request)
+        if body is None:
+            return JSONResponse({"detail": "body too large"}, status_code=413)
+        try:
+            data = json.loads(body.decode("utf-8"))
+            if not isinstance(data, dict):
+                raise FeedbackError("the body must be a JSON object with label and note")
+            label, note = check_feedback(data.get("label"), data.get("note", ""))
+        except (ValueError, RecursionError) as exc:  # FeedbackError, bad JSON, bad UTF-8
+            return JSONResponse({"detail": str(exc)[:300]}, status_code=422)
+        try:
+            stored = await run_in_threadpool(
+                store.add_feedback, label, user_of(request), "api", note, None, cell_id
+            )
+        except KeyError:
+            return JSONResponse({"detail": f"no reject of cell {cell_id!r}"}, status_code=404)
+        return JSONResponse(stored, status_code=201)
 
     app.router.on_shutdown.append(lambda: chat_pool.shutdown(wait=False, cancel_futures=True))
     return app

@@ -1,8 +1,10 @@
 """Who may see the technicians' page: a bearer token, HTTP Basic, or a login cookie.
 
 Every secret comparison is constant-time (``hmac.compare_digest``). The login cookie holds no
-secret: it is an expiry time, a random nonce and an HMAC of both under a key made fresh at each
-start, so a restart logs everyone out and a stolen cookie dies with its shift.
+secret: it is an expiry time, a random nonce, who logged in and an HMAC of the three under a key
+made fresh at each start, so a restart logs everyone out and a stolen cookie dies with its shift.
+``user_of`` says who a request is (recorded with feedback): the ``web.username`` of a password
+login, ``token`` for the access token.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import OrderedDict, deque
 from inspector.web.config import Credentials
 
 COOKIE_NAME = "inspector_session"
+TOKEN_USER = "token"  # who a request is when it came in with the access token
 
 
 def same_secret(given: str | None, expected: str | None) -> bool:
@@ -75,12 +78,40 @@ class Authenticator:
             )
         return False
 
+    def login_user(self, username: str, secret: str) -> str | None:
+        """Who logs in with these form fields (``token`` or the user name), None if nobody."""
+        if same_secret(secret, self._creds.token):
+            return TOKEN_USER
+        if same_secret(username, self._creds.username) and same_secret(
+            secret, self._creds.password
+        ):
+            return username
+        return None
+
+    def user_of(self, authorization: str | None, cookie: str | None) -> str | None:
+        """Who a request is, by its ``Authorization`` header or else its login cookie."""
+        if authorization:
+            if not self.check_header(authorization):
+                return None
+            scheme, _, value = authorization.partition(" ")
+            if scheme.lower() == "bearer":
+                return TOKEN_USER
+            return base64.b64decode(value.strip()).decode("utf-8").partition(":")[0]
+        if not self.check_cookie(cookie):
+            return None
+        parts = cookie.rpartition(".")[0].split(".")
+        try:
+            return bytes.fromhex(parts[2]).decode("utf-8") if len(parts) > 2 else TOKEN_USER
+        except ValueError:
+            return None
+
     def _mac(self, payload: str) -> str:
         return hmac.new(self._key, payload.encode("ascii"), hashlib.sha256).hexdigest()
 
-    def new_session(self) -> str:
-        """A cookie value good for ``session_hours``."""
-        payload = f"{int(time.time()) + self.session_s}.{secrets.token_hex(8)}"
+    def new_session(self, user: str = TOKEN_USER) -> str:
+        """A cookie value good for ``session_hours``, naming ``user``."""
+        who = user.encode("utf-8").hex()
+        payload = f"{int(time.time()) + self.session_s}.{secrets.token_hex(8)}.{who}"
         return f"{payload}.{self._mac(payload)}"
 
     def check_cookie(self, value: str | None) -> bool:

@@ -11,7 +11,7 @@ from safetensors.numpy import load_file, save_file
 from export.tensorrt_build import engine_sidecar, profile_shapes
 from inspector.backends.onnxruntime_backend import exported_model_id
 from inspector.backends.tensorrt_backend import EngineMismatchError, check_engine_compatible
-from models.recipe import model_id
+from models.recipe import tensors_id
 from tests.cli_helpers import run_inspector
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -86,7 +86,7 @@ def test_a_stale_onnx_export_is_refused_before_tensorrt_is_needed(
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
     export_bundle(bundle)
-    exported = model_id(bundle)
+    exported = tensors_id(bundle)
     tensors = load_file(bundle / "decoder.safetensors")
     save_file({k: v * 1.01 for k, v in tensors.items()}, bundle / "decoder.safetensors")
 
@@ -96,7 +96,7 @@ def test_a_stale_onnx_export_is_refused_before_tensorrt_is_needed(
     monkeypatch.setattr(build, "import_tensorrt", no_tensorrt)
     with pytest.raises(StaleExportError) as err:
         build.build_engine(bundle)
-    assert f"exported from model {exported}, but the bundle is now {model_id(bundle)}" in str(
+    assert f"exported from model {exported}, but the bundle is now {tensors_id(bundle)}" in str(
         err.value
     )
     assert "inspector export onnx --bundle" in str(err.value)
@@ -137,7 +137,7 @@ def test_engine_builds_and_matches_onnxruntime(tiny_bundle, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (bundle / "model.plan.json").is_file() and (bundle / "tensorrt.timing-cache").is_file()
     built = json.loads((bundle / "model.plan.json").read_text())
-    assert built["model_id"] == exported_model_id(bundle / "model.onnx") == model_id(bundle)
+    assert built["model_id"] == exported_model_id(bundle / "model.onnx") == tensors_id(bundle)
     assert "onnx_sha256" not in built
     x = parity_inputs(6)
     with TensorRTBackend(bundle) as trt_b, OnnxRuntimeBackend(bundle) as ort_b:

@@ -28,7 +28,7 @@ from inspector.engine_check import (
     ExportFailed,
     Runtime,
 )
-from models.recipe import load_recipe, model_id
+from models.recipe import load_recipe, tensors_id
 from tests.broker import Collector, broker  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,7 +103,7 @@ def write_engine(bundle: Path, runtime: Runtime, model: str | None = None) -> No
         opt_batch=32,
         precision="fp16",
         fp32_layers=13,
-        bundle_model_id=model or model_id(bundle, load_recipe(bundle)),
+        bundle_model_id=model or tensors_id(bundle, load_recipe(bundle)),
     )
     (bundle / SIDECAR_FILE).write_text(json.dumps(sidecar))
 
@@ -193,10 +193,10 @@ def test_onnx_of_an_older_model_is_exported_again_whatever_the_report_says(
     """The graph's own metadata decides: retrained after the export, report edited to match."""
     from safetensors.numpy import load_file, save_file
 
-    old = model_id(bundle, load_recipe(bundle))
+    old = tensors_id(bundle, load_recipe(bundle))
     tensors = load_file(bundle / "decoder.safetensors")
     save_file({k: v * 1.01 for k, v in tensors.items()}, bundle / "decoder.safetensors")
-    new = model_id(bundle, load_recipe(bundle))
+    new = tensors_id(bundle, load_recipe(bundle))
     report = json.loads((bundle / REPORT_FILE).read_text())
     (bundle / REPORT_FILE).write_text(json.dumps({**report, "model_id": new}))
     build = FakeTensorRT(H100)

@@ -19,7 +19,7 @@ from inspector.backends.onnxruntime_backend import (
     exported_model_id,
 )
 from inspector.predictor import Predictor
-from models.recipe import load_recipe, model_id, save_recipe
+from models.recipe import load_recipe, save_recipe, tensors_id
 from models.synth import render
 from tests.cli_helpers import run_inspector
 
@@ -133,7 +133,7 @@ def test_exported_model_id_reads_the_graphs_metadata(bundle, name):
     import onnx
 
     stored = {p.key: p.value for p in onnx.load(str(bundle / name)).metadata_props}
-    assert exported_model_id(bundle / name) == stored["model_id"] == model_id(bundle)
+    assert exported_model_id(bundle / name) == stored["model_id"] == tensors_id(bundle)
 
 
 def test_exported_model_id_of_other_files(tmp_path):
