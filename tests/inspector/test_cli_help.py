@@ -29,4 +29,5 @@ def test_serve_takes_c_like_run_and_explain_and_bundle_offers_what_it_has() -> N
     for command in ("run", "explain", "serve"):
         assert "-c" in run_inspector(command, "--help", env={"COLUMNS": "200"}).stdout
     bundle = run_inspector("bundle", "--help", env={"COLUMNS": "200"}).stdout
-    assert "Create model bundles." in bundle and "inspect model" not in bundle
+    assert "Create, update and show model bundles." in bundle and "inspect model" not in bundle
+    assert all(f"  {c} " in bundle for c in ("create", "update", "show"))
