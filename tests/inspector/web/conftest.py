@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -97,17 +98,15 @@ def write_config(folder: Path) -> Path:
     return path
 
 
-@pytest.fixture()
-def server(tmp_path: Path, store: Store) -> Iterator[str]:
-    """``inspector serve`` on a free port over the test store's data directory; yields its URL."""
-    (tmp_path / "bundle").mkdir()
-    env = {**os.environ, "INSPECTOR_WEB_TEST_TOKEN": SERVE_TOKEN, "NO_COLOR": "1"}
+@contextlib.contextmanager
+def serving(config: Path, env: dict[str, str]) -> Iterator[str]:
+    """``inspector serve --config CONFIG`` on a free port; yields its URL, stops it after."""
     proc = subprocess.Popen(
-        [INSPECTOR, "serve", "--config", str(write_config(tmp_path)), "--port", "0"],
+        [INSPECTOR, "serve", "--config", str(config), "--port", "0"],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
-        env=env,
+        env={**os.environ, "NO_COLOR": "1", **env},
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
@@ -124,3 +123,11 @@ def server(tmp_path: Path, store: Store) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture()
+def server(tmp_path: Path, store: Store) -> Iterator[str]:
+    """``inspector serve`` on a free port over the test store's data directory; yields its URL."""
+    (tmp_path / "bundle").mkdir()
+    with serving(write_config(tmp_path), {"INSPECTOR_WEB_TEST_TOKEN": SERVE_TOKEN}) as url:
+        yield url
