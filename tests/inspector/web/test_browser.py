@@ -1,5 +1,6 @@
 """The page in a real headless Chromium (Debian's chromium + chromium-driver, via Selenium):
-log in, open a reject, see the overlay load, ask a follow-up and see the answer appear."""
+log in, open a reject, see the overlay load, ask a follow-up and see the answer appear; and the
+feedback round trip from marking false rejects on the page to a bundle that passes them."""
 
 from __future__ import annotations
 
