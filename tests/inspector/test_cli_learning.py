@@ -1,12 +1,14 @@
 """``inspector train``, ``calibrate`` and ``evaluate`` as a user runs them, offline."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
+from models.recipe import file_sha256
 from models.synth import write_dataset
 from tests.cli_helpers import run_inspector
 
@@ -94,6 +96,17 @@ def test_train_then_calibrate_then_evaluate(pouch_set, tmp_path):
         assert text in proc.stdout, text
     thresholds = yaml.safe_load((bundle / "recipe.yaml").read_text())["thresholds"]
     assert thresholds["calibrated"] is True and thresholds["min_defect_area_px"] > 0
+
+    # the lineage: every command, its parameters and the images it used, by content
+    shown = run_inspector("bundle", "show", str(bundle))
+    assert shown.returncode == 0, shown.stderr
+    steps = re.findall(r"^  \d\. \S+  inspector (.+?)  \(software", shown.stdout, re.M)
+    assert steps == ["bundle create", "train", "calibrate"]
+    some_image = sorted((pouch_set / "train" / "good").iterdir())[0]
+    assert f"{file_sha256(some_image)}  {some_image.name}" in shown.stdout
+    assert "false_reject_rate: 0.1" in shown.stdout and "model_id    " in shown.stdout
+    record = json.loads(run_inspector("bundle", "show", str(bundle), "--json").stdout)
+    assert record["thresholds"] == thresholds and record["score_reference"]["n"] > 0
 
     out = tmp_path / "m.json"
     proc = run_inspector("evaluate", "--bundle", str(bundle), "--data", str(pouch_set),

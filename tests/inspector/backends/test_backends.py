@@ -19,7 +19,7 @@ from inspector.backends.onnxruntime_backend import (
     exported_model_id,
 )
 from inspector.predictor import Predictor
-from models.recipe import load_recipe, save_recipe, tensors_id
+from models.recipe import load_recipe, model_id, save_recipe, tensors_id
 from models.synth import render
 from tests.cli_helpers import run_inspector
 
@@ -126,6 +126,20 @@ def test_stale_export_is_refused_after_the_tensors_change(bundle, tmp_path):
         create_backend("onnxruntime", copy)
     with pytest.raises(StaleExportError, match=f"{ONNX_INT8_FILE} was exported .* --int8' again"):
         create_backend("onnxruntime-int8", copy)
+
+
+def test_an_export_stays_current_when_only_the_thresholds_change(bundle, tmp_path):
+    """Calibrating after the export (the engineer guide's order) changes the model id that
+    results carry, not the tensors the graph was built from."""
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    before = model_id(copy)
+    recipe = load_recipe(copy)
+    recipe.thresholds = recipe.thresholds.model_copy(update={"image": 0.61, "calibrated": True})
+    save_recipe(copy, recipe)
+    backend = create_backend("onnxruntime", copy)
+    backend.close()
+    assert model_id(copy) != before and tensors_id(copy) == tensors_id(bundle)
 
 
 @pytest.mark.parametrize("name", [ONNX_FILE, ONNX_INT8_FILE])
