@@ -12,7 +12,7 @@ DOC = (Path(__file__).resolve().parents[2] / "docs" / "mqtt.md").read_text(encod
 
 
 def test_topics_table_matches_the_code() -> None:
-    rows = re.findall(r"^\| `([a-z]+)` \| (?:station|PLC) ->", DOC, re.MULTILINE)
+    rows = re.findall(r"^\| `([a-z]+)` \| (?:station|PLC|HMI) ->", DOC, re.MULTILINE)
     assert rows == list(mqtt.TOPICS)
 
 
