@@ -17,6 +17,10 @@ at least ``A`` frame pixels and peaks at or above the image threshold ``I`` (see
    normal cell that scores at the limit on one backend does not fail on another (backends
    agree to about 1e-4; TensorRT's FP16 to about 1e-3).
 
+The image scores of all the normal images are stored too, over ten fixed bins (their deciles,
+``recipe.score_reference``): the line's drift check (``inspector.drift``) compares its recent
+scores with them.
+
 Thresholds are stored to 4 decimals, as results and the page show them. The backend that
 produced the maps is recorded with them (``recipe.backend`` and ``calibration.json``), so
 ``inspector evaluate`` and the station use it unless told otherwise.

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Literal
@@ -33,6 +34,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.recipe import ScoreReference
+
+log = logging.getLogger("inspector.drift")
 
 DEFAULT_BINS = 10
 SMOOTHING = 0.5  # added to every bin's count: an empty bin does not make the PSI infinite
@@ -109,9 +112,21 @@ class DriftCheck:
     @classmethod
     def from_config(cls, reference: ScoreReference | None, cfg: DriftConfig) -> DriftCheck | None:
         """The check the config asks for; None when off or when the bundle has no reference."""
-        if not cfg.enabled or reference is None:
+        if not cfg.enabled:
             return None
-        return cls(reference, cfg.window_cells, cfg.psi_alarm, cfg.psi_clear)
+        if reference is None:
+            log.warning("no drift check: the bundle has no score reference (calibrate it)")
+            return None
+        check = cls(reference, cfg.window_cells, cfg.psi_alarm, cfg.psi_clear)
+        floor = check.noise_floor()
+        if floor >= cfg.psi_clear:
+            log.warning(
+                "the drift check is noisy: an unchanged line shows a PSI of about %.2f (%d "
+                "calibration images, a window of %d cells), not below drift.psi_clear %g; "
+                "calibrate on more images or widen drift.window_cells",
+                floor, reference.n, cfg.window_cells, cfg.psi_clear,
+            )
+        return check
 
     def noise_floor(self) -> float:
         return noise_floor(len(self.reference.counts), self.window, self.reference.n)
