@@ -319,7 +319,12 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
         return present.result_of(reject) if reject else None
 
     def reject_page(
-        request: Request, reject: dict, status: int = 200, question: str = "", error: str = ""
+        request: Request,
+        reject: dict,
+        status: int = 200,
+        question: str = "",
+        error: str = "",
+        feedback_error: str = "",
     ) -> HTMLResponse:
         frame_id = reject["frame_id"]
         return page(
@@ -335,6 +340,7 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
             has_map=stored_file(data_dir, reject.get("map_path")) is not None,
             question=question,
             error=error,
+            feedback_error=feedback_error,
         )
 
     @app.get("/rejects/{frame_id}", response_class=HTMLResponse)
@@ -451,7 +457,7 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
         try:
             label, note = check_feedback(form.get("label"), form.get("note", ""))
         except FeedbackError as exc:
-            return await run_in_threadpool(reject_page, request, reject, 422, "", str(exc))
+            return await run_in_threadpool(reject_page, request, reject, 422, "", "", str(exc))
         await run_in_threadpool(
             store.add_feedback, label, user_of(request), "web", note, frame_id
         )

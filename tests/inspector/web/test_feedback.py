@@ -94,6 +94,7 @@ def test_page_buttons_record_the_logged_in_user(client: TestClient, store: Store
     assert "false reject" in client.get("/rejects").text
     refused = client.post("/rejects/f-1/feedback", data={"label": "nonsense"})
     assert refused.status_code == 422 and len(store.feedback_history("f-1")) == 1
+    assert "label must be one of confirmed, false_reject" in refused.text
 
 
 def test_a_form_from_another_site_is_refused(client: TestClient, store: Store) -> None:
