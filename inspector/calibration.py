@@ -49,6 +49,7 @@ from models.recipe import (
     CALIBRATION_MARGIN,
     THRESHOLD_DECIMALS,
     Thresholds,
+    model_id,
     save_recipe,
 )
 
@@ -308,6 +309,8 @@ def calibrate(
         )
         save_recipe(predictor.bundle, recipe)
         predictor.recipe = recipe
+        # the id covers the thresholds: say the one the calibrated bundle has
+        predictor.model_id = result.model_id = model_id(predictor.bundle, recipe)
         path = predictor.bundle / CALIBRATION_FILE
         path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     return result

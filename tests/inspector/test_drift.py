@@ -4,6 +4,7 @@ window and it clears once the light is back."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from inspector.daemon import Daemon
 from inspector.drift import DriftCheck, DriftConfig, noise_floor, psi, reference_from_scores
 from inspector.predictor import Predictor
 from inspector.sources.base import Frame
-from models.recipe import load_recipe
+from models.recipe import load_recipe, model_id
 from tests.conftest import textured
 from tests.inspector.daemon_helpers import QueueSource, make_config, running
 
@@ -75,6 +76,8 @@ def calibrated_bundle(line_bundle: Path, tmp_path_factory: pytest.TempPathFactor
     finally:
         predictor.close()
     assert load_recipe(bundle).score_reference.n == N_CALIBRATION
+    # calibration.json names the calibrated bundle's id (thresholds are part of it)
+    assert json.loads((bundle / "calibration.json").read_text())["model_id"] == model_id(bundle)
     return bundle
 
 
