@@ -138,3 +138,25 @@ def test_the_daemon_keeps_a_sample_of_passes_and_takes_feedback_over_mqtt(
     assert all(Path(f["image_path"]).is_file() for f in labelled)
     kept = [f for f in labelled if f["label"] == "pass"]
     assert all(Path(f["image_path"]).parent.parent.name == "passed" for f in kept)
+
+
+def test_no_passed_frame_is_kept_below_the_disk_floor(tmp_path: Path, line_bundle: Path) -> None:
+    cfg = make_config(
+        tmp_path, line_bundle, None,
+        feedback={"keep_passed_every": 1}, retention={"disk_low_alarm_gb": 1e9},
+    )  # fmt: skip
+    source, done, stored = QueueSource(), threading.Event(), []
+
+    def on_result(_row, payload, _frame) -> None:
+        stored.append(payload)
+        if len(stored) == 2:
+            done.set()
+
+    with running(Daemon(cfg, source=source, on_result=on_result)) as daemon:
+        for i in range(2):
+            source.push(Frame(f"OK-{i}", good_image(20 + i)))
+        assert done.wait(60)
+        daemon.store.flush_files()
+        assert daemon.store.labelled() == []  # the verdicts are stored, the frames are not
+    assert [p["verdict"] for p in stored] == ["pass", "pass"]
+    assert not (cfg.data_dir / "passed").exists()
