@@ -109,7 +109,10 @@ def test_products_map_names_to_bundles_and_the_default_stands_in_for_bundle(
     data["products"] = {"bundles": {"pouch-a": "bundles/a", "pouch-b": "bundles/b"}}
     data["products"]["default"] = "pouch-b"
     cfg = load_config(write(tmp_path, data))
-    assert cfg.products.bundles == {"pouch-a": tmp_path / "bundles/a", "pouch-b": tmp_path / "bundles/b"}
+    assert cfg.products.bundles == {
+        "pouch-a": tmp_path / "bundles/a",
+        "pouch-b": tmp_path / "bundles/b",
+    }
     assert cfg.bundle == tmp_path / "bundles/b", "explainer and engine check use the default's"
     assert cfg.products.memory_budget_mb > 0 and cfg.alarms.reject == "every"
     assert cfg.pairing.mode == "off"
