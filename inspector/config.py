@@ -219,7 +219,8 @@ class ProductsConfig(_Strict):
         4096.0,
         gt=0,
         description="Loaded bundles (their files' size on disk) stay within this; the least "
-        "recently used one is put aside to load another. One bundle is always kept.",
+        "recently used one is put aside to load another. The bundle a frame needs is always "
+        "loaded, even alone over the budget.",
     )
     preload: bool = Field(
         True, description="Load the bundles that fit the budget at the start, in listed order."
@@ -273,8 +274,9 @@ class PairingConfig(_Strict):
     the id (and product) of a cell, and the daemon pairs ids and frames in order when they
     arrive within ``window_s`` of each other. A frame with no id in its window, an id with no
     frame, or a frame with two ids in its window (or an id in two frames' windows) is never
-    guessed: it gets a result flagged in ``source.pairing`` and an alarm. Each result waits
-    ``window_s`` for a possible second id. ``window_s`` must be under half the line's takt.
+    guessed: it gets a result flagged in ``source.pairing`` and an alarm. A frame's result waits
+    ``window_s`` (at most twice that) for a possible second id, so ``window_s`` adds to the
+    latency; it must be under half the line's takt.
     """
 
     mode: Literal["off", "mqtt"] = Field(
