@@ -869,7 +869,9 @@ class Daemon:
             "inspecting on %s/%s with %s",
             self.cfg.station.line,
             self.cfg.station.station,
-            self.predictor.model_id,
+            self.predictor.model_id
+            if self.pool is None
+            else f"products {', '.join(self.pool.bundles)}, loaded {self.pool.loaded()}",
         )
 
     def _on_sighup(self) -> None:
