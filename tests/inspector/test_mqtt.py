@@ -188,6 +188,9 @@ def test_availability_is_a_plain_retained_online_then_offline_also_by_the_will(
     link = link_for(broker)
     link.start()
     assert link.wait_connected(10) and link.availability.connected.wait(10)
+    first = Collector(broker, ROOT, client_id="first")
+    first.wait_for("availability", where=lambda p: p == "online")  # the broker has it now
+    first.close()
     late = Collector(broker, ROOT, client_id="late")  # joins after: sees the retained one
     try:
         assert late.wait_for("availability") == ["online"]
@@ -200,12 +203,15 @@ def test_availability_is_a_plain_retained_online_then_offline_also_by_the_will(
         late.close()
 
     # a process that dies says nothing: both connections just drop, the broker sends the wills
-    link = link_for(broker)
+    # (another station, so that nothing retained above is taken for the will)
+    mqtt = MqttConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=0.1)
+    link = MqttLink(mqtt, "L1", "S2", role="test")
     link.start()
     assert link.wait_connected(10) and link.availability.connected.wait(10)
-    watcher = Collector(broker, ROOT, client_id="watcher")
+    watcher = Collector(broker, "inspector/v1/L1/S2/", client_id="watcher")
     try:
-        watcher.wait_for("availability", where=lambda p: p == "online")
+        assert watcher.wait_for("availability") == ["online"]
+        assert watcher.wait_for("status")[0]["state"] == "online"
         for client in (link.client, link.availability.client):
             client.loop_stop()
             client.socket().close()
