@@ -387,6 +387,8 @@ class Daemon:
                         self._pair_wake.wait(wait)
                         continue
                     decisions, done = self.pairer.due(now), False
+                    if not decisions:  # not expected (see next_deadline): never spin on it
+                        self._pair_wake.wait(0.01)
             for d in decisions:
                 self.frame_q.put(self._paired(d))
             if done:

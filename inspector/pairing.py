@@ -87,11 +87,17 @@ class Pairer(Generic[F]):
         return all(now >= i.t + self.window for i in self._ids if self._touch(t_frame, i))
 
     def next_deadline(self) -> float | None:
-        """The earliest time at which ``due`` may decide something; None when nothing waits."""
-        times = [i.t + self.window for i in self._ids]
+        """When ``due`` will next decide something (unless a frame or id arrives before);
+        None when nothing waits."""
+        times = [
+            i.t + self.window
+            for i in self._ids
+            if not any(self._touch(t, i) for _, t in self._frames)  # else its frame decides it
+        ]
         if self._frames:
             t = self._frames[0][1]
-            times.append(t + self.window)
+            touching = [i.t + self.window for i in self._ids if self._touch(t, i)]
+            times.append(max([t + self.window, *touching]))
         return min(times) if times else None
 
     def due(self, now: float) -> list[Decision[F]]:

@@ -89,12 +89,30 @@ def test_an_id_touching_two_frames_is_taken_by_neither() -> None:
     ]
 
 
+def test_at_each_deadline_something_is_decided_so_the_caller_never_spins() -> None:
+    p = Pairer(W)
+    p.add_frame("f1", 0.0)
+    p.add_id("C-1", None, 0.4)  # in the window; the frame must wait for the id's window too
+    p.add_frame("f2", 3.0)
+    p.add_id("C-X", None, 5.0)
+    decided = []
+    while (deadline := p.next_deadline()) is not None:
+        got = p.due(deadline)
+        assert got, f"nothing decided at {deadline}"
+        decided += [(deadline, d.flag, d.cell_id, d.frame) for d in got]
+    assert decided == [
+        (pytest.approx(0.9), "paired", "C-1", "f1"),
+        (pytest.approx(3.5), "no_cell_id", None, "f2"),
+        (pytest.approx(5.5), "no_frame", "C-X", None),
+    ]
+
+
 def test_next_deadline_says_when_to_look_again_and_drain_decides_everything() -> None:
     p = Pairer(W)
     assert p.next_deadline() is None
     p.add_frame("f1", 1.0)
     p.add_id("C-9", None, 0.9)
-    assert p.next_deadline() == pytest.approx(1.4)
+    assert p.next_deadline() == pytest.approx(1.5), "the id is decided with its frame"
     p.add_frame("f2", 1.2)
     flags = [d.flag for d in p.drain()]
     assert sorted(flags) == ["ambiguous", "ambiguous", "no_cell_id"]
