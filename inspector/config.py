@@ -31,7 +31,8 @@ from pydantic import (
 from inspector.drift import DriftConfig
 from inspector.explain.config import ExplainerConfig
 from inspector.feedback import FeedbackConfig
-from inspector.sources.config import SourceConfig
+from inspector.sources.base import PRODUCT
+from inspector.sources.config import PylonSourceConfig, SourceConfig
 from inspector.web.config import WebConfig
 
 # MQTT topic levels: no wildcards, no separators, no NUL, not empty
@@ -196,6 +197,98 @@ class HealthConfig(_Strict):
     )
 
 
+class ProductsConfig(_Strict):
+    """Several products on one station: each trigger's ``product`` picks its bundle.
+
+    Bundles are loaded at the start (``preload``) as long as they fit ``memory_budget_mb``
+    and stay loaded (warm); one that does not fit is loaded at its first frame, putting the
+    least recently used bundle aside. A frame whose product is not listed gets an ``error``
+    result and an ``unknown_product`` alarm. Without this section the station has one bundle
+    (``bundle``) and a trigger's product only labels the result.
+    """
+
+    bundles: dict[str, Path] = Field(
+        min_length=1,
+        description="Product name (as triggers and results spell it) -> bundle folder.",
+    )
+    default: str | None = Field(
+        None,
+        description="Product of frames that carry none (hot folder, video, a trigger without "
+        "`product`); null: such a frame gets an `error` result, unless only one product is "
+        "listed.",
+    )
+    memory_budget_mb: float = Field(
+        4096.0,
+        gt=0,
+        description="Loaded bundles (their files' size on disk) stay within this; the least "
+        "recently used one is put aside to load another. The bundle a frame needs is always "
+        "loaded, even alone over the budget.",
+    )
+    preload: bool = Field(
+        True, description="Load the bundles that fit the budget at the start, in listed order."
+    )
+
+    @field_validator("bundles")
+    @classmethod
+    def _names(cls, v: dict[str, Path]) -> dict[str, Path]:
+        for name in v:
+            if not PRODUCT.fullmatch(name):
+                raise ValueError(
+                    f"product name {name!r} must be 1-64 letters, digits, spaces or . _ : -"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _default_listed(self) -> ProductsConfig:
+        if self.default is not None and self.default not in self.bundles:
+            raise ValueError(f"default {self.default!r} is not one of the bundles' products")
+        return self
+
+    def default_product(self) -> str | None:
+        """The product of a frame that names none: ``default``, else the only one listed."""
+        if self.default is not None:
+            return self.default
+        return next(iter(self.bundles)) if len(self.bundles) == 1 else None
+
+
+class AlarmsConfig(_Strict):
+    """Which rejects raise an ``alarm`` (station faults always do)."""
+
+    reject: Literal["off", "every", "rate"] = Field(
+        "every",
+        description="off: rejects raise no alarm (the result says fail); every: one `reject` "
+        "alarm per rejected cell; rate: one `reject_rate` alarm when the share of rejects among "
+        "the last `reject_window` cells reaches `reject_rate`, one `reject_rate_restored` when "
+        "it falls back below.",
+    )
+    reject_rate: float = Field(
+        0.05, gt=0, le=1, description="rate only: share of rejects (0..1) that raises the alarm."
+    )
+    reject_window: int = Field(
+        100, ge=1, le=100_000, description="rate only: how many of the latest cells count."
+    )
+
+
+class PairingConfig(_Strict):
+    """Cell ids for frames the camera takes on a hardware trigger.
+
+    With ``mode: mqtt`` a message on the ``trigger`` topic does not grab a frame: it announces
+    the id (and product) of a cell, and the daemon pairs ids and frames in order when they
+    arrive within ``window_s`` of each other. A frame with no id in its window, an id with no
+    frame, or a frame with two ids in its window (or an id in two frames' windows) is never
+    guessed: it gets a result flagged in ``source.pairing`` and an alarm. A frame's result waits
+    ``window_s`` (at most twice that) for a possible second id, so ``window_s`` adds to the
+    latency; it must be under half the line's takt.
+    """
+
+    mode: Literal["off", "mqtt"] = Field(
+        "off", description="off: frames get generated ids; mqtt: ids from trigger messages."
+    )
+    window_s: float = Field(
+        0.5, gt=0, le=60, description="Largest time between a frame and its id, either way."
+    )
+
+
 class Config(_Strict):
     """The whole file. Relative paths are taken relative to the file's folder."""
 
@@ -203,7 +296,14 @@ class Config(_Strict):
     data_dir: Path = Field(
         description="Results database, reject pictures and maps (the only writable folder)."
     )
-    bundle: Path = Field(description="Model bundle folder (`inspector bundle create`).")
+    bundle: Path | None = Field(
+        None,
+        description="Model bundle folder (`inspector bundle create`) of a one-product station; "
+        "give this or `products`.",
+    )
+    products: ProductsConfig | None = Field(
+        None, description="Product name -> bundle, for a station that inspects several."
+    )
     backend: Literal["torch", "onnxruntime", "tensorrt"] | None = Field(
         None,
         description="Inference backend; null: what inspector-engine.service chose for this "
@@ -220,6 +320,26 @@ class Config(_Strict):
     web: WebConfig = Field(default_factory=WebConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
+    pairing: PairingConfig = Field(default_factory=PairingConfig)
+
+    @model_validator(mode="after")
+    def _bundles_and_pairing(self) -> Config:
+        if (self.products is None) == (self.bundle is None):
+            raise ValueError("give bundle (one product) or products (several), not both")
+        if self.products is not None:  # explainer, engine check and page use the default's
+            default = self.products.default_product() or next(iter(self.products.bundles))
+            self.bundle = self.products.bundles[default]
+        if (
+            self.pairing.mode != "off"
+            and isinstance(self.source, PylonSourceConfig)
+            and self.source.trigger == "software"
+        ):
+            raise ValueError(
+                "pairing.mode: a software-triggered camera takes its ids from the triggers;"
+                " pairing is for source.trigger: hardware (or free_run)"
+            )
+        return self
 
 
 def _describe(exc: ValidationError) -> list[str]:
@@ -240,6 +360,8 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         if isinstance(value, Path):
             setattr(cfg.source, name, fix(value))
     cfg.bundle = fix(cfg.bundle)
+    if cfg.products is not None:
+        cfg.products.bundles = {k: fix(v) for k, v in cfg.products.bundles.items()}
     if cfg.mqtt.tls:
         tls = cfg.mqtt.tls
         tls.ca_file, tls.cert_file, tls.key_file = (
@@ -254,6 +376,8 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
 def _check_paths(cfg: Config) -> Config:
     """Refuse paths that cannot work on any machine: a NUL byte, a data_dir that is a file."""
     named = {"data_dir": cfg.data_dir, "bundle": cfg.bundle}
+    if cfg.products is not None:
+        named |= {f"products.bundles.{k}": v for k, v in cfg.products.bundles.items()}
     named |= {f"source.{k}": v for k, v in cfg.source if isinstance(v, Path)}
     if cfg.mqtt.tls:
         named |= {f"mqtt.tls.{k}": v for k, v in cfg.mqtt.tls if isinstance(v, Path)}

@@ -36,6 +36,8 @@ from inspector.drift import DriftCheck, describe
 from inspector.feedback import FeedbackError, PassedSampler, parse_feedback
 from inspector.health import Metrics, Progress, Watchdog, sd_notify
 from inspector.mqtt import RESULT_SCHEMA, MqttLink, OutboxPublisher
+from inspector.pairing import Decision, Pairer
+from inspector.products import ProductPool, UnknownProduct
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id, safe_text
 from inspector.store import Store
 from inspector.telemetry import Telemetry
@@ -58,6 +60,9 @@ class Grabbed:
     input: np.ndarray | None = None  # the model input, once prepared
     error: str | None = None  # why it cannot be inspected
     t_prepared: float = 0.0
+    predictor: object | None = None  # the bundle of the frame's product, once resolved
+    product: str | None = None  # the product as configured (or as the trigger named it)
+    alarmed: bool = False  # its error already raised its own alarm (not `frame_error`)
 
 
 @dataclass
@@ -68,6 +73,7 @@ class Outcome:
     frame: Frame
     amap: np.ndarray | None
     t_grab: float
+    alarmed: bool = False
 
 
 def _iso(ts) -> str:
@@ -131,6 +137,16 @@ class Daemon:
         # trigger stage (the MQTT thread must never block, or the broker drops messages)
         self._overflow: collections.deque[tuple[str, str | None]] = collections.deque()
         self._started = time.monotonic()
+        self._recent: collections.deque[bool] = collections.deque(
+            maxlen=cfg.alarms.reject_window
+        )  # latest inspected cells, True for a reject (alarms.reject: rate)
+        self._rate_high = False
+        # hardware trigger: ids from MQTT, paired with frames by the pairing stage
+        self.pairer: Pairer[Grabbed] | None = None
+        if cfg.pairing.mode == "mqtt":
+            self.pairer = Pairer(cfg.pairing.window_s)
+        self._pair_wake = threading.Condition()
+        self._frames_done = False
 
         # first, before the model loads: one daemon per data dir, writable, a sound database
         self.data_dir = claim(cfg.data_dir)
@@ -143,13 +159,23 @@ class Daemon:
         self._threads: list[threading.Thread] = []
 
     def _open(self, cfg: Config, source: Source | None, predictor) -> None:
-        if predictor is None:
+        # inspector-engine.service may pick the backend for this box (engine.env)
+        backend = os.environ.get("INSPECTOR_BACKEND") or cfg.backend
+        self.pool: ProductPool | None = None
+        if cfg.products is not None:  # several products: each frame's product picks a bundle
+            products = cfg.products
+            self.pool = ProductPool(
+                products.bundles, backend, products.default_product(), products.memory_budget_mb
+            )
+            if products.preload:
+                self.pool.preload()
+            if predictor is None:
+                predictor = self.pool.get(self.pool.default or next(iter(products.bundles)))
+        elif predictor is None:
             from inspector.predictor import Predictor
 
-            # inspector-engine.service may pick the backend for this box (engine.env)
-            backend = os.environ.get("INSPECTOR_BACKEND") or cfg.backend
             predictor = Predictor(cfg.bundle, backend)
-        self.predictor = predictor
+        self.predictor = predictor  # the default product's (one-product station: the only one)
         self.drift = DriftCheck.from_config(predictor.recipe.score_reference, cfg.drift)
         self.telemetry = Telemetry(predictor.model_id, predictor.backend.name, self.drift)
         self.passed_sample = PassedSampler(cfg.feedback.keep_passed_every)
@@ -216,6 +242,12 @@ class Daemon:
         """Runs on the MQTT thread: hand the trigger on without ever blocking."""
         if self._stop.is_set():
             self._refuse_trigger(cell_id)
+            return
+        if self.pairer is not None:  # an id for a hardware-triggered frame, not a grab
+            self.counts["triggers"] += 1
+            with self._pair_wake:
+                self.pairer.add_id(cell_id, product, time.monotonic())
+                self._pair_wake.notify()
             return
         try:
             self.trigger_q.put_nowait((cell_id, product))
@@ -337,7 +369,12 @@ class Daemon:
                 if self._stop.wait(backoff):
                     break
                 backoff = min(longest, backoff * 2)
-        self.frame_q.put(STOP)
+        if self.pairer is None:
+            self.frame_q.put(STOP)
+        else:  # the pairing stage decides what still waits, then ends the frames
+            with self._pair_wake:
+                self._frames_done = True
+                self._pair_wake.notify()
 
     def _take(self, frame: Frame) -> None:
         t = time.monotonic()
@@ -345,8 +382,80 @@ class Daemon:
         self.counts["frames"] += 1
         if not frame.cell_id:
             frame.cell_id = new_cell_id()
-        if not self._already_stored(frame):
+        if self._already_stored(frame):
+            return
+        if self.pairer is None:
             self.frame_q.put(Grabbed(frame, t))
+            return
+        with self._pair_wake:
+            self.pairer.add_frame(Grabbed(frame, t), t)
+            self._pair_wake.notify()
+
+    # --- pairing (pairing.mode: mqtt) ----------------------------------------------------
+
+    def _pairing_stage(self) -> None:
+        """Decide frames and ids as their windows close; each decision goes on as a frame."""
+        while True:
+            with self._pair_wake:
+                if self._frames_done:
+                    decisions, done = self.pairer.drain(), True
+                else:
+                    deadline = self.pairer.next_deadline()
+                    now = time.monotonic()
+                    if deadline is None or deadline > now:
+                        wait = None if deadline is None else deadline - now
+                        self._pair_wake.wait(wait)
+                        continue
+                    decisions, done = self.pairer.due(now), False
+                    if not decisions:  # not expected (see next_deadline): never spin on it
+                        self._pair_wake.wait(0.01)
+            for d in decisions:
+                self.frame_q.put(self._paired(d))
+            if done:
+                self.frame_q.put(STOP)
+                return
+
+    def _paired(self, d: Decision[Grabbed]) -> Grabbed:
+        """A pairing decision as the frame it becomes, alarmed when it is not a clean pair."""
+        if d.frame is None:  # an id without a frame: its cell gets an error result
+            why = f"no frame within pairing.window_s ({self.cfg.pairing.window_s:g} s) of the id"
+            if d.flag == "ambiguous":
+                why = "its frame cannot be told apart: two ids or two frames in one window"
+            frame = Frame(d.cell_id, None, product=d.product, error=why, meta={"pairing": d.flag})
+            if d.flag == "no_frame":
+                self.alarm(
+                    "frame_missing", "warning", f"cell {d.cell_id}: {why}", cell_id=d.cell_id
+                )
+            else:
+                self.alarm(
+                    "cell_id_ambiguous", "warning", f"cell {d.cell_id}: {why}", cell_id=d.cell_id
+                )
+            return Grabbed(frame, time.monotonic(), alarmed=True)
+        g = d.frame
+        g.frame.meta["pairing"] = d.flag
+        if d.flag == "paired":
+            g.frame.cell_id = d.cell_id
+            g.frame.product = d.product or g.frame.product
+            g.frame.meta["pairing_offset_ms"] = d.offset_ms
+            return g
+        g.frame.meta["cell_id_generated"] = True
+        cell = g.frame.cell_id
+        if d.flag == "no_cell_id":
+            window = f"{self.cfg.pairing.window_s:g} s"
+            self.alarm(
+                "cell_id_missing",
+                "warning",
+                f"frame inspected as {cell}: no cell id within pairing.window_s ({window})",
+                cell_id=cell,
+            )
+        else:
+            self.alarm(
+                "cell_id_ambiguous",
+                "warning",
+                f"frame inspected as {cell}: two ids or two frames in one window, none taken",
+                cell_id=cell,
+            )
+        return g
 
     def _already_stored(self, frame: Frame) -> bool:
         """A file handed out again after a crash between storing its result and filing it away
@@ -402,9 +511,9 @@ class Daemon:
             "cell_id": f.cell_id,
             "frame_id": new_cell_id(self.cfg.station.station, f.timestamp),  # the time of ts
             "ts": _iso(f.timestamp),
-            "product": f.product or self.predictor.recipe.product,
-            "model_id": self.predictor.model_id,
-            "backend": self.predictor.backend.name,
+            "product": g.product,
+            "model_id": g.predictor.model_id if g.predictor is not None else None,
+            "backend": g.predictor.backend.name if g.predictor is not None else None,
             "source": {"kind": self.source.name, **_plain_meta(f.meta)},
         }
 
@@ -415,10 +524,48 @@ class Daemon:
             "image_score": None,
             "defect_area_px": None,
             "regions": [],
-            "thresholds": published_thresholds(self.predictor.recipe.thresholds),
+            "thresholds": (
+                published_thresholds(g.predictor.recipe.thresholds)
+                if g.predictor is not None
+                else None
+            ),
             "latency_ms": {"wait": round((t0 - g.t_grab) * 1e3, 2)},
         }
-        return Outcome(payload, g.frame, None, g.t_grab)
+        return Outcome(payload, g.frame, None, g.t_grab, g.alarmed)
+
+    def _resolve_product(self, g: Grabbed) -> None:
+        """The bundle for the frame's product; an unknown product is the frame's error."""
+        product = g.frame.product
+        if self.pool is None:  # one bundle: the product only labels the result
+            g.predictor = self.predictor
+            g.product = product or self.predictor.recipe.product
+            return
+        g.product = product
+        try:
+            g.product = self.pool.name_of(product)
+            g.predictor = self.pool.get(g.product)
+        except UnknownProduct as exc:
+            g.error = g.frame.error or str(exc)
+            g.alarmed = True
+            self.alarm(
+                "unknown_product",
+                "warning",
+                f"cell {g.frame.cell_id} not inspected: {exc}",
+                cell_id=g.frame.cell_id,
+                product=product,
+            )
+        except Exception as exc:  # a bundle that cannot be loaded: no verdict for its cells
+            log.exception("loading the bundle of product %s failed", g.product)
+            g.error = g.frame.error or f"bundle of product {g.product} not loaded: {exc}"
+            g.alarmed = True
+            self.alarm(
+                "product_load_failed",
+                "critical",
+                f"cell {g.frame.cell_id} not inspected: the bundle of product {g.product}"
+                f" cannot be loaded: {type(exc).__name__}: {exc}",
+                cell_id=g.frame.cell_id,
+                product=g.product,
+            )
 
     def _prepare_stage(self) -> None:
         """Preprocess each frame as it comes, so the backend never waits for a resize."""
@@ -430,11 +577,14 @@ class Daemon:
                 break
             self.progress.busy("prepare")
             t0 = time.monotonic()
-            if g.frame.image is None or g.frame.error is not None:
+            self._resolve_product(g)
+            if g.error is not None:
+                pass
+            elif g.frame.image is None or g.frame.error is not None:
                 g.error = g.frame.error or "no image"
             else:
                 try:
-                    g.input = self.predictor.prepare(g.frame.image, self.cfg.pipeline.channel_order)
+                    g.input = g.predictor.prepare(g.frame.image, self.cfg.pipeline.channel_order)
                 except ImageError as exc:
                     g.error = str(exc)
                 except Exception as exc:  # a frame nobody foresaw must not stop the line
@@ -461,31 +611,39 @@ class Daemon:
         self.result_q.put(STOP)
 
     def _infer(self, batch: list[Grabbed]) -> list[Outcome]:
-        """One backend call for the batch's good frames; an outcome per frame, in order."""
+        """One backend call per product among the batch's good frames; an outcome per frame,
+        in order."""
+        by_bundle: dict[int, list[Grabbed]] = {}
+        for g in batch:
+            if g.error is None:
+                by_bundle.setdefault(id(g.predictor), []).append(g)
+        done: dict[int, Outcome] = {}
+        for group in by_bundle.values():
+            for g, outcome in zip(group, self._infer_group(group), strict=True):
+                done[id(g)] = outcome
         t0 = time.monotonic()
-        good = [g for g in batch if g.error is None]
-        if not good:
-            return [self._error_outcome(g, g.error, t0) for g in batch]
+        return [done.get(id(g)) or self._error_outcome(g, g.error, t0) for g in batch]
+
+    def _infer_group(self, good: list[Grabbed]) -> list[Outcome]:
+        """One backend call for frames of one bundle."""
+        t0 = time.monotonic()
         try:
-            maps, scores = self.predictor.backend.infer(np.stack([g.input for g in good]))
+            maps, scores = good[0].predictor.backend.infer(np.stack([g.input for g in good]))
         except Exception as exc:
             log.exception("backend failed on a batch of %d", len(good))
             self.alarm("backend_error", "critical", f"{type(exc).__name__}: {exc}")
-            return [self._error_outcome(g, g.error or f"backend: {exc}", t0) for g in batch]
+            return [self._error_outcome(g, f"backend: {exc}", t0) for g in good]
         t1 = time.monotonic()
         self.metrics.latency.labels("infer").observe(t1 - t0)
         self.telemetry.infer_done((t1 - t0) * 1e3)
-        model_out = iter(zip(maps, scores, strict=True))
         return [
-            self._error_outcome(g, g.error, t0)
-            if g.error is not None
-            else self._decided(g, *next(model_out), t0, t1)
-            for g in batch
+            self._decided(g, amap, score, t0, t1)
+            for g, amap, score in zip(good, maps, scores, strict=True)
         ]
 
     def _decided(self, g: Grabbed, amap: np.ndarray, score: float, t0: float, t1: float) -> Outcome:
         t2 = time.monotonic()
-        inspection = self.predictor.decide(amap, float(score), g.frame.image.shape)
+        inspection = g.predictor.decide(amap, float(score), g.frame.image.shape)
         decision, shape = inspection.decision, inspection.frame_shape
         full = inspection.full_map() if decision.verdict == "fail" else None
         t3 = time.monotonic()
@@ -548,17 +706,11 @@ class Daemon:
         verdict = payload["verdict"]
         self.counts[verdict] += 1
         self.metrics.verdicts.labels(verdict).inc()
-        if verdict == "fail":
-            where = ", ".join(r["position"] for r in payload["regions"])
-            self.alarm(
-                "reject",
-                "warning",
-                f"cell {payload['cell_id']} rejected: {len(payload['regions'])} region(s), {where}",
-                cell_id=payload["cell_id"],
-                frame_id=payload["frame_id"],
-                image_score=payload["image_score"],
-            )
-        elif verdict == "error":
+        if verdict != "error":
+            self._reject_alarm(payload)
+        elif o.alarmed:  # unknown product, id without frame: alarmed with its own kind
+            pass
+        else:
             self.alarm(
                 "frame_error",
                 "warning",
@@ -576,7 +728,10 @@ class Daemon:
         if score is None:
             return
         self.telemetry.scored(score)
-        change = self.drift.observe(score) if self.drift is not None else None
+        # the drift reference is the default product's calibration; other products' scores
+        # would read as drift
+        own = payload.get("model_id") == self.predictor.model_id
+        change = self.drift.observe(score) if self.drift is not None and own else None
         if change == "raised":
             self._set_fault("drift", f"PSI {self.drift.last_psi:.3f}")
             self.alarm(
@@ -589,6 +744,46 @@ class Daemon:
                 "info",
                 describe(self.drift),
                 psi=round(self.drift.last_psi, 4),
+            )
+
+    def _reject_alarm(self, payload: dict) -> None:
+        """The reject alarms ``alarms.reject`` asks for: none, each, or on the reject rate."""
+        policy = self.cfg.alarms
+        failed = payload["verdict"] == "fail"
+        if policy.reject == "every" and failed:
+            where = ", ".join(r["position"] for r in payload["regions"])
+            self.alarm(
+                "reject",
+                "warning",
+                f"cell {payload['cell_id']} rejected: {len(payload['regions'])} region(s), {where}",
+                cell_id=payload["cell_id"],
+                frame_id=payload["frame_id"],
+                image_score=payload["image_score"],
+            )
+        if policy.reject != "rate":
+            return
+        self._recent.append(failed)
+        if len(self._recent) < policy.reject_window:
+            return
+        rate = sum(self._recent) / len(self._recent)
+        text = f"{rate:.1%} of the last {len(self._recent)} cells rejected"
+        if rate >= policy.reject_rate and not self._rate_high:
+            self._rate_high = True
+            self.alarm(
+                "reject_rate",
+                "warning",
+                f"{text} (alarms.reject_rate {policy.reject_rate:.1%})",
+                rate=round(rate, 4),
+                window=len(self._recent),
+            )
+        elif rate < policy.reject_rate and self._rate_high:
+            self._rate_high = False
+            self.alarm(
+                "reject_rate_restored",
+                "info",
+                f"{text}: back below alarms.reject_rate",
+                rate=round(rate, 4),
+                window=len(self._recent),
             )
 
     def _room_for_pictures(self) -> bool:
@@ -716,6 +911,7 @@ class Daemon:
             ("store", self._store_stage),
             ("trigger", self._trigger_stage),
             ("housekeeping", self._housekeeping),
+            *([("pairing", self._pairing_stage)] if self.pairer is not None else []),
         ):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -727,7 +923,9 @@ class Daemon:
             "inspecting on %s/%s with %s",
             self.cfg.station.line,
             self.cfg.station.station,
-            self.predictor.model_id,
+            self.predictor.model_id
+            if self.pool is None
+            else f"products {', '.join(self.pool.bundles)}, loaded {self.pool.loaded()}",
         )
 
     def _on_sighup(self) -> None:
@@ -758,7 +956,9 @@ class Daemon:
             self.source.close()
         except Exception:
             log.exception("closing the source")
-        for name in ("grab", "prepare", "infer", "store"):
+        for name in ("grab", "pairing", "prepare", "infer", "store"):
+            if name not in by_name:
+                continue
             by_name[name].join(max(0.0, deadline - time.monotonic()))
             if by_name[name].is_alive():
                 log.error("the %s stage did not finish in time; stopping without it", name)
@@ -780,7 +980,10 @@ class Daemon:
         except Exception:
             log.exception("closing the store")
         try:
-            self.predictor.close()
+            if self.pool is not None:  # the default product's predictor is one of them
+                self.pool.close()
+            else:
+                self.predictor.close()
         except Exception:
             log.exception("closing the backend")
         self.data_dir.release()

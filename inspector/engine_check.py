@@ -305,12 +305,14 @@ class EngineCheck:
         """Write ``engine.env`` (for the daemon's unit) and ``engine-check.json``."""
         data_dir = Path(self.cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        if os.environ.get("INVOCATION_ID") and data_dir != UNIT_DATA_DIR:  # under systemd
+        # inspector-engine@NAME.service names its instance's data directory
+        unit_dir = Path(os.environ.get("INSPECTOR_UNIT_DATA_DIR") or UNIT_DATA_DIR)
+        if os.environ.get("INVOCATION_ID") and data_dir != unit_dir:  # under systemd
             log.warning(
-                "data_dir is %s, but inspector.service reads %s: the daemon will not see "
+                "data_dir is %s, but the daemon's unit reads %s: the daemon will not see "
                 "this decision",
                 data_dir,
-                UNIT_DATA_DIR / ENV_FILE,
+                unit_dir / ENV_FILE,
             )
         env = (
             "# written by inspector-engine.service (inspector/engine_check.py); do not edit\n"

@@ -7,6 +7,9 @@ Topics under ``{prefix}/{line}/{station}/`` (prefix ``inspector/v1``), JSON payl
 - ``alarm`` QoS 1: rejects and station faults, with a severity.
 - ``status`` QoS 1 retained: ``online`` / ``degraded`` / ``offline``; the will sets offline.
   The daemon also reads it: a status someone else publishes while it runs is overwritten.
+- ``availability`` QoS 1 retained: the plain strings ``online`` / ``offline`` (Home Assistant,
+  Node-RED, Frigate convention), from a second connection whose will sets ``offline``: MQTT
+  allows one will per connection and ``status`` has the other.
 - ``heartbeat`` QoS 0: counters and rates.
 - ``trigger`` subscribed QoS 1: ``{"cell_id": "...", "product": "..."}`` from the PLC.
 - ``explanation`` QoS 1: published by the explainer through the same class.
@@ -39,7 +42,10 @@ ALARM_SCHEMA = "inspector.alarm/1"
 STATUS_SCHEMA = "inspector.status/1"
 HEARTBEAT_SCHEMA = "inspector.heartbeat/1"
 EXPLANATION_SCHEMA = "inspector.explanation/1"
-TOPICS = ("result", "alarm", "status", "heartbeat", "trigger", "explanation", "feedback")
+TOPICS = (
+    "result", "alarm", "status", "heartbeat", "trigger", "explanation", "feedback", "availability"
+)
+ONLINE, OFFLINE = b"online", b"offline"  # the availability payloads
 SEVERITIES = ("info", "warning", "critical")
 
 
@@ -164,6 +170,7 @@ class MqttLink:
                 self.topic("status"), self._status_payload("offline", "connection lost"), 1, True
             )
         self._will = will
+        self.availability = AvailabilityLink(self, client_id) if will else None
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
@@ -183,6 +190,8 @@ class MqttLink:
         self._stopping.clear()
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
         self.client.loop_start()
+        if self.availability is not None:
+            self.availability.start()
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until the broker accepted the connection (True) or ``timeout`` passed."""
@@ -199,6 +208,8 @@ class MqttLink:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError) as exc:
                 log.warning("final status not confirmed: %s", exc)
+        if self.availability is not None:
+            self.availability.stop(timeout)
         self._stopping.set()
         self.client.disconnect()
         self.client.loop_stop()
@@ -414,6 +425,67 @@ class MqttLink:
         except Exception as exc:  # a failing handler must not kill paho's thread
             log.exception("trigger for %s failed", cell_id)
             self.alarm("trigger_failed", "warning", f"trigger {cell_id}: {exc}", cell_id=cell_id)
+
+
+class AvailabilityLink:
+    """The plain ``availability`` topic: ``online`` on connect, ``offline`` as will and at stop.
+
+    A connection of its own (client id ``<station's>-availability``, same broker settings), as
+    the station's connection already carries the JSON ``status`` will. Both connections end
+    with the process, so a dead daemon shows ``offline`` on both topics.
+    """
+
+    def __init__(self, link: MqttLink, client_id: str) -> None:
+        self.topic = link.topic("availability")
+        self.connected = threading.Event()
+        self._cfg = link.cfg
+        self._stopping = threading.Event()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"{client_id}-availability"[:65535],
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        self.client.enable_logger(_PahoLog(self._stopping))  # type: ignore[arg-type]
+        self.client.reconnect_delay_set(self._cfg.reconnect_min_s, self._cfg.reconnect_max_s)
+        if self._cfg.username:
+            self.client.username_pw_set(self._cfg.username, self._cfg.resolved_password())
+        if self._cfg.tls is not None:  # the files were checked by the station's link
+            tls = self._cfg.tls
+            self.client.tls_set(
+                ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            self.client.tls_insecure_set(tls.insecure)
+        self.client.will_set(self.topic, OFFLINE, 1, True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a: self.connected.clear()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:  # the station's own link logs the refusal
+            return
+        client.publish(self.topic, ONLINE, 1, True)
+        self.connected.set()
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self.client.connect_async(self._cfg.host, self._cfg.port, keepalive=self._cfg.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """``offline`` (retained), then a clean disconnect (which does not fire the will)."""
+        if self.connected.is_set():
+            info = self.client.publish(self.topic, OFFLINE, 1, True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("final availability not confirmed: %s", exc)
+        self._stopping.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
 
 
 class OutboxPublisher:

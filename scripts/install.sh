@@ -82,6 +82,9 @@ UNIT_DIR=/etc/systemd/system
 SYSUSERS=/usr/lib/sysusers.d/inspector.conf
 TMPFILES=/usr/lib/tmpfiles.d/inspector.conf
 UNITS=(inspector-engine.service inspector.service inspector-explainer.service inspector-web.service)
+# one instance per camera (inspector@NAME.service): installed, enabled per instance by the operator
+TEMPLATES=(inspector-engine@.service inspector@.service inspector-explainer@.service
+    inspector-web@.service)
 AS_ROOT=0
 [ "$(id -u)" = 0 ] && AS_ROOT=1
 CHANGED=0
@@ -212,7 +215,7 @@ create_venv() {
 
 install_units() {
     local unit
-    for unit in "${UNITS[@]}"; do
+    for unit in "${UNITS[@]}" "${TEMPLATES[@]}"; do
         install_file 0644 "$SRC/systemd/$unit" "$UNIT_DIR/$unit"
     done
     if [ -n "$ROOT" ]; then
@@ -282,6 +285,18 @@ do_uninstall() {
     for unit in "${UNITS[@]}"; do
         for link in "$ROOT$UNIT_DIR"/*.wants/"$unit"; do
             if [ -L "$link" ]; then rm -f "$link"; changed "disabled $unit"; fi
+        done
+        if [ -e "$ROOT$UNIT_DIR/$unit" ]; then
+            rm -f "$ROOT$UNIT_DIR/$unit"
+            changed "removed $UNIT_DIR/$unit"
+        fi
+    done
+    if [ -z "$ROOT" ]; then
+        systemctl stop --quiet 'inspector@*.service' 'inspector-*@*.service' 2>/dev/null || true
+    fi
+    for unit in "${TEMPLATES[@]}"; do
+        for link in "$ROOT$UNIT_DIR"/*.wants/"${unit%@.service}"@*.service; do
+            if [ -L "$link" ]; then rm -f "$link"; changed "disabled $(basename "$link")"; fi
         done
         if [ -e "$ROOT$UNIT_DIR/$unit" ]; then
             rm -f "$ROOT$UNIT_DIR/$unit"

@@ -32,7 +32,8 @@ def run(
         if check:
             from models.recipe import load_recipe
 
-            load_recipe(cfg.bundle)
+            for bundle in cfg.products.bundles.values() if cfg.products else [cfg.bundle]:
+                load_recipe(bundle)
             typer.echo(f"{config}: OK (station {cfg.station.line}/{cfg.station.station})")
             return
     from inspector.daemon import Daemon

@@ -28,3 +28,22 @@ def test_json_examples_parse() -> None:
     assert len(blocks) >= 6
     for block in blocks:
         assert isinstance(json.loads(block), dict)
+
+
+def test_the_availability_payloads_are_the_documented_plain_strings() -> None:
+    found = re.search(r"^## `availability`.*?```text\n(.*?)```", DOC, re.MULTILINE | re.DOTALL)
+    assert found and found.group(1).strip().encode() in (mqtt.ONLINE, mqtt.OFFLINE)
+    for payload in (mqtt.ONLINE, mqtt.OFFLINE):
+        assert f"`{payload.decode()}`" in DOC
+
+
+def test_every_pairing_flag_has_a_row_and_an_alarm_that_the_code_raises() -> None:
+    from inspector import pairing
+    from tests.docs.test_operator_guide import alarms_in_code
+
+    rows = re.findall(r"^\| `([a-z_]+)` \| .* \| (?:`([a-z_]+)`|none) \|$", DOC, re.MULTILINE)
+    flags = [flag for flag, _ in rows if flag in pairing.FLAGS]
+    assert flags == list(pairing.FLAGS)
+    raised = {alarm for flag, alarm in rows if flag in pairing.FLAGS and alarm}
+    assert raised == {"cell_id_missing", "frame_missing", "cell_id_ambiguous"}
+    assert raised <= alarms_in_code()

@@ -132,6 +132,8 @@ def test_a_killed_daemon_goes_offline_through_its_will(
         proc.wait(30)
         will = collector.wait_for("status", where=lambda p: p["state"] == "offline", timeout=30)
         assert will[0]["detail"] == "connection lost"
+        # the plain availability topic has its own connection and will
+        assert collector.wait_for("availability", where=lambda p: p == "offline", timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -99,3 +99,52 @@ def test_missing_sections_files_and_broken_yaml_say_so(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(write(tmp_path, "- just\n- a list\n"))
+
+
+def test_products_map_names_to_bundles_and_the_default_stands_in_for_bundle(
+    tmp_path: Path,
+) -> None:
+    data = minimal()
+    del data["bundle"]
+    data["products"] = {"bundles": {"pouch-a": "bundles/a", "pouch-b": "bundles/b"}}
+    data["products"]["default"] = "pouch-b"
+    cfg = load_config(write(tmp_path, data))
+    assert cfg.products.bundles == {
+        "pouch-a": tmp_path / "bundles/a",
+        "pouch-b": tmp_path / "bundles/b",
+    }
+    assert cfg.bundle == tmp_path / "bundles/b", "explainer and engine check use the default's"
+    assert cfg.products.memory_budget_mb > 0 and cfg.alarms.reject == "every"
+    assert cfg.pairing.mode == "off"
+
+
+def test_a_config_with_neither_bundle_nor_products_or_a_bad_product_is_refused(
+    tmp_path: Path,
+) -> None:
+    data = minimal()
+    del data["bundle"]
+    with pytest.raises(ConfigError, match="give bundle .one product. or products"):
+        load_config(write(tmp_path, data))
+    data["products"] = {"bundles": {"pouch/a": "a"}, "default": "pouch-c"}
+    with pytest.raises(ConfigError, match="products.bundles: .*'pouch/a'"):
+        load_config(write(tmp_path, data))
+    data["products"] = {"bundles": {"pouch-a": "a"}, "default": "pouch-c"}
+    with pytest.raises(ConfigError, match="products: .*default 'pouch-c' is not one of"):
+        load_config(write(tmp_path, data))
+
+
+def test_pairing_is_refused_for_a_software_triggered_camera(tmp_path: Path) -> None:
+    data = minimal() | {"pairing": {"mode": "mqtt", "window_s": 0.3}}
+    data["source"] = {"kind": "pylon", "trigger": "software"}
+    with pytest.raises(ConfigError, match="pairing is for source.trigger: hardware"):
+        load_config(write(tmp_path, data))
+    data["source"]["trigger"] = "hardware"
+    assert load_config(write(tmp_path, data)).pairing.window_s == 0.3
+
+
+def test_reject_alarms_take_off_every_or_a_rate(tmp_path: Path) -> None:
+    data = minimal() | {"alarms": {"reject": "rate", "reject_rate": 0.1, "reject_window": 50}}
+    assert load_config(write(tmp_path, data)).alarms.reject_window == 50
+    data["alarms"] = {"reject": "sometimes"}
+    with pytest.raises(ConfigError, match="alarms.reject: Input should be 'off', 'every' or"):
+        load_config(write(tmp_path, data))

@@ -180,3 +180,43 @@ def test_a_reused_message_id_does_not_count_an_old_ack_for_a_new_result(tmp_path
     finally:
         link.stop(final_status=None)
         broker.stop()
+
+
+def test_availability_is_a_plain_retained_online_then_offline_also_by_the_will(
+    broker: Broker,
+) -> None:
+    link = link_for(broker)
+    link.start()
+    assert link.wait_connected(10) and link.availability.connected.wait(10)
+    first = Collector(broker, ROOT, client_id="first")
+    first.wait_for("availability", where=lambda p: p == "online")  # the broker has it now
+    first.close()
+    late = Collector(broker, ROOT, client_id="late")  # joins after: sees the retained one
+    try:
+        assert late.wait_for("availability") == ["online"]
+        assert [retained for t, _, retained in late.messages if t.endswith("availability")] == [
+            True
+        ]
+        link.stop("offline")
+        assert late.wait_for("availability", 2)[-1] == "offline"
+    finally:
+        late.close()
+
+    # a process that dies says nothing: both connections just drop, the broker sends the wills
+    # (another station, so that nothing retained above is taken for the will)
+    mqtt = MqttConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=0.1)
+    link = MqttLink(mqtt, "L1", "S2", role="test")
+    link.start()
+    assert link.wait_connected(10) and link.availability.connected.wait(10)
+    watcher = Collector(broker, "inspector/v1/L1/S2/", client_id="watcher")
+    try:
+        assert watcher.wait_for("availability") == ["online"]
+        assert watcher.wait_for("status")[0]["state"] == "online"
+        for client in (link.client, link.availability.client):
+            client.loop_stop()
+            client.socket().close()
+        assert watcher.wait_for("availability", where=lambda p: p == "offline")
+        status = watcher.wait_for("status", where=lambda p: p["state"] == "offline")[0]
+        assert status["detail"] == "connection lost"
+    finally:
+        watcher.close()

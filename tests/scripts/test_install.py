@@ -97,6 +97,9 @@ def test_install_produces_the_expected_tree(installed: Path) -> None:
         ).read_bytes()
         link = installed / "etc/systemd/system/multi-user.target.wants" / unit
         assert os.readlink(link) == f"/etc/systemd/system/{unit}"
+    for unit in (REPO / "systemd").glob("*@.service"):  # templates: enabled per instance
+        assert (installed / "etc/systemd/system" / unit.name).read_bytes() == unit.read_bytes()
+        assert not (installed / "etc/systemd/system/multi-user.target.wants" / unit.name).exists()
     assert (installed / "etc/inspector/inspector.yaml").read_bytes() == (
         REPO / "systemd/inspector.example.yaml"
     ).read_bytes()
@@ -141,11 +144,14 @@ def test_changed_unit_is_reinstalled(installed: Path) -> None:
 def test_uninstall_keeps_data_and_config(installed: Path) -> None:
     db = installed / "var/lib/inspector/inspector.db"
     db.write_bytes(b"results")
+    wants = installed / "etc/systemd/system/multi-user.target.wants"
+    (wants / "inspector@top.service").symlink_to("/etc/systemd/system/inspector@.service")
     proc = run_installer(installed, "--uninstall")
     assert db.read_bytes() == b"results"
     assert (installed / "etc/inspector/inspector.yaml").is_file()
     assert not (installed / "opt/battery-inspector").exists()
     assert not list((installed / "etc/systemd/system").rglob("inspector*.service"))
+    assert not (wants / "inspector@top.service").is_symlink(), "an enabled instance is disabled"
     assert "kept /var/lib/inspector" in proc.stdout
     again = run_installer(installed, "--uninstall")
     assert "nothing to remove" in again.stdout

@@ -92,6 +92,7 @@ def test_the_example_acl_lets_only_the_plc_trigger_and_nobody_forge(
     try:
         with running(Daemon(cfg, source=source, on_result=lambda *_: stored.release())):
             collector.wait_for("status", where=lambda p: p["state"] == "online")
+            collector.wait_for("availability", where=lambda p: p == "online")  # allowed
             send(broker.port, "scada", "trigger", {"cell_id": "FROM-SCADA"})
             assert not send(broker.port, None, "trigger", {"cell_id": "ANONYMOUS"})
             send(broker.port, "plc", "trigger", {"cell_id": "FROM-PLC"})
@@ -101,6 +102,7 @@ def test_the_example_acl_lets_only_the_plc_trigger_and_nobody_forge(
             send(broker.port, "plc", "result", forged)
             send(broker.port, "scada", "status", {"state": "offline"}, retain=True)
             send(broker.port, "plc", "status", {"state": "offline"}, retain=True)
+            send(broker.port, "plc", "availability", {"state": "offline"}, retain=True)
             # a marker the station itself publishes after the forgeries: all have been routed
             send(broker.port, "plc", "trigger", {"cell_id": "MARKER"})
             collector.wait_for("result", where=lambda r: r["cell_id"] == "MARKER")
@@ -109,6 +111,7 @@ def test_the_example_acl_lets_only_the_plc_trigger_and_nobody_forge(
             cells = [r.get("cell_id") for r in collector.on("result")]
             assert cells == ["FROM-PLC", "MARKER"]
             assert all(p.get("schema") for p in collector.on("status"))
+            assert collector.on("availability") == ["online"], "the station's only"
             assert retained_status(broker, scada, "late-scada")["state"] == "online"
             assert not [a for a in collector.on("alarm") if a["kind"] == "foreign_status"]
     finally:

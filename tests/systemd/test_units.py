@@ -19,7 +19,9 @@ from tests.cli_helpers import run_inspector
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT_DIR = REPO / "systemd"
-UNITS = sorted(p.name for p in UNIT_DIR.glob("*.service"))
+UNITS = sorted(p.name for p in UNIT_DIR.glob("*.service") if "@" not in p.name)
+# one instance per camera on a box: inspector@NAME.service and its companions
+TEMPLATES = sorted(p.name for p in UNIT_DIR.glob("*@.service"))
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 HOST_UNIT_DIRS = [Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")]
 
@@ -77,7 +79,8 @@ def verify(root: Path, unit_name: str) -> str:
 
 @pytest.fixture(scope="module")
 def unit_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _stub_root(tmp_path_factory.mktemp("root"), [UNIT_DIR / u for u in UNITS])
+    units = [UNIT_DIR / u for u in UNITS + TEMPLATES]
+    return _stub_root(tmp_path_factory.mktemp("root"), units)
 
 
 def test_all_four_units_exist() -> None:
@@ -169,3 +172,47 @@ def test_every_unit_raises_the_open_file_limit(unit: str) -> None:
     """systemd's default soft limit of 1024 open files ran out under idle metrics clients."""
     limit = unit_directives(UNIT_DIR / unit).get("Service.LimitNOFILE", ["1024"])[-1]
     assert int(limit.split(":")[0]) >= 65536
+
+
+def test_each_unit_has_a_template_for_several_cameras_on_one_box() -> None:
+    assert sorted(u.replace(".service", "@.service") for u in UNITS) == TEMPLATES
+
+
+@needs_analyze
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_an_instance_of_each_template_verifies_without_any_warning(
+    unit_root: Path, template: str
+) -> None:
+    assert verify(unit_root, template.replace("@", "@top-face")) == ""
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_an_instance_has_its_own_config_and_data_dir_and_nothing_else_differs(
+    template: str,
+) -> None:
+    """The instance NAME reads /etc/inspector/NAME.yaml (its own station id, so its own topics)
+    and writes only /var/lib/inspector/NAME; hardening and supervision are the plain unit's."""
+    t = unit_directives(UNIT_DIR / template)
+    plain = unit_directives(UNIT_DIR / template.replace("@", ""))
+    assert t["Service.ReadWritePaths"] == ["/var/lib/inspector/%i"]
+    assert t["Service.StateDirectory"] == ["inspector/%i"]
+    assert t["Service.ExecStart"] == [
+        plain["Service.ExecStart"][0].replace(
+            "/etc/inspector/inspector.yaml", "/etc/inspector/%i.yaml"
+        )
+    ]
+    assert "%i" in t["Unit.Description"][0]
+    same = {k for k in plain if k.startswith("Service.") and k not in {
+        "Service.ReadWritePaths", "Service.StateDirectory", "Service.ExecStart",
+        "Service.EnvironmentFile", "Service.Environment",
+    }}  # fmt: skip
+    assert {k: t.get(k) for k in same} == {k: plain[k] for k in same}
+
+
+def test_an_instances_engine_check_and_daemon_share_the_instances_engine_env() -> None:
+    daemon = unit_directives(UNIT_DIR / "inspector@.service")
+    engine = unit_directives(UNIT_DIR / "inspector-engine@.service")
+    assert "inspector-engine@%i.service" in daemon["Unit.After"][0]
+    assert engine["Unit.Before"] == ["inspector@%i.service"]
+    assert "-/var/lib/inspector/%i/engine.env" in daemon["Service.EnvironmentFile"]
+    assert "INSPECTOR_UNIT_DATA_DIR=/var/lib/inspector/%i" in engine["Service.Environment"]
