@@ -165,3 +165,23 @@ def test_the_pool_keeps_bundles_warm_and_puts_the_least_recently_used_aside(
         pool.get(None)
     pool.close()
     assert pool.loaded() == []
+
+
+def test_a_bundle_that_cannot_be_loaded_fails_its_products_cells_only(
+    tmp_path: Path, broker, collector, line_bundle: Path
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "recipe.yaml").write_text("arch: [not, a, recipe\n")
+    source = QueueSource()
+    bundles = {"pouch-a": line_bundle, "pouch-b": broken}
+    cfg = products_config(tmp_path, bundles, broker.port, default="pouch-a", preload=False)
+    with running(Daemon(cfg, source=source)):
+        source.push(Frame("B-1", good_image(3), product="pouch-b"))
+        source.push(Frame("A-1", good_image(3), product="pouch-a"))
+        results = {r["cell_id"]: r for r in collector.wait_for("result", 2)}
+        alarm = collector.wait_for("alarm", where=lambda a: a["kind"] == "product_load_failed")
+    assert results["A-1"]["verdict"] == "pass"
+    assert results["B-1"]["verdict"] == "error" and results["B-1"]["model_id"] is None
+    assert "bundle of product pouch-b not loaded" in results["B-1"]["error"]
+    assert alarm[0]["severity"] == "critical" and alarm[0]["cell_id"] == "B-1"
