@@ -145,6 +145,8 @@ class Daemon:
 
             # inspector-engine.service may pick the backend for this box (engine.env)
             backend = os.environ.get("INSPECTOR_BACKEND") or cfg.backend
+            if backend == "auto":  # the engine check has not chosen: the recipe's
+                backend = None
             predictor = Predictor(cfg.bundle, backend)
         self.predictor = predictor
         self.source = source if source is not None else create_configured_source(cfg)
