@@ -239,10 +239,10 @@ def export_bundle(
         from export.quantize import quantize_static_int8
 
         step(f"quantising the encoder to static int8 ({len(calibration)} calibration images)")
-        quantize_static_int8(onnx_path, static_path, calibration)
+        done = quantize_static_int8(onnx_path, static_path, calibration)
         step("checking the static int8 model against PyTorch")
         report["int8_static"] = {
-            "file": ONNX_INT8_STATIC_FILE,
+            **done,
             "calibration_images": len(calibration),
             **parity(detector, static_path, parity_batch),
         }

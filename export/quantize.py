@@ -42,6 +42,7 @@ QUANTISED_OPS = ("MatMul", "Gemm", "Conv")
 PROTOBUF_LIMIT = 2**31 - 1  # a single ONNX protobuf cannot exceed 2 GB
 EXTERNAL_DATA_BYTES = PROTOBUF_LIMIT // 2  # export/onnx_export.py's rule for the fp32 file
 CALIBRATION_PERCENTILE = 99.999
+OUTLIER_RATIO = 64.0  # a channel 64x the median one leaves 1/16 of the uint8 steps to the rest
 _VIT_BLOCK = re.compile(r"resblocks\.(\d+)/")
 
 
@@ -161,13 +162,60 @@ def _calibration_reader(images: np.ndarray, input_name: str):
     return ImageCalibration()
 
 
+def channel_outliers(src: Path, nodes: Sequence[str], images: np.ndarray) -> dict[str, float]:
+    """For each node, how far its activation input's largest channel stands out on ``images``.
+
+    The ratio of the largest per-channel max |value| to the median channel's: about 1-10 for
+    ordinary activations, hundreds where a few channels carry values in the thousands (CLIP
+    ViTs). Per-tensor uint8 gives every channel the step of the largest, so the others round
+    to a handful of levels.
+    """
+    import onnxruntime as ort
+
+    model = onnx.load(str(src))
+    by_name = {n.name: n for n in model.graph.node}
+    inputs = {name: by_name[name].input[0] for name in nodes}
+    known = {o.name for o in model.graph.output}
+    for tensor in sorted(set(inputs.values()) - known):
+        model.graph.output.append(onnx.ValueInfoProto(name=tensor))
+    conv_inputs = {by_name[n].input[0] for n in nodes if by_name[n].op_type == "Conv"}
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.onnx"
+        onnx.save_model(
+            model,
+            str(probe),
+            save_as_external_data=needs_external_data(src),
+            location="probe.onnx.data",
+        )
+        del model
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(str(probe), opts, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        wanted = [n for n in names if n in set(inputs.values())]
+        peaks: dict[str, np.ndarray] = {}
+        for x in images:
+            outs = session.run(wanted, {session.get_inputs()[0].name: x[None].astype(np.float32)})
+            for name, a in zip(wanted, outs, strict=True):
+                axis = 1 if name in conv_inputs else a.ndim - 1
+                other = tuple(i for i in range(a.ndim) if i != axis)
+                peak = np.abs(a).max(axis=other)
+                peaks[name] = np.maximum(peaks[name], peak) if name in peaks else peak
+    ratios = {}
+    for node, tensor in inputs.items():
+        peak = peaks[tensor]
+        ratios[node] = float(peak.max() / max(float(np.median(peak)), 1e-12))
+    return ratios
+
+
 def quantize_static_int8(
     src: str | Path,
     dst: str | Path,
     images: np.ndarray,
     method: str = "percentile",
     keep_vit_ends: bool = True,
-) -> Path:
+    outlier_ratio: float | None = OUTLIER_RATIO,
+) -> dict:
     """Write a statically quantised (QDQ) copy of ``src`` to ``dst``, calibrated on ``images``.
 
     Args:
@@ -175,9 +223,16 @@ def quantize_static_int8(
         dst: the int8 graph to write.
         images: preprocessed normal images ``float32 [N, 3, S, S]`` (``models.preprocess``); a
             few dozen are enough.
-        method: ``percentile`` (99.999th percentile of each activation: outliers clip) or
+        method: ``percentile`` (99.999th percentile of each activation: rare outliers clip) or
             ``minmax``.
         keep_vit_ends: leave a ViT's first and last encoder blocks in fp32.
+        outlier_ratio: keep a product in fp32 when one channel of its input peaks more than
+            this many times above the median channel on the calibration images
+            (``channel_outliers``); None quantises them all.
+
+    Returns:
+        What was done: ``file``, ``quantised`` and ``kept_fp32`` node counts, the ``method``
+        (``minmax`` when the percentile histogram cannot be built) and the ``outlier_nodes``.
 
     Raises:
         ValueError: no images, an unknown method, or nothing to quantise.
@@ -195,16 +250,23 @@ def quantize_static_int8(
     methods = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax}
     if method not in methods:
         raise ValueError(f"unknown calibration method {method!r}; one of {sorted(methods)}")
+    candidates = _quantised_nodes(src, keep_vit_ends=False)
     nodes = _quantised_nodes(src, keep_vit_ends)
+    outliers: list[str] = []
+    if outlier_ratio is not None:
+        ratios = channel_outliers(src, nodes, images)
+        outliers = sorted(n for n, r in ratios.items() if r > outlier_ratio)
+        nodes = [n for n in nodes if n not in set(outliers)]
+    if not nodes:
+        raise ValueError(f"{src}: every encoder product has outlier channels; nothing to quantise")
     external = needs_external_data(src)
     input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
-    extra = {"MatMulConstBOnly": True}
-    if method == "percentile":
-        extra["CalibPercentile"] = CALIBRATION_PERCENTILE
-    return _write_via_tmp(
-        dst,
-        external,
-        lambda out: quantize_static(
+
+    def write(out: Path, how: str) -> None:
+        extra: dict[str, object] = {"MatMulConstBOnly": True}
+        if how == "percentile":
+            extra["CalibPercentile"] = CALIBRATION_PERCENTILE
+        quantize_static(
             src,
             out,
             _calibration_reader(images, input_name),
@@ -214,10 +276,27 @@ def quantize_static_int8(
             weight_type=QuantType.QInt8,
             nodes_to_quantize=nodes,
             use_external_data_format=external,
-            calibrate_method=methods[method],
+            calibrate_method=methods[how],
             extra_options=extra,
-        ),
-    )
+        )
+
+    used = method
+    try:
+        _write_via_tmp(dst, external, lambda out: write(out, method))
+    except ValueError as exc:
+        # numpy cannot bin a float32 tensor whose values all sit in a few ulps (a constant
+        # channel of thousands); min-max has no histogram
+        if method != "percentile" or "bins" not in str(exc):
+            raise
+        used = "minmax"
+        _write_via_tmp(dst, external, lambda out: write(out, "minmax"))
+    return {
+        "file": dst.name,
+        "method": used,
+        "quantised": len(nodes),
+        "kept_fp32": len(candidates) - len(nodes),
+        "outlier_nodes": outliers,
+    }
 
 
 def calibration_inputs(bundle: str | Path, data: str | Path, limit: int = 32) -> np.ndarray:
