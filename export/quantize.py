@@ -10,11 +10,12 @@ search and the smoothing stay float32 because small errors there move the map di
 - **static** (``model.int8-static.onnx``, QDQ): activation scales fixed beforehand from normal
   images of the product (``ImageCalibration``), so the int8 kernels of ONNX Runtime and
   OpenVINO run without a per-call range pass. Activations are quantised per tensor; CLIP ViTs
-  carry a few residual-stream channels with values in the thousands, which a min-max range
-  turns into one huge step that zeroes every other channel. So the range is the 99.999th
-  percentile of the calibration activations (outliers clip instead of swamping the rest), and a
-  ViT's first and last encoder blocks stay fp32 (where the outliers appear and where the last
-  tap is read).
+  carry a few channels with values in the thousands, which a per-tensor range turns into one
+  huge step that zeroes every other channel. So: the range is the 99.999th percentile of the
+  calibration activations (rare outliers clip instead of swamping the rest); a ViT's first and
+  last encoder blocks stay fp32; and every product whose input has outlier *channels* on the
+  calibration images (``channel_outliers``: one channel peaking over ``OUTLIER_RATIO`` times
+  the median one) stays fp32, since a percentile cannot clip a whole channel away.
 
 Both write their weights to an external ``.data`` file when the graph is too big for one
 protobuf (a ViT-H bank past ~250 references), as the fp32 export does.
