@@ -95,6 +95,13 @@ def onnx(
                 f"max |score diff| {r['max_abs_score_diff']:.2e} vs PyTorch "
                 f"(batch {', '.join(map(str, r['batch_sizes']))})"
             )
+    if "int8_static" in report:
+        r = report["int8_static"]
+        typer.echo(
+            f"static int8: {r['quantised']} encoder products int8, {r['kept_fp32']} fp32 "
+            f"({len(r['outlier_nodes'])} for outlier channels); {r['method']} ranges from "
+            f"{r['calibration_images']} normal image(s)"
+        )
     typer.echo(f"report: {bundle / REPORT_FILE}")
 
 

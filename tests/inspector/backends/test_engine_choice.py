@@ -12,7 +12,6 @@ from inspector.config import parse_config
 from inspector.engine_check import (
     ENV_FILE,
     FP32_FAMILY,
-    INT8_STATIC_FAMILY,
     STATE_FILE,
     EngineCheck,
     ExportFailed,
@@ -67,8 +66,9 @@ def env_backend(tmp_path: Path) -> str:
 
 def test_candidates_are_the_backends_that_give_the_calibrated_maps():
     assert candidates_for("torch") == candidates_for("onnxruntime") == FP32_FAMILY
-    assert candidates_for("openvino-int8") == INT8_STATIC_FAMILY
-    assert candidates_for("onnxruntime-int8") == ("onnxruntime-int8",)
+    assert candidates_for("openvino") == FP32_FAMILY
+    for int8 in ("onnxruntime-int8", "onnxruntime-int8-static", "openvino-int8"):
+        assert candidates_for(int8) == (int8,)  # int8 maps differ between runtimes
 
 
 def test_the_fastest_backend_is_chosen_and_the_reason_names_every_time(bundle, tmp_path):
@@ -110,14 +110,17 @@ def test_nothing_runnable_is_an_error(bundle, tmp_path):
         engine_check(tmp_path, bundle, timer).decide()
 
 
-def test_a_static_int8_calibration_picks_between_the_static_int8_runtimes(bundle, tmp_path):
+def test_a_static_int8_calibration_is_never_swapped_for_another_runtime(bundle, tmp_path):
     recipe = load_recipe(bundle)
-    recipe.backend = "onnxruntime-int8-static"
+    recipe.backend = "openvino-int8"
     save_recipe(bundle, recipe)
 
-    # no model.int8-static.onnx in this bundle: both are left out, and no fp32 one is taken
-    with pytest.raises(ExportFailed, match="openvino-int8: .*model.int8-static.onnx is missing"):
-        engine_check(tmp_path, bundle, lambda *_: 1.0).decide()
+    timed = []
+    check = engine_check(tmp_path, bundle, lambda name, *_: timed.append(name) or 1.0)
+    # no model.int8-static.onnx in this bundle: no fp32 or other int8 runtime is taken instead
+    with pytest.raises(ExportFailed, match="openvino-int8: model.int8-static.onnx is missing"):
+        check.decide()
+    assert timed == []
 
 
 def test_real_timing_on_this_machine(bundle, tmp_path):

@@ -137,3 +137,19 @@ def test_cli_int8_static_needs_calibration_images(tiny_bundle, tmp_path):
 def test_encoder_weight_products_cover_the_tiny_vit(bundle):
     nodes = encoder_weight_products(onnx.load(str(bundle / ONNX_FILE)))
     assert len(nodes) >= 4 * 4  # qkv, out, fc1, fc2 in each of the 4 blocks
+
+
+def test_cli_writes_the_static_int8_graph_and_says_what_stayed_fp32(
+    tiny_bundle, reference_dir, tmp_path
+):
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_bundle, copy)
+    proc = run_inspector(
+        "export", "onnx", "--bundle", str(copy), "--int8-static",
+        "--calibration-dir", str(reference_dir),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (copy / ONNX_INT8_STATIC_FILE).is_file()
+    assert "(OpenVINO): max |map diff|" in proc.stdout
+    assert "static int8: 8 encoder products int8, 8 fp32" in proc.stdout
+    assert "from 4 normal image(s)" in proc.stdout
