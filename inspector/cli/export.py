@@ -68,8 +68,10 @@ def onnx(
     Input: float32 images [batch, 3, S, S] (any batch); outputs: anomaly_map [batch, S, S] and
     score [batch]. Checks ONNX Runtime (and OpenVINO, where installed) against PyTorch and
     stores the differences in BUNDLE/export_report.json. Use it with 'inspector predict
-    --backend onnxruntime' (or openvino). int8 files keep norms, cosines, softmax and the
-    memory bank in fp32; calibrate again with the int8 backend before using it at the line.
+    --backend onnxruntime' (or openvino).
+
+    int8 files keep norms, cosines, softmax and the memory bank in fp32; calibrate the
+    thresholds again with the int8 backend before using it at the line.
     """
     from export.onnx_export import REPORT_FILE, export_bundle
 
