@@ -83,15 +83,16 @@ def onnx(
             from export.quantize import calibration_inputs
 
             calibration = calibration_inputs(bundle, calibration_dir, calibration_images)
-    total = 3 + 2 * int8 + 2 * int8_static + bool(importlib.util.find_spec("openvino"))
+    has_openvino = importlib.util.find_spec("openvino") is not None
+    total = 3 + 2 * int8 + 2 * int8_static + has_openvino
     with user_errors(), steps(total) as step:
         report = export_bundle(
             bundle, opset=opset, int8=int8, step=step, calibration=calibration
         )
-    for key in ("fp32", "openvino", "int8", "int8_static"):
+    for key in ("fp32", "openvino", "int8", "int8_static", "openvino_int8"):
         if key in report:
             r = report[key]
-            runtime = " (OpenVINO)" if key == "openvino" else ""
+            runtime = " (OpenVINO)" if key.startswith("openvino") else ""
             typer.echo(
                 f"{bundle / r['file']}{runtime}: max |map diff| {r['max_abs_map_diff']:.2e}, "
                 f"max |score diff| {r['max_abs_score_diff']:.2e} vs PyTorch "
