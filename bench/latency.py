@@ -2,13 +2,14 @@
 
 For each architecture (the EfficientNet-Lite backbones with their ImageNet weights; ``tiny``
 and ``vit-h-14`` with random weights: timing does not depend on their values) it makes a
-bundle with a memory bank, exports it to ONNX (fp32 and int8), then in this one process and
-on the same inputs measures each available backend (torch eager, onnxruntime fp32,
-onnxruntime int8; tensorrt where it imports): median and p99 latency at batch 1, throughput at
-batch 8 and 32. GFLOP per image are counted with ``torch.utils.flop_counter``; achieved
-GFLOP/s are compared with the CPU's fp32 peak (cores x 2 FMA units x 8 lanes x 2 FLOP x clock).
-The int8 map difference and its image/pixel AUROC change are measured on procedural pouch and
-ultrasound test sets.
+bundle with a memory bank, exports it to ONNX (fp32, dynamic int8, and static int8 calibrated
+on the bundle's reference images), then in this one process and on the same inputs measures
+each available backend (torch eager, onnxruntime fp32 / dynamic int8 / static int8, openvino
+fp32 / static int8 where it imports, tensorrt where it imports): median and p99 latency at
+batch 1, throughput at batch 8 (and 32). GFLOP per image are counted with
+``torch.utils.flop_counter``; achieved GFLOP/s are compared with the CPU's fp32 peak (cores x 2
+FMA units x 8 lanes x 2 FLOP x clock). Each backend's map difference from torch and its
+image/pixel AUROC change are measured on procedural pouch and ultrasound test sets.
 
 Usage:
     python -m bench.latency                      # every architecture (~20 min on 2 cores)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import os
 import statistics
 import tempfile
@@ -63,7 +65,7 @@ class Plan:
 
 PLANS = {
     "tiny": Plan("tiny", 4, 50, {8: 10, 32: 4}, 10, 3),
-    "effnet-lite0": Plan("effnet-lite0", 4, 50, {8: 10, 32: 4}, 10, 3),
+    "effnet-lite0": Plan("effnet-lite0", 8, 30, {8: 8}, 10, 3),
     "effnet-lite1": Plan("effnet-lite1", 4, 50, {8: 10, 32: 4}, 10, 3),
     "effnet-lite2": Plan("effnet-lite2", 4, 50, {8: 10, 32: 4}, 10, 3),
     "vit-h-14": Plan("vit-h-14", 2, 5, {8: 1, 32: 1}, 3, 1),
@@ -221,35 +223,42 @@ def procedural_sets(root: Path, plan: Plan, size: int) -> tuple[dict, list[np.nd
     return sets, refs
 
 
+def backend_list() -> list[tuple[str, str, dict]]:
+    """(label, registry name, options) of every backend this machine can run."""
+    out = [
+        ("torch", "torch", {"device": "cpu"}),
+        ("onnxruntime", "onnxruntime", {}),
+        ("onnxruntime-int8", "onnxruntime-int8", {}),
+        ("onnxruntime-int8-static", "onnxruntime-int8-static", {}),
+    ]
+    if importlib.util.find_spec("openvino") is not None:
+        out += [("openvino", "openvino", {}), ("openvino-int8", "openvino-int8", {})]
+    if importlib.util.find_spec("tensorrt") is not None:
+        out.append(("tensorrt", "tensorrt", {}))
+    return out
+
+
 def bench_arch(plan: Plan, work: Path, peak: dict) -> dict:
     size = 224
     print(f"== {plan.arch}: data, bundle, export", flush=True)
     sets, refs = procedural_sets(work / "data", plan, size)
     bundle, gflop = make_bundle(plan, work / plan.arch, refs)
+    calibration = np.stack([preprocess(r, size) for r in refs[: plan.shots]])
     t = time.perf_counter()
-    report = export_bundle(bundle, int8=True, step=lambda m: print(f"   {m}", flush=True))
+    report = export_bundle(
+        bundle, int8=True, calibration=calibration, step=lambda m: print(f"   {m}", flush=True)
+    )
     export_s = time.perf_counter() - t
     x = np.concatenate([s[0] for s in sets.values()])
-    backends = [("torch", {"device": "cpu"}), ("onnxruntime", {}), ("onnxruntime", {"int8": True})]
-    try:
-        import tensorrt  # noqa: F401
-
-        backends.append(("tensorrt", {}))
-    except ImportError:
-        pass
+    backends = backend_list()
     print(f"== {plan.arch}: loading {len(backends)} backends", flush=True)
-    loaded = {}
-    for name, opts in backends:
-        loaded[f"{name}{'-int8' if opts.get('int8') else ''}"] = create_backend(
-            name, bundle, **opts
-        )
+    loaded = {label: create_backend(name, bundle, **opts) for label, name, opts in backends}
     print(f"== {plan.arch}: timing (backends take turns)", flush=True)
     rows = time_backends(loaded, x, plan)
     for label, row in rows.items():
         row["gflops"] = gflop / (row["median_ms"] / 1e3)
         print(f"   {label}: {row}", flush=True)
-    # the int8 question: the same graph with fp32 or int8 encoder weights
-    acc = {label: accuracy(loaded[label], sets) for label in ("onnxruntime", "onnxruntime-int8")}
+    acc = {label: accuracy(backend, sets) for label, backend in loaded.items()}
     for backend in loaded.values():
         backend.close()
     del loaded
@@ -263,7 +272,117 @@ def bench_arch(plan: Plan, work: Path, peak: dict) -> dict:
         "export_s": export_s,
         "plan": plan,
         "n_images": {k: len(v[0]) for k, v in sets.items()},
+        "n_calibration": len(calibration),
     }
+
+
+OUTLIER_CHANNELS = (5, 37, 71)
+OUTLIER_GAIN = 1000.0
+
+
+def inject_outlier_channels(
+    detector: BatteryDetector,
+    channels: tuple[int, ...] = OUTLIER_CHANNELS,
+    gain: float = OUTLIER_GAIN,
+) -> None:
+    """Give an OpenCLIP ViT's blocks CLIP-like outlier channels without changing its function.
+
+    In every block, the LayerNorm gains and biases of ``channels`` are multiplied by ``gain``
+    and the matching input columns of the qkv and fc1 weights divided by it: the fp32 maps
+    stay the same, but the inputs of those products carry values of a few thousand in a few
+    channels, as real CLIP ViTs do. Any map change after quantisation is then int8's alone.
+    """
+    idx = list(channels)
+    with torch.no_grad():
+        for block in detector.encoder.visual.transformer.resblocks:
+            for norm, weight in (
+                (block.ln_1, block.attn.in_proj_weight),
+                (block.ln_2, block.mlp.c_fc.weight),
+            ):
+                norm.weight[idx] *= gain
+                norm.bias[idx] *= gain
+                weight[:, idx] /= gain
+
+
+OUTLIER_VARIANTS = {
+    "dynamic (model.int8.onnx)": None,
+    "static, min-max, every block": {
+        "method": "minmax",
+        "keep_vit_ends": False,
+        "outlier_ratio": None,
+    },
+    "static, percentile, every block": {"keep_vit_ends": False, "outlier_ratio": None},
+    "static, percentile, first/last block fp32": {"outlier_ratio": None},
+    "static, percentile, first/last fp32, outlier inputs fp32 (default)": {},
+}
+
+
+def vit_outlier_study(work: Path, refs: list[np.ndarray], x: np.ndarray) -> list[dict]:
+    """int8 map error of the tiny ViT with and without injected outlier channels."""
+    import onnxruntime as ort
+
+    from export.onnx_export import export_detector
+    from export.quantize import quantize_int8, quantize_static_int8
+    from models.bundle import load_detector
+
+    def run(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+    calibration = np.stack([preprocess(r, 224) for r in refs])
+    rows = []
+    for gain in (1.0, OUTLIER_GAIN):
+        out = work / f"outliers-{gain:g}"
+        create_bundle(out, "tiny", "pouch cell", reference_images=refs)
+        det = load_detector(out)
+        inject_outlier_channels(det, gain=gain)
+        fp32 = export_detector(det, out / "model.onnx")
+        ref = run(fp32)
+        for label, options in OUTLIER_VARIANTS.items():
+            path = out / "int8.onnx"
+            info = {}
+            if options is None:
+                quantize_int8(fp32, path)
+            else:
+                info = quantize_static_int8(fp32, path, calibration, **options)
+            d = np.abs(run(path) - ref)
+            rows.append(
+                {
+                    "gain": gain,
+                    "variant": label,
+                    "max": float(d.max()),
+                    "mean": float(d.mean()),
+                    **info,
+                }
+            )
+            print(
+                f"   outliers x{gain:g} {label}: max {d.max():.4f} mean {d.mean():.5f}", flush=True
+            )
+    return rows
+
+
+def render_outliers(rows: list[dict], n_images: int, n_calibration: int) -> str:
+    lines = [
+        "### int8 and CLIP outlier channels (tiny OpenCLIP ViT)",
+        "",
+        f"The tiny ViT (4 blocks, width 96, random weights) with and without outlier channels "
+        f"injected into channels {list(OUTLIER_CHANNELS)} of every block's qkv and fc1 inputs "
+        f"(LayerNorm gain x{OUTLIER_GAIN:g}, weight columns / {OUTLIER_GAIN:g}: the fp32 map is "
+        f"unchanged, the inputs carry values of a few thousand). Max / mean |map diff| from "
+        f"the fp32 graph in ONNX Runtime on {n_images} pouch test images; static int8 "
+        f"calibrated on {n_calibration} normal reference images.",
+        "",
+        "| outlier channels | int8 variant | max \\|map diff\\| | mean \\|map diff\\| "
+        "| products int8 / fp32 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        kept = f"{r['quantised']} / {r['kept_fp32']}" if "quantised" in r else "all / 0"
+        lines.append(
+            f"| {'none' if r['gain'] == 1 else 'injected'} | {r['variant']} | {r['max']:.4f} "
+            f"| {r['mean']:.5f} | {kept} |"
+        )
+    return "\n".join(lines)
 
 
 def _change(before: float | None, after: float | None, digits: int) -> str:
@@ -273,65 +392,92 @@ def _change(before: float | None, after: float | None, digits: int) -> str:
     return f"{before:.{digits}f} -> {after:.{digits}f} ({after - before:+.{digits}f})"
 
 
+def _batches(results: list[dict]) -> list[int]:
+    return sorted({b for r in results for b in r["plan"].reps_batch})
+
+
 def render_results(results: list[dict], peak: dict, load: tuple[float, ...]) -> str:
+    batches = _batches(results)
     lines = [
         f"CPU fp32 peak: {peak['cores']} cores x 2 FMA x 8 lanes x 2 FLOP x {peak['ghz']:.2f} GHz "
         f"(`cpu MHz` of /proc/cpuinfo) = **{peak['gflops']:.0f} GFLOP/s** ({peak['isa']}). "
-        f"torch threads: {torch.get_num_threads()}; ONNX Runtime intra-op threads: "
+        f"torch threads: {torch.get_num_threads()}; ONNX Runtime and OpenVINO threads: "
         f"{peak['cores']}. Load average at start/end: {load[0]:.2f} / {load[1]:.2f} "
         "(the machine is shared; ratios within one run are the figures to trust).",
         "",
-        "| arch | backend | GFLOP/img | b1 median ms | b1 p99 ms (reps) | b1 best ms | img/s b8 "
-        "| img/s b32 | GFLOP/s (b1 median) | % fp32 peak | vs torch |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| arch | backend | GFLOP/img | b1 median ms | b1 p99 ms (reps) | b1 best ms | "
+        + " | ".join(f"b{b} ms/img | img/s b{b}" for b in batches)
+        + " | GFLOP/s (b1 median) | % fp32 peak | vs torch |",
+        "| --- " * (10 + 2 * len(batches) - 1) + "|",
     ]
-    notes = []
     for r in results:
         torch_ms = r["rows"]["torch"]["median_ms"]
         for label, row in r["rows"].items():
+            per_batch = " | ".join(
+                f"{1e3 / row[f'ips_b{b}']:.1f} | {row[f'ips_b{b}']:.2f}"
+                if f"ips_b{b}" in row
+                else "- | -"
+                for b in batches
+            )
             lines.append(
                 f"| {r['arch']} | {label} | {r['gflop']:.1f} | {row['median_ms']:.1f} | "
-                f"{row['p99_ms']:.1f} ({row['reps']}) | {row['best_ms']:.1f} | "
-                f"{row.get('ips_b8', 0):.2f} | "
-                f"{row.get('ips_b32', 0):.2f} | {row['gflops']:.1f} | "
-                f"{100 * row['gflops'] / peak['gflops']:.0f}% | "
+                f"{row['p99_ms']:.1f} ({row['reps']}) | {row['best_ms']:.1f} | {per_batch} | "
+                f"{row['gflops']:.1f} | {100 * row['gflops'] / peak['gflops']:.0f}% | "
                 f"{torch_ms / row['median_ms']:.2f}x |"
             )
-        rows = r["rows"]
-        best_fp32 = min(rows[k]["median_ms"] for k in ("torch", "onnxruntime"))
-        int8 = rows["onnxruntime-int8"]["median_ms"]
-        tput = {
-            b: rows["onnxruntime-int8"][f"ips_b{b}"]
-            / max(rows[k][f"ips_b{b}"] for k in ("torch", "onnxruntime"))
-            for b in (8, 32)
-        }
-        parts = []
-        for kind in r["acc"]["onnxruntime"]:
-            a32, a8 = r["acc"]["onnxruntime"][kind], r["acc"]["onnxruntime-int8"][kind]
-            diff = np.abs(a32["maps"] - a8["maps"])
-            parts.append(
-                f"{kind} ({r['n_images'][kind]} images): max |map diff| {diff.max():.4f}, "
-                f"mean {diff.mean():.5f}; image AUROC "
-                f"{_change(a32['image_auroc'], a8['image_auroc'], 3)}, pixel AUROC "
-                f"{_change(a32['pixel_auroc'], a8['pixel_auroc'], 4)}"
+    lines += [
+        "",
+        "Accuracy of each backend against torch on the same images (max / mean |map diff| over "
+        "both sets; image and pixel AUROC per set, with the change from torch):",
+        "",
+        "| arch | backend | max \\|map diff\\| | mean \\|map diff\\| | pouch image AUROC | "
+        "pouch pixel AUROC | ultrasound image AUROC | ultrasound pixel AUROC |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    notes = []
+    for r in results:
+        ref = r["acc"]["torch"]
+        for label, acc in r["acc"].items():
+            diffs = np.concatenate([np.abs(acc[k]["maps"] - ref[k]["maps"]).ravel() for k in acc])
+            cells = []
+            for kind in ("pouch", "ultrasound"):
+                a, t = acc[kind], ref[kind]
+                cells.append(_change(t["image_auroc"], a["image_auroc"], 3))
+                cells.append(_change(t["pixel_auroc"], a["pixel_auroc"], 4))
+            lines.append(
+                f"| {r['arch']} | {label} | {diffs.max():.2e} | {diffs.mean():.2e} | "
+                + " | ".join(cells)
+                + " |"
             )
         rep = r["report"]
+        parity = ", ".join(
+            f"{key} {rep[key]['max_abs_map_diff']:.1e}"
+            for key in ("fp32", "openvino", "int8", "int8_static")
+            if key in rep
+        )
+        rows = r["rows"]
+        best_fp32 = min(
+            rows[k]["median_ms"] for k in rows if k in ("torch", "onnxruntime", "openvino")
+        )
+        fastest = min(rows, key=lambda k: rows[k]["median_ms"])
         notes.append(
-            f"- **{r['arch']}**: int8 speed-up over the best fp32 backend at batch 1: "
-            f"**{best_fp32 / int8:.2f}x** (median), throughput at batch 8: "
-            f"**{tput[8]:.2f}x**, batch 32: **{tput[32]:.2f}x**; " + "; ".join(parts) + ". Export "
-            f"({r['export_s']:.0f} s) parity vs PyTorch: fp32 max |map diff| "
-            f"{rep['fp32']['max_abs_map_diff']:.1e}, int8 {rep['int8']['max_abs_map_diff']:.1e}."
+            f"- **{r['arch']}**: fastest at batch 1: **{fastest}** "
+            f"({rows[fastest]['median_ms']:.1f} ms median; best fp32 {best_fp32:.1f} ms). "
+            f"Static int8 calibrated on the bundle's {r['n_calibration']} reference images "
+            f"(99.999th percentile, per-channel weights). Export ({r['export_s']:.0f} s) parity "
+            f"vs PyTorch, max |map diff| at batch 1 and 2: {parity}. Test sets: "
+            + ", ".join(f"{k} {n} images" for k, n in r["n_images"].items())
+            + "."
         )
     lines += ["", *notes, ""]
     lines.append(
         "EfficientNet-Lite: ImageNet weights; tiny and vit-h-14: random weights (timing does "
-        "not depend on their values; their AUROCs are near chance, only the int8-vs-fp32 "
-        "change matters). One bundle per arch with a "
-        "memory bank of pouch references, evaluated on both procedural sets. Latency includes "
-        "the host-side batch copy, not preprocessing. p99 over few reps is the maximum. The "
-        "peak uses the clock /proc/cpuinfo shows, which in this KVM guest is the nominal one; "
-        "the cores boost above it, so a figure near or above 100% means the true peak is higher."
+        "not depend on their values; their AUROCs are near chance, only the change from torch "
+        "matters). One bundle per arch with a memory bank of pouch references, evaluated on "
+        "both procedural sets. Latency includes the host-side batch copy, not preprocessing. "
+        "p99 over few reps is the maximum. The peak uses the clock /proc/cpuinfo shows, which "
+        "in this KVM guest is the nominal one; the cores boost above it, so a figure near or "
+        "above 100% means the true peak is higher."
     )
     return "\n".join(lines)
 
@@ -340,6 +486,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny only (about a minute)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write RESULTS.md")
+    parser.add_argument(
+        "--no-outliers", action="store_true", help="skip the tiny-ViT outlier-channel study"
+    )
     parser.add_argument(
         "--arch", action="append", choices=sorted(PLANS), help="only these (repeatable)"
     )
@@ -353,6 +502,14 @@ def main() -> None:
         for arch in archs:
             results.append(bench_arch(PLANS[arch], Path(tmp) / arch, peak))
     body = render_results(results, peak, (load_start, os.getloadavg()[0]))
+    if not args.no_outliers:
+        print("== tiny ViT with outlier channels: int8 variants", flush=True)
+        with tempfile.TemporaryDirectory(prefix="bench-outliers-") as tmp:
+            plan = PLANS["tiny"]
+            sets, refs = procedural_sets(Path(tmp) / "data", plan, 224)
+            x = sets["pouch"][0]
+            rows = vit_outlier_study(Path(tmp), refs[: plan.shots], x)
+        body += "\n\n" + render_outliers(rows, len(x), len(refs[: plan.shots]))
     print(body)
     if not args.no_write:
         update_results(SECTION, body)

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
@@ -29,6 +31,7 @@ from inspector.backends.onnxruntime_backend import (
     MODEL_ID_KEY,
     ONNX_FILE,
     ONNX_INT8_FILE,
+    ONNX_INT8_STATIC_FILE,
 )
 from models.bundle import load_detector
 from models.detector import BatteryDetector
@@ -163,16 +166,19 @@ def export_bundle(
     int8: bool = False,
     parity_batch: int = 2,
     step: Callable[[str], None] | None = None,
+    calibration: np.ndarray | None = None,
 ) -> dict:
-    """Export a bundle's detector to ``BUNDLE/model.onnx`` (and ``model.int8.onnx``).
+    """Export a bundle's detector to ``BUNDLE/model.onnx`` (and its int8 variants).
 
-    Checks each file against PyTorch with ONNX Runtime on the same inputs, and stores the
-    report as ``BUNDLE/export_report.json``.
+    Checks each file against PyTorch with ONNX Runtime (and OpenVINO where installed) on the
+    same inputs, and stores the report as ``BUNDLE/export_report.json``.
 
     Args:
         bundle: the bundle folder.
         opset: ONNX opset (>= 17).
         int8: also write a dynamically quantised int8 variant of the encoder.
+        calibration: preprocessed normal images; also write ``model.int8-static.onnx``, static
+            int8 calibrated on them (``export.quantize.calibration_inputs``).
         parity_batch: images in the parity check (batch 1 is always checked as well).
         step: called with a short description before each long step (progress display).
 
@@ -212,6 +218,12 @@ def export_bundle(
         "layer_norm_nodes": graph["ops"].get("LayerNormalization", 0),
         **parity(detector, onnx_path, parity_batch),
     }
+    if importlib.util.find_spec("openvino") is not None:
+        step("checking OpenVINO against PyTorch")
+        report["openvino"] = {
+            "file": ONNX_FILE,
+            **parity(detector, onnx_path, parity_batch, runtime="openvino"),
+        }
     int8_path = bundle / ONNX_INT8_FILE
     if int8:
         from export.quantize import quantize_int8
@@ -222,6 +234,25 @@ def export_bundle(
         report["int8"] = {"file": ONNX_INT8_FILE, **parity(detector, int8_path, parity_batch)}
     elif int8_path.exists():
         int8_path.unlink()  # an int8 file from an older export would no longer match
+    static_path = bundle / ONNX_INT8_STATIC_FILE
+    if calibration is not None:
+        from export.quantize import quantize_static_int8
+
+        step(f"quantising the encoder to static int8 ({len(calibration)} calibration images)")
+        done = quantize_static_int8(onnx_path, static_path, calibration)
+        step("checking the static int8 model against PyTorch")
+        report["int8_static"] = {
+            **done,
+            "calibration_images": len(calibration),
+            **parity(detector, static_path, parity_batch),
+        }
+        if "openvino" in report:  # OpenVINO's int8 kernels round differently: check them too
+            report["openvino_int8"] = {
+                "file": ONNX_INT8_STATIC_FILE,
+                **parity(detector, static_path, parity_batch, runtime="openvino"),
+            }
+    elif static_path.exists():
+        static_path.unlink()
     tmp = bundle / f".{REPORT_FILE}.tmp"
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(bundle / REPORT_FILE)

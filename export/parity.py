@@ -35,21 +35,38 @@ def max_diffs(
     }
 
 
-def parity(detector: BatteryDetector, onnx_path: str | Path, batch: int = 2) -> dict:
-    """Run PyTorch and ONNX Runtime (CPU) on the same images at batch 1 and ``batch``.
+def _runner(onnx_path: str | Path, runtime: str):
+    """``run(x) -> (maps, scores)`` for the graph in ``runtime`` on the CPU."""
+    if runtime == "openvino":
+        import openvino as ov
 
-    Returns the worst differences over both batch sizes and the batch sizes checked.
-    """
+        core = ov.Core()
+        compiled = core.compile_model(
+            core.read_model(str(onnx_path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+        )
+        return lambda x: tuple(compiled(x).to_tuple())
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {session.get_inputs()[0].name: x})
+
+
+def parity(
+    detector: BatteryDetector, onnx_path: str | Path, batch: int = 2, runtime: str = "onnxruntime"
+) -> dict:
+    """Run PyTorch and ``runtime`` (``onnxruntime`` or ``openvino``, on the CPU) on the same
+    images at batch 1 and ``batch``.
+
+    Returns the worst differences over both batch sizes and the batch sizes checked.
+    """
+    run = _runner(onnx_path, runtime)
     x = parity_inputs(max(batch, 1), detector.image_size)
     worst: dict[str, float] = {}
     sizes = sorted({1, batch})
     for b in sizes:
         with torch.inference_mode():
             maps, scores = detector(torch.from_numpy(x[:b]))
-        o_maps, o_scores = session.run(None, {session.get_inputs()[0].name: x[:b]})
+        o_maps, o_scores = run(x[:b])
         for key, value in max_diffs(maps.numpy(), scores.numpy(), o_maps, o_scores).items():
             worst[key] = max(worst.get(key, 0.0), value)
     return {**worst, "batch_sizes": sizes}

@@ -304,10 +304,19 @@ class Config(_Strict):
     products: ProductsConfig | None = Field(
         None, description="Product name -> bundle, for a station that inspects several."
     )
-    backend: Literal["torch", "onnxruntime", "tensorrt"] | None = Field(
+    backend: Literal[
+        "torch",
+        "onnxruntime",
+        "onnxruntime-int8",
+        "onnxruntime-int8-static",
+        "openvino",
+        "openvino-int8",
+        "tensorrt",
+        "auto",
+    ] | None = Field(
         None,
-        description="Inference backend; null: what inspector-engine.service chose for this "
-        "box, else the bundle recipe's.",
+        description="Inference backend; auto: the fastest that runs on this box, timed by "
+        "inspector-engine.service; null: what that service chose, else the bundle recipe's.",
     )
     source: SourceConfig = Field(
         description="Where frames come from: a Basler camera, a hot folder or a video stream."

@@ -161,6 +161,8 @@ class Daemon:
     def _open(self, cfg: Config, source: Source | None, predictor) -> None:
         # inspector-engine.service may pick the backend for this box (engine.env)
         backend = os.environ.get("INSPECTOR_BACKEND") or cfg.backend
+        if backend == "auto":  # the engine check has not chosen: the recipe's
+            backend = None
         self.pool: ProductPool | None = None
         if cfg.products is not None:  # several products: each frame's product picks a bundle
             products = cfg.products

@@ -13,6 +13,13 @@ config leaves it out) it
 3. if no usable engine can be had (no GPU, no TensorRT, a failed build), falls back to ONNX
    Runtime and raises an ``engine_fallback`` alarm on MQTT.
 
+With ``backend: auto`` it picks the fastest backend this box has instead: each candidate that
+loads here (``tensorrt`` where a GPU and TensorRT are, ``openvino`` where installed,
+``onnxruntime``) runs a few batches of the daemon's size, and the one with the lowest median
+time wins; the reason lists every time and every candidate left out, and why. Only backends
+that give the maps calibration saw are candidates: fp32 ones for a bundle calibrated in fp32,
+only the calibrated one for an int8 bundle (int8 maps differ between runtimes).
+
 The decision goes to ``DATA_DIR/engine.env`` (``INSPECTOR_BACKEND=...``, read by the daemon's
 unit as an ``EnvironmentFile``) and, with the reason, to ``DATA_DIR/engine-check.json``.
 
@@ -73,10 +80,56 @@ class Decision:
     gpu: dict[str, str] | None = None
     tensorrt: str | None = None
     model_id: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)  # per image, with backend: auto
+    skipped: dict[str, str] = field(default_factory=dict)  # auto's candidates left out, and why
 
 
 class ExportFailed(RuntimeError):
     """``inspector export ...`` did not produce what it should have."""
+
+
+AUTO = "auto"
+FP32_FAMILY = ("tensorrt", "openvino", "onnxruntime")  # agree to ~1e-4 (TensorRT FP16 ~1e-3)
+INT8_BACKENDS = ("onnxruntime-int8", "onnxruntime-int8-static", "openvino-int8")
+TIMING_REPS = 5
+
+
+def candidates_for(calibrated_with: str) -> tuple[str, ...]:
+    """Backends whose maps match those the recipe's thresholds were calibrated on.
+
+    The fp32 runtimes agree to 1e-4, so any of them will do. int8 maps depend on the runtime's
+    own int8 kernels (OpenVINO and ONNX Runtime differ by up to 0.7 in map value on the same
+    QDQ file for effnet-lite0, bench/RESULTS.md), so an int8 calibration keeps its runtime.
+    """
+    if calibrated_with in INT8_BACKENDS:
+        return (calibrated_with,)
+    return FP32_FAMILY
+
+
+def time_backend(name: str, bundle: Path, batch: int, reps: int = TIMING_REPS) -> float:
+    """Median milliseconds per image of backend ``name`` on ``reps`` batches of ``batch``.
+
+    The input is noise of the model's shape: the time of these graphs does not depend on
+    pixel values, and the check must not need images or PyTorch.
+    """
+    import statistics
+    import time
+
+    import numpy as np
+
+    from inspector.backends import create_backend
+    from models.recipe import load_recipe
+
+    size = load_recipe(bundle).input_size
+    x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
+    with create_backend(name, bundle) as backend:
+        backend.infer(x)  # warm-up: allocations, kernel selection, lazy compilation
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            backend.infer(x)
+            times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3 / batch
 
 
 def probe_runtime() -> Runtime:
@@ -170,6 +223,7 @@ class EngineCheck:
         probe: returns this machine's ``Runtime`` (tests pass a fake GPU; none exists here).
         export: runs ``inspector export KIND --bundle B`` (tests may fake the TensorRT build).
         alarm: publishes an alarm; returns whether the broker got it.
+        timer: ``(backend, bundle, batch) -> ms per image`` for ``backend: auto``.
     """
 
     def __init__(
@@ -178,11 +232,13 @@ class EngineCheck:
         probe: Callable[[], Runtime] = probe_runtime,
         export: Callable[[str, Path], None] = run_export,
         alarm: Callable[..., bool] | None = None,
+        timer: Callable[[str, Path, int], float] = time_backend,
     ) -> None:
         self.cfg = cfg
         self.bundle = Path(cfg.bundle)
         self.probe = probe
         self.export = export
+        self.timer = timer
         self.alarm = alarm or (lambda *a, **k: publish_alarm(cfg, *a, **k))
 
     # --- what is there -------------------------------------------------------------------
@@ -269,6 +325,72 @@ class EngineCheck:
         if (after := self.engine_problem(runtime, decision.model_id)) is not None:
             raise ExportFailed(f"the new engine is still unusable: {after}")
 
+    def unavailable(self, name: str, decision: Decision) -> str | None:
+        """Why candidate ``name`` cannot run here (building its engine if it can), or None."""
+        import importlib.util
+
+        if name == "tensorrt":
+            runtime = self.probe()
+            decision.gpu, decision.tensorrt = runtime.gpu, runtime.tensorrt
+            problem = runtime.problem or self.engine_problem(runtime, decision.model_id)
+            if problem is not None:
+                try:
+                    self.ensure_engine(decision, runtime, problem)
+                except ExportFailed as exc:
+                    return str(exc)
+            return None
+        if name.startswith("openvino") and importlib.util.find_spec("openvino") is None:
+            return "not installed (pip install 'battery-inspector[openvino]')"
+        if name in ("onnxruntime-int8-static", "openvino-int8"):
+            from inspector.backends.onnxruntime_backend import (
+                ONNX_INT8_STATIC_FILE,
+                check_export_current,
+            )
+
+            path = self.bundle / ONNX_INT8_STATIC_FILE
+            if not path.is_file():
+                return f"{ONNX_INT8_STATIC_FILE} is missing"
+            try:
+                check_export_current(path, self.bundle, decision.model_id)
+            except ValueError as exc:
+                return str(exc)
+        return None
+
+    def decide_fastest(self, decision: Decision) -> Decision:
+        """``backend: auto``: time every candidate that runs here and keep the fastest.
+
+        Raises:
+            ExportFailed: no candidate runs here.
+        """
+        from models.recipe import load_recipe
+
+        self.ensure_onnx(decision)
+        calibrated_with = load_recipe(self.bundle).backend
+        batch = self.cfg.pipeline.max_batch
+        for name in candidates_for(calibrated_with):
+            problem = self.unavailable(name, decision)
+            if problem is None:
+                try:
+                    decision.timings_ms[name] = self.timer(name, self.bundle, batch)
+                except Exception as exc:  # noqa: BLE001 - any failure rules the candidate out
+                    problem = f"failed to run: {exc}"
+            if problem is not None:
+                decision.skipped[name] = problem
+        if not decision.timings_ms:
+            left = "; ".join(f"{k}: {v}" for k, v in decision.skipped.items())
+            raise ExportFailed(f"no backend runs on this box ({left})")
+        ranked = sorted(decision.timings_ms.items(), key=lambda kv: kv[1])
+        decision.backend = ranked[0][0]
+        times = ", ".join(f"{k} {v:.1f} ms" for k, v in ranked)
+        reason = (
+            f"fastest here: {decision.backend} ({times} per image, median of {TIMING_REPS} "
+            f"batches of {batch}; maps as calibrated with {calibrated_with})"
+        )
+        if decision.skipped:
+            reason += "; left out: " + "; ".join(f"{k}: {v}" for k, v in decision.skipped.items())
+        decision.reason = reason
+        return decision
+
     def decide(self) -> Decision:
         """Export what the wanted backend needs; fall back to ONNX Runtime if TensorRT fails.
 
@@ -280,6 +402,8 @@ class EngineCheck:
         if wanted == "torch":
             decision.reason = "PyTorch backend: nothing to build"
             return decision
+        if wanted == AUTO:
+            return self.decide_fastest(decision)
         if wanted == "tensorrt":
             runtime = self.probe()
             decision.gpu, decision.tensorrt = runtime.gpu, runtime.tensorrt
@@ -289,7 +413,13 @@ class EngineCheck:
                 return decision
         # TensorRT builds from the ONNX graph, and ONNX Runtime is the fallback: both need it.
         self.ensure_onnx(decision)
-        if wanted in ("onnxruntime", "onnxruntime-int8"):  # the recipe's, as calibrated
+        if wanted.startswith("openvino") and (problem := self.unavailable(wanted, decision)):
+            if wanted == "openvino-int8":  # no other runtime gives its int8 maps
+                raise ExportFailed(f"openvino-int8 cannot run here: {problem}")
+            decision.backend, decision.fallback = "onnxruntime", True
+            decision.reason = f"openvino cannot run here, running onnxruntime: {problem}"
+            return decision
+        if wanted != "tensorrt":  # onnxruntime*, openvino*: the recipe's, as calibrated
             decision.reason = f"{wanted} backend: model.onnx is current"
             return decision
         try:
@@ -353,8 +483,10 @@ def main(
 
     Rebuilds the TensorRT engine when it is missing or was built for another GPU, TensorRT
     version or model state; falls back to ONNX Runtime with an engine_fallback alarm when it
-    cannot. Writes the choice to DATA_DIR/engine.env (INSPECTOR_BACKEND=...) and the reason to
-    DATA_DIR/engine-check.json. Exit status 0 when the daemon has a usable backend.
+    cannot. With 'backend: auto' it times every backend that runs on this box (TensorRT,
+    OpenVINO, ONNX Runtime) and picks the fastest, saying why. Writes the choice to
+    DATA_DIR/engine.env (INSPECTOR_BACKEND=...) and the reason to DATA_DIR/engine-check.json.
+    Exit status 0 when the daemon has a usable backend.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     try:

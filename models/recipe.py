@@ -112,7 +112,10 @@ class Recipe(_Strict):
     pixel_pitch_mm: float | None = Field(None, gt=0.0)
     bit_depth: int | None = Field(None, ge=1, le=16)
     # the runtime that scores this bundle by default; calibration records the one it used
-    backend: Literal["torch", "onnxruntime", "onnxruntime-int8", "tensorrt"] = "torch"
+    backend: Literal[
+        "torch", "onnxruntime", "onnxruntime-int8", "onnxruntime-int8-static", "openvino",
+        "openvino-int8", "tensorrt",
+    ] = "torch"
     n_reference_images: int = Field(0, ge=0)
     encoder_sha256: str
     created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))

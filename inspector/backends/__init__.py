@@ -1,6 +1,7 @@
 """Runtime backends behind one interface; each is imported only when chosen.
 
-The ONNX Runtime and TensorRT paths must not import PyTorch or training code.
+The ONNX Runtime, OpenVINO and TensorRT paths must not import PyTorch or training code. A new
+runtime is one module here and one line in ``BACKENDS``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ BACKENDS: dict[str, str] = {
     "torch": "inspector.backends.torch_backend:TorchBackend",
     "onnxruntime": "inspector.backends.onnxruntime_backend:OnnxRuntimeBackend",
     "onnxruntime-int8": "inspector.backends.onnxruntime_backend:OnnxRuntimeInt8Backend",
+    "onnxruntime-int8-static": "inspector.backends.onnxruntime_backend:"
+    "OnnxRuntimeInt8StaticBackend",
+    "openvino": "inspector.backends.openvino_backend:OpenVinoBackend",
+    "openvino-int8": "inspector.backends.openvino_backend:OpenVinoInt8Backend",
     "tensorrt": "inspector.backends.tensorrt_backend:TensorRTBackend",
 }
 

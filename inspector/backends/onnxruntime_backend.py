@@ -15,7 +15,8 @@ from inspector.backends.base import Backend
 from models.recipe import load_recipe, tensors_id
 
 ONNX_FILE = "model.onnx"  # written by export/onnx_export.py
-ONNX_INT8_FILE = "model.int8.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"  # dynamic: weights int8, activations scaled per call
+ONNX_INT8_STATIC_FILE = "model.int8-static.onnx"  # static QDQ, calibrated on normal images
 INPUT_NAME = "images"  # the graph's input: named by onnx_export, profiled by tensorrt_build
 MODEL_ID_KEY = "model_id"  # metadata_props key holding models.recipe.model_id at export
 
@@ -50,12 +51,20 @@ def check_export_current(path: Path, bundle: Path, current: str | None = None) -
     exported = exported_model_id(path)
     current = current or tensors_id(bundle, load_recipe(bundle))
     if exported != current:
-        flag = " --int8" if path.name == ONNX_INT8_FILE else ""
+        flag = export_flag(path.name)
         raise StaleExportError(
             f"{path.name} was exported from model {exported}, but the bundle is now "
             f"{current}: run 'inspector export onnx --bundle {bundle}{flag}' again"
         )
     return exported
+
+
+def export_flag(file_name: str) -> str:
+    """The ``inspector export onnx`` option that writes ``file_name`` (with its leading space)."""
+    return {
+        ONNX_INT8_FILE: " --int8",
+        ONNX_INT8_STATIC_FILE: " --int8-static --calibration-dir NORMAL_IMAGES",
+    }.get(file_name, "")
 
 
 def cpu_threads() -> int:
@@ -76,7 +85,8 @@ def choose_providers(available: list[str], device: str | None = None) -> list[st
 
 
 class OnnxRuntimeBackend(Backend):
-    """Runs ``BUNDLE/model.onnx`` (or ``model.int8.onnx`` with ``int8=True``).
+    """Runs ``BUNDLE/model.onnx`` (or ``model.int8.onnx`` with ``int8=True``, or
+    ``model.int8-static.onnx`` with ``int8=True, static=True``).
 
     Example:
         >>> b = OnnxRuntimeBackend("bundles/pouch")                # doctest: +SKIP
@@ -91,13 +101,17 @@ class OnnxRuntimeBackend(Backend):
         int8: bool = False,
         device: str | None = None,
         threads: int | None = None,
+        static: bool = False,
     ) -> None:
         import onnxruntime as ort
 
         bundle = Path(bundle)
-        path = bundle / (ONNX_INT8_FILE if int8 else ONNX_FILE)
+        name = ONNX_FILE
+        if int8:
+            name = ONNX_INT8_STATIC_FILE if static else ONNX_INT8_FILE
+        path = bundle / name
         if not path.is_file():
-            flag = " --int8" if int8 else ""
+            flag = export_flag(name)
             raise FileNotFoundError(
                 f"{path} is missing: run 'inspector export onnx --bundle {bundle}{flag}' first"
             )
@@ -113,7 +127,7 @@ class OnnxRuntimeBackend(Backend):
         self.providers = self.session.get_providers()
         self.precision = "int8" if int8 else "fp32"
         if int8:
-            self.name = "onnxruntime-int8"
+            self.name = "onnxruntime-int8-static" if static else "onnxruntime-int8"
         self.input_name = self.session.get_inputs()[0].name
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,3 +144,10 @@ class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
 
     def __init__(self, bundle: str | Path, **options: object) -> None:
         super().__init__(bundle, int8=True, **options)  # type: ignore[arg-type]
+
+
+class OnnxRuntimeInt8StaticBackend(OnnxRuntimeBackend):
+    """``BUNDLE/model.int8-static.onnx`` (``--backend onnxruntime-int8-static``)."""
+
+    def __init__(self, bundle: str | Path, **options: object) -> None:
+        super().__init__(bundle, int8=True, static=True, **options)  # type: ignore[arg-type]

@@ -32,7 +32,8 @@ def calibrate(
     ),
     backend: str | None = typer.Option(
         None,
-        help="torch, onnxruntime, onnxruntime-int8 or tensorrt (default: the bundle's recipe). "
+        help="torch, onnxruntime, onnxruntime-int8, onnxruntime-int8-static, openvino, "
+        "openvino-int8 or tensorrt (default: the bundle's recipe). "
         "The one the line will use; it is recorded in recipe.yaml with the thresholds.",
     ),
     margin: float = typer.Option(

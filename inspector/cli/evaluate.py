@@ -38,7 +38,8 @@ def evaluate(
     ),
     backend: str | None = typer.Option(
         None,
-        help="torch, onnxruntime, onnxruntime-int8 or tensorrt (default: recipe.yaml's backend, "
+        help="torch, onnxruntime, onnxruntime-int8, onnxruntime-int8-static, openvino, "
+        "openvino-int8 or tensorrt (default: recipe.yaml's backend, "
         "the one 'inspector calibrate' fitted the thresholds with).",
     ),
     batch_size: int = typer.Option(8, min=1, help="Images per backend call."),

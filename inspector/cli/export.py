@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,10 +10,10 @@ from pathlib import Path
 import typer
 
 from inspector.cli.app import app
-from inspector.cli.errors import user_errors
+from inspector.cli.errors import fail, user_errors
 
 export_app = typer.Typer(
-    help="Export a bundle's detector for fast inference (ONNX Runtime, TensorRT).",
+    help="Export a bundle's detector for fast inference (ONNX Runtime, OpenVINO, TensorRT).",
     no_args_is_help=True,
 )
 app.add_typer(export_app, name="export")
@@ -46,26 +47,64 @@ def onnx(
     int8: bool = typer.Option(
         False, "--int8", help="Also write model.int8.onnx (dynamically quantised encoder)."
     ),
+    int8_static: bool = typer.Option(
+        False,
+        "--int8-static",
+        help="Also write model.int8-static.onnx: static int8 (QDQ) calibrated on normal images "
+        "(--calibration-dir); runs in onnxruntime-int8-static and openvino-int8.",
+    ),
+    calibration_dir: Path | None = typer.Option(
+        None,
+        help="Normal images for --int8-static: a folder, or a dataset whose train/good and "
+        "test/good are used (the bundle's reference images are a good choice).",
+    ),
+    calibration_images: int = typer.Option(
+        32, min=1, help="At most this many calibration images, spread evenly."
+    ),
     opset: int = typer.Option(18, min=17, help="ONNX opset (17 or later)."),
 ) -> None:
     """Export encoder, decoder, prompts and memory bank as one graph: BUNDLE/model.onnx.
 
     Input: float32 images [batch, 3, S, S] (any batch); outputs: anomaly_map [batch, S, S] and
-    score [batch]. Checks ONNX Runtime against PyTorch and stores the differences in
-    BUNDLE/export_report.json. Use it with 'inspector predict --backend onnxruntime'.
+    score [batch]. Checks ONNX Runtime (and OpenVINO, where installed) against PyTorch and
+    stores the differences in BUNDLE/export_report.json. Use it with 'inspector predict
+    --backend onnxruntime' (or openvino).
+
+    int8 files keep norms, cosines, softmax and the memory bank in fp32; calibrate the
+    thresholds again with the int8 backend before using it at the line.
     """
     from export.onnx_export import REPORT_FILE, export_bundle
 
-    with user_errors(), steps(5 if int8 else 3) as step:
-        report = export_bundle(bundle, opset=opset, int8=int8, step=step)
-    for key in ("fp32", "int8"):
+    with user_errors():
+        if int8_static and calibration_dir is None:
+            raise fail("--int8-static needs --calibration-dir (normal images of the product)")
+        calibration = None
+        if int8_static:
+            from export.quantize import calibration_inputs
+
+            calibration = calibration_inputs(bundle, calibration_dir, calibration_images)
+    has_openvino = importlib.util.find_spec("openvino") is not None
+    total = 3 + 2 * int8 + 2 * int8_static + has_openvino
+    with user_errors(), steps(total) as step:
+        report = export_bundle(
+            bundle, opset=opset, int8=int8, step=step, calibration=calibration
+        )
+    for key in ("fp32", "openvino", "int8", "int8_static", "openvino_int8"):
         if key in report:
             r = report[key]
+            runtime = " (OpenVINO)" if key.startswith("openvino") else ""
             typer.echo(
-                f"{bundle / r['file']}: max |map diff| {r['max_abs_map_diff']:.2e}, "
+                f"{bundle / r['file']}{runtime}: max |map diff| {r['max_abs_map_diff']:.2e}, "
                 f"max |score diff| {r['max_abs_score_diff']:.2e} vs PyTorch "
                 f"(batch {', '.join(map(str, r['batch_sizes']))})"
             )
+    if "int8_static" in report:
+        r = report["int8_static"]
+        typer.echo(
+            f"static int8: {r['quantised']} encoder products int8, {r['kept_fp32']} fp32 "
+            f"({len(r['outlier_nodes'])} for outlier channels); {r['method']} ranges from "
+            f"{r['calibration_images']} normal image(s)"
+        )
     typer.echo(f"report: {bundle / REPORT_FILE}")
 
 
