@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from inspector.health import Metrics, Progress, Watchdog, sd_notify
 from inspector.mqtt import RESULT_SCHEMA, MqttLink, OutboxPublisher
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id, safe_text
 from inspector.store import Store
+
+if TYPE_CHECKING:
+    from inspector.predictor import Prepared
 
 log = logging.getLogger("inspector.daemon")
 
@@ -52,7 +56,7 @@ class Grabbed:
 
     frame: Frame
     t_grab: float
-    input: np.ndarray | None = None  # the model input, once prepared
+    input: Prepared | None = None  # the model inputs (ROI tiles), once prepared
     error: str | None = None  # why it cannot be inspected
     t_prepared: float = 0.0
 
@@ -414,7 +418,8 @@ class Daemon:
                 g.error = g.frame.error or "no image"
             else:
                 try:
-                    g.input = self.predictor.prepare(g.frame.image, self.cfg.pipeline.channel_order)
+                    order = self.cfg.pipeline.channel_order
+                    g.input = self.predictor.prepare_frame(g.frame.image, order)
                 except ImageError as exc:
                     g.error = str(exc)
                 except Exception as exc:  # a frame nobody foresaw must not stop the line
@@ -447,14 +452,14 @@ class Daemon:
         if not good:
             return [self._error_outcome(g, g.error, t0) for g in batch]
         try:
-            maps, scores = self.predictor.backend.infer(np.stack([g.input for g in good]))
+            outputs = self.predictor.infer([g.input for g in good])
         except Exception as exc:
             log.exception("backend failed on a batch of %d", len(good))
             self.alarm("backend_error", "critical", f"{type(exc).__name__}: {exc}")
             return [self._error_outcome(g, g.error or f"backend: {exc}", t0) for g in batch]
         t1 = time.monotonic()
         self.metrics.latency.labels("infer").observe(t1 - t0)
-        model_out = iter(zip(maps, scores, strict=True))
+        model_out = iter(outputs)
         return [
             self._error_outcome(g, g.error, t0)
             if g.error is not None
@@ -462,9 +467,11 @@ class Daemon:
             for g in batch
         ]
 
-    def _decided(self, g: Grabbed, amap: np.ndarray, score: float, t0: float, t1: float) -> Outcome:
+    def _decided(
+        self, g: Grabbed, maps: np.ndarray, scores: np.ndarray, t0: float, t1: float
+    ) -> Outcome:
         t2 = time.monotonic()
-        inspection = self.predictor.decide(amap, float(score), g.frame.image.shape)
+        inspection = self.predictor.decide(g.input, maps, scores)
         decision, shape = inspection.decision, inspection.frame_shape
         full = inspection.full_map() if decision.verdict == "fail" else None
         t3 = time.monotonic()
