@@ -25,6 +25,7 @@ from models.recipe import Roi
 
 ANALYSIS_SIDE = 512  # long side the frame is shrunk to while looking for the cell
 ATTACHED_SHARE = 0.005  # pieces this share of the cell's area, near it, are part of it (tabs)
+MIN_SEPARABILITY = 0.75  # Otsu's criterion below which no object stands out
 AREA_AA_BELOW = 0.75  # canvas scales below this are area-resized first (no aliasing)
 
 
@@ -76,6 +77,20 @@ def _gray8(frame: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return ((small - lo) / max(hi - lo, 1e-6) * 255).astype(np.uint8), f
 
 
+def _separability(gray: np.ndarray, level: float) -> float:
+    """Otsu's criterion: between-class over total variance of a split at ``level`` (about 0.64
+    for plain noise, near 1 for an object clearly lighter or darker than its background)."""
+    x = gray.astype(np.float64).ravel()
+    total = x.var()
+    if total <= 0:
+        return 0.0
+    hi = x > level
+    p = hi.mean()
+    if p in (0.0, 1.0):
+        return 0.0
+    return float(p * (1 - p) * (x[hi].mean() - x[~hi].mean()) ** 2 / total)
+
+
 RotatedRect = tuple[tuple[float, float], tuple[float, float], float]
 
 
@@ -91,7 +106,13 @@ def find_cell(frame: np.ndarray, min_area: float = 0.02) -> RotatedRect:
     """
     gray, f = _gray8(frame, ANALYSIS_SIDE)
     gray = cv2.GaussianBlur(gray, (5, 5), 0)
-    _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    level, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    sep = _separability(gray, level)
+    if sep < MIN_SEPARABILITY:
+        raise ImageError(
+            f"no cell found: nothing stands out from the background (separability {sep:.2f}, "
+            f"a cell on a belt gives over {MIN_SEPARABILITY})"
+        )
     border = np.concatenate([binary[0], binary[-1], binary[:, 0], binary[:, -1]])
     if (border > 0).mean() > 0.5:
         binary = 255 - binary
