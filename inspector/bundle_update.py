@@ -138,9 +138,14 @@ def update_with_normals(
     calibrate_on = others + added
     if not calibrate_on:
         raise ImageError("no normal images to calibrate on")
-    images = [read_image(p) for p in added]
-
     recipe = load_recipe(bundle)
+    images = [read_image(p) for p in added]
+    if recipe.roi is not None or recipe.tiled:  # the bank holds tiles: add them as cut
+        from inspector.predictor import canvas_scale
+        from inspector.tiling import cut_frame
+
+        scale, side, overlap = canvas_scale(recipe), recipe.input_size, recipe.tile_overlap
+        images = [t for im in images for t in cut_frame(im, recipe.roi, scale, side, overlap)[0]]
     before_predictor = Predictor(bundle, "torch")
     try:
         before = measure(before_predictor, added, others, defects)

@@ -7,8 +7,9 @@ at least ``A`` frame pixels and peaks at or above the image threshold ``I`` (see
 1. ``P``: a high quantile (default 99.5 %) of all normal pixels' map values, i.e. "brighter
    than nearly all of a normal cell". It shapes the regions, it does not decide the verdict.
 2. ``A``: half the area of one model patch in frame pixels. The map is a smoothed patch grid
-   (16x16 for a 224-px ViT-14, ``recipe.patch_grid``), so a region smaller than that is a blip
-   of a peak, not something the model resolved.
+   (16x16 for a 224-px ViT-14, ``recipe.patch_grid``) per model input (the whole frame, the
+   ROI, or one tile at the inspection pitch), so a region smaller than that is a blip of a
+   peak, not something the model resolved.
 3. ``I``: with ``P`` and ``A`` fixed, each normal image has one number, the peak of its
    largest-peak region (0 when it has none), and it fails exactly when that number reaches
    ``I``. ``I`` is the ``k``-th highest of them, ``k = floor(rate x n)``, plus a stated
@@ -156,9 +157,15 @@ def region_peaks(results: Sequence[ImageResult], pixel: float, min_area_px: floa
 
 
 def patch_area_px(results: Sequence[ImageResult], grid: int) -> float:
-    """Area of one model patch in frame pixels (median over the images), for a map that is a
-    ``grid`` x ``grid`` patch grid (``recipe.patch_grid``)."""
-    areas = [r.frame_shape[0] * r.frame_shape[1] / grid**2 for r in results]
+    """Area of one model patch in frame pixels (median over the images): what the predictor
+    reports (tiles at the inspection pitch, or a ROI), else that of a ``grid`` x ``grid``
+    patch grid (``recipe.patch_grid``) over the whole frame."""
+    areas = [
+        r.patch_area_px
+        if r.patch_area_px is not None
+        else r.frame_shape[0] * r.frame_shape[1] / grid**2
+        for r in results
+    ]
     return float(np.median(areas))
 
 

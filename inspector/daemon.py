@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from inspector.sources.base import Frame, Source, SourceError, new_cell_id, safe
 from inspector.store import Store
 from inspector.telemetry import Telemetry
 
+if TYPE_CHECKING:
+    from inspector.predictor import Prepared
+
 log = logging.getLogger("inspector.daemon")
 
 _OVERFLOW = object()  # wakes the trigger stage to answer overflowed triggers
@@ -57,7 +61,7 @@ class Grabbed:
 
     frame: Frame
     t_grab: float
-    input: np.ndarray | None = None  # the model input, once prepared
+    input: Prepared | None = None  # the model inputs (ROI tiles), once prepared
     error: str | None = None  # why it cannot be inspected
     t_prepared: float = 0.0
     predictor: object | None = None  # the bundle of the frame's product, once resolved
@@ -586,7 +590,8 @@ class Daemon:
                 g.error = g.frame.error or "no image"
             else:
                 try:
-                    g.input = g.predictor.prepare(g.frame.image, self.cfg.pipeline.channel_order)
+                    order = self.cfg.pipeline.channel_order
+                    g.input = g.predictor.prepare_frame(g.frame.image, order)
                 except ImageError as exc:
                     g.error = str(exc)
                 except Exception as exc:  # a frame nobody foresaw must not stop the line
@@ -630,7 +635,7 @@ class Daemon:
         """One backend call for frames of one bundle."""
         t0 = time.monotonic()
         try:
-            maps, scores = good[0].predictor.backend.infer(np.stack([g.input for g in good]))
+            outputs = good[0].predictor.infer([g.input for g in good])
         except Exception as exc:
             log.exception("backend failed on a batch of %d", len(good))
             self.alarm("backend_error", "critical", f"{type(exc).__name__}: {exc}")
@@ -639,13 +644,15 @@ class Daemon:
         self.metrics.latency.labels("infer").observe(t1 - t0)
         self.telemetry.infer_done((t1 - t0) * 1e3)
         return [
-            self._decided(g, amap, score, t0, t1)
-            for g, amap, score in zip(good, maps, scores, strict=True)
+            self._decided(g, maps, scores, t0, t1)
+            for g, (maps, scores) in zip(good, outputs, strict=True)
         ]
 
-    def _decided(self, g: Grabbed, amap: np.ndarray, score: float, t0: float, t1: float) -> Outcome:
+    def _decided(
+        self, g: Grabbed, maps: np.ndarray, scores: np.ndarray, t0: float, t1: float
+    ) -> Outcome:
         t2 = time.monotonic()
-        inspection = g.predictor.decide(amap, float(score), g.frame.image.shape)
+        inspection = g.predictor.decide(g.input, maps, scores)
         decision, shape = inspection.decision, inspection.frame_shape
         full = inspection.full_map() if decision.verdict == "fail" else None
         t3 = time.monotonic()

@@ -29,12 +29,13 @@ EVAL_SIDE = 256
 
 @dataclass
 class ImageResult:
-    """One test image's outcome. ``map`` is at model resolution."""
+    """One test image's outcome. ``map`` covers the frame (see ``Inspection.map``)."""
 
     sample: Sample
     decision: Decision
     map: np.ndarray
     frame_shape: tuple[int, ...]
+    patch_area_px: float | None = None  # one model patch, in frame px (``Inspection``)
 
     @property
     def score(self) -> float:
@@ -172,7 +173,9 @@ def run_predictor(
             if isinstance(out, ImageError):
                 skipped.append(f"{s.path}: {out}")
                 continue
-            results.append(ImageResult(s, out.decision, out.map, tuple(frame.shape)))
+            results.append(
+                ImageResult(s, out.decision, out.map, tuple(frame.shape), out.patch_area_px)
+            )
     return results, skipped
 
 

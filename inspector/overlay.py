@@ -11,6 +11,9 @@ MIN_LONG_SIDE = 640
 RED = (40, 40, 230)
 GREEN = (60, 170, 60)
 WHITE = (255, 255, 255)
+CYAN = (230, 200, 60)
+TILE_ALPHA = 0.25  # the tile grid is drawn faintly...
+ROI_ALPHA = 0.6  # ... the ROI's outline a little less so
 
 
 def display_image(image: np.ndarray) -> np.ndarray:
@@ -57,7 +60,25 @@ def header_lines(decision: Decision) -> tuple[str, str]:
     )
 
 
-def render_overlay(image: np.ndarray, amap: np.ndarray, decision: Decision) -> np.ndarray:
+def _faint_polylines(
+    out: np.ndarray, polygons: list[np.ndarray], zoom: float, thick: int, alpha: float
+) -> None:
+    """Draw closed polygons (frame px) onto ``out`` in place, blended at ``alpha``."""
+    if not polygons:
+        return
+    layer = out.copy()
+    pts = [np.round(np.asarray(p) * zoom).astype(np.int32) for p in polygons]
+    cv2.polylines(layer, pts, True, CYAN, thick, cv2.LINE_AA)
+    cv2.addWeighted(layer, alpha, out, 1.0 - alpha, 0.0, dst=out)
+
+
+def render_overlay(
+    image: np.ndarray,
+    amap: np.ndarray,
+    decision: Decision,
+    roi: np.ndarray | None = None,
+    tiles: list[np.ndarray] | None = None,
+) -> np.ndarray:
     """BGR uint8 picture: the frame with the map blended where it is high, defect regions boxed
     and numbered, a header with the verdict, the score against the image limit and the pixel
     limit, and a colour bar marking the pixel limit.
@@ -66,6 +87,9 @@ def render_overlay(image: np.ndarray, amap: np.ndarray, decision: Decision) -> n
         image: the frame as inspected (any supported type).
         amap: the anomaly map at the frame's resolution.
         decision: the verdict and regions, in frame pixels.
+        roi: the inspected region's polygon in frame px, outlined (``Inspection.outlines``).
+        tiles: the tiles' quadrilaterals in frame px, drawn faintly so a technician sees what
+            was inspected at which pitch.
     """
     base = display_image(image)
     h, w = base.shape[:2]
@@ -82,6 +106,8 @@ def render_overlay(image: np.ndarray, amap: np.ndarray, decision: Decision) -> n
 
     scale = max(0.6, w / 800)
     thick = max(1, int(round(2 * scale)))
+    _faint_polylines(out, list(tiles or []), zoom, max(1, thick // 2), TILE_ALPHA)
+    _faint_polylines(out, [roi] if roi is not None else [], zoom, thick, ROI_ALPHA)
     for i, r in enumerate(decision.regions, start=1):
         x, y, bw, bh = (int(round(v * zoom)) for v in r.bbox)
         cv2.rectangle(out, (x, y), (x + bw, y + bh), WHITE, thick + 2, cv2.LINE_AA)

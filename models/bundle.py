@@ -7,7 +7,7 @@ from it without any network.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +31,15 @@ from models.recipe import (
     Coreset,
     Prompts,
     Recipe,
+    Roi,
     file_sha256,
     load_recipe,
     save_recipe,
 )
+
+# reference frame, model input side -> the model inputs it is inspected as (ROI tiles); the
+# inspector passes one (inspector.tiling.cut_frame), since models/ must not import inspector
+Tiler = Callable[[np.ndarray, int], list[np.ndarray]]
 
 
 def _make_decoder(encoder: Backbone, embed_dim: int) -> TextDecoder:
@@ -81,11 +86,18 @@ def build_detector(
     progress: bool = False,
     image_size: int | None = None,
     coreset: CoresetSize | None = None,
+    tiler: Tiler | None = None,
 ) -> BatteryDetector:
-    """A detector in memory, straight from an architecture (and weights for ViT-H)."""
+    """A detector in memory, straight from an architecture (and weights for ViT-H).
+
+    With a ``tiler`` the memory bank holds the reference frames' tiles, cut as inspection
+    cuts frames (ROI at the inspection pitch), so it matches what it will be compared with.
+    """
     prompts = prompts or PromptSet(product)
     encoder, text = create_backbone(arch, weights, seed, image_size, prompts)
     decoder = _make_decoder(encoder, text.shape[1])
+    if tiler is not None:
+        reference_images = [t for im in reference_images for t in tiler(im, encoder.image_size)]
     bank = encode_references(
         encoder, reference_images, bit_depth, progress=progress, coreset=coreset
     )
@@ -126,11 +138,17 @@ def create_bundle(
     progress: bool = False,
     image_size: int | None = None,
     coreset: CoresetSize | None = None,
+    roi: Roi | None = None,
+    inspect_mm_per_px: float | None = None,
+    tile_overlap: float = 0.25,
+    tiler: Tiler | None = None,
 ) -> Recipe:
     """Make a bundle folder for one product; returns its recipe.
 
     Overwriting a bundle also deletes its training checkpoint, which belongs to the old
-    tensors (resuming from it would skip training the new ones).
+    tensors (resuming from it would skip training the new ones). ``roi``,
+    ``inspect_mm_per_px`` and ``tile_overlap`` are recorded in the recipe; ``tiler`` must cut
+    the references the same way (see ``build_detector``).
 
     Example:
         >>> import tempfile
@@ -140,10 +158,18 @@ def create_bundle(
     """
     prompts = PromptSet(product)
     coreset = coreset or CoresetSize()
+    per_frame: list[int] = []  # model inputs each reference frame gave
+
+    def counted(image: np.ndarray, side: int) -> list[np.ndarray]:
+        tiles = tiler(image, side) if tiler is not None else [image]
+        per_frame.append(len(tiles))
+        return tiles
+
     det = build_detector(
         arch, product, weights, reference_images, seed, prompts, bit_depth, progress,
-        image_size, coreset,
+        image_size, coreset, counted,
     )
+    n_inputs = sum(per_frame)
     out = Path(out)
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     save_tensors(out, det, encoder=True)
@@ -159,7 +185,7 @@ def create_bundle(
             minimum=coreset.minimum,
             maximum=coreset.maximum,
             kept=det.memory_bank.n_patches if det.memory_bank is not None else 0,
-            of_total=len(reference_images) * det.encoder.grid_size[0] * det.encoder.grid_size[1],
+            of_total=n_inputs * det.encoder.grid_size[0] * det.encoder.grid_size[1],
         ),
         prompts=Prompts(
             normal_states=prompts.normal_states,
@@ -168,6 +194,9 @@ def create_bundle(
         ),
         bit_depth=bit_depth,
         pixel_pitch_mm=pixel_pitch_mm,
+        roi=roi,
+        inspect_mm_per_px=inspect_mm_per_px,
+        tile_overlap=tile_overlap,
         n_reference_images=len(reference_images),
         encoder_sha256=file_sha256(out / ENCODER_FILE),
     )

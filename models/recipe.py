@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RECIPE_FILE = "recipe.yaml"
 ENCODER_FILE = "encoder.safetensors"
@@ -93,6 +93,31 @@ class ScoreReference(_Strict):
     n: int = Field(ge=0)
 
 
+class Roi(_Strict):
+    """Which part of a frame is inspected; pixels outside it are never scored.
+
+    ``auto`` finds the cell (the largest foreground contour, its rotated rectangle plus
+    ``margin``), ``rect`` is a fixed ``[x, y, w, h]`` and ``polygon`` a fixed ``[[x, y], ...]``
+    mask, both in frame pixels.
+    """
+
+    mode: Literal["auto", "rect", "polygon"] = "auto"
+    rect: list[int] | None = Field(None, min_length=4, max_length=4)
+    polygon: list[list[float]] | None = Field(None, min_length=3)
+    margin: float = Field(0.02, ge=0.0, le=0.5)  # auto: share of the cell's size added around it
+    min_area: float = Field(0.02, gt=0.0, lt=1.0)  # auto: smallest cell, as a share of the frame
+
+    @model_validator(mode="after")
+    def _fits_mode(self) -> Roi:
+        if self.mode == "rect" and (self.rect is None or min(self.rect[2:]) <= 0):
+            raise ValueError("roi mode 'rect' needs rect: [x, y, w, h] with w, h > 0")
+        if self.mode == "polygon" and (
+            self.polygon is None or any(len(p) != 2 for p in self.polygon)
+        ):
+            raise ValueError("roi mode 'polygon' needs polygon: [[x, y], ...] (3+ points)")
+        return self
+
+
 class Recipe(_Strict):
     """Everything about a bundle that is not a tensor."""
 
@@ -110,6 +135,10 @@ class Recipe(_Strict):
     smoothing_sigma: float = Field(4.0, ge=0.0)
     thresholds: Thresholds = Thresholds()
     pixel_pitch_mm: float | None = Field(None, gt=0.0)
+    # region of interest and tiling (inspector/roi.py, inspector/tiling.py); None: whole frame
+    roi: Roi | None = None
+    inspect_mm_per_px: float | None = Field(None, gt=0.0)  # tile at this pitch (needs the above)
+    tile_overlap: float = Field(0.25, ge=0.0, lt=0.9)  # share of a tile its neighbours overlap
     bit_depth: int | None = Field(None, ge=1, le=16)
     # the runtime that scores this bundle by default; calibration records the one it used
     backend: Literal[
@@ -122,6 +151,17 @@ class Recipe(_Strict):
     # lineage and the drift reference (issue 16); both count towards model_id
     lineage: list[Step] = Field(default_factory=list)
     score_reference: ScoreReference | None = None
+
+    @model_validator(mode="after")
+    def _pitch_known(self) -> Recipe:
+        if self.inspect_mm_per_px is not None and self.pixel_pitch_mm is None:
+            raise ValueError("inspect_mm_per_px needs pixel_pitch_mm (the frame's own pitch)")
+        return self
+
+    @property
+    def tiled(self) -> bool:
+        """Whether frames are cut into tiles at ``inspect_mm_per_px``."""
+        return self.inspect_mm_per_px is not None
 
 
 def load_recipe(bundle: str | Path) -> Recipe:
@@ -166,6 +206,9 @@ def tensors_id(bundle: str | Path, recipe: Recipe | None = None) -> str:
         f"{recipe.fusion}:{recipe.memory_weight}:{recipe.smoothing_sigma}:{recipe.text_scale}"
         .encode()
     )
+    if recipe.roi is not None or recipe.tiled:  # what is inspected changes the maps too
+        roi = recipe.roi.model_dump_json() if recipe.roi else "frame"
+        h.update(f"{roi}:{recipe.inspect_mm_per_px}:{recipe.tile_overlap}".encode())
     return f"{recipe.arch}-{h.hexdigest()[:12]}"
 
 

@@ -331,3 +331,115 @@ def write_dataset(
             cv2.imwrite(str(out / "ground_truth" / defect / f"{name}_mask.png"), mask)
         counts[folder] = counts.get(folder, 0) + 1
     return counts
+
+
+# --- full-resolution line frames: a cell placed on a belt/fixture, defects sized in mm --------
+
+FRAME_SIZE = (2448, 2048)  # (width, height): a 5 MP line-scan/area camera frame
+FRAME_PITCH_MM = 0.05  # mm per frame pixel, as the engineer guide's example station
+CELL_MM = (80.0, 66.0)  # (width, height) of the rendered cell image (body, seal, tabs, margin)
+SIZED_DEFECTS = ("particle", "pinhole", "scratch")
+
+
+def _belt_and_fixture(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """A dark conveyor belt with weave texture and two grey fixture rails with bolt holes."""
+    belt = 32 + 5 * _smooth_noise(rng, h, w, 40) + rng.normal(0, 3, (h, w))
+    weave = 3 * np.sin(np.arange(w, dtype=np.float32) * 0.9)[None, :]
+    img = (belt + weave).astype(np.float32)
+    rail = int(w * 0.045)
+    for x0 in (int(w * 0.01), w - int(w * 0.01) - rail):
+        img[:, x0 : x0 + rail] = 78 + 4 * _smooth_noise(rng, h, rail, 20)
+        for y in range(rail, h, 4 * rail):
+            cv2.circle(img, (x0 + rail // 2, y), rail // 4, 20.0, -1, cv2.LINE_AA)
+    return img
+
+
+def _cell_mask(img: np.ndarray, layout: CellLayout) -> np.ndarray:
+    """Where the rendered cell (body and tabs) is, as float in [0, 1]."""
+    h, w = img.shape
+    body = _rounded_rect_mask(h, w, layout.body, max(3, layout.seal // 2)) > 0
+    tabs = np.zeros_like(body)
+    tabs[: layout.body[1] + layout.seal] = img[: layout.body[1] + layout.seal] > 100
+    tabs = cv2.morphologyEx(tabs.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
+    return cv2.GaussianBlur((body | tabs).astype(np.float32), (0, 0), 0.8)
+
+
+def _sized_defect(
+    rng: np.random.Generator, shape: tuple[int, int], layout: CellLayout, kind: str, size_px: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A defect of ``size_px`` across (a scratch: long) inside the body: (mask, grey change)."""
+    h, w = shape
+    margin = int(size_px / 2) + 8
+    x, y = _inner_point(rng, layout, margin)
+    mask = np.zeros((h, w), np.uint8)
+    if kind == "scratch":
+        angle = rng.uniform(0, np.pi)
+        dx, dy = np.cos(angle) * size_px / 2, np.sin(angle) * size_px / 2
+        bend = rng.normal(0, 0.08) * size_px
+        mid = (x - dy / size_px * bend * 2, y + dx / size_px * bend * 2)
+        pts = np.array([(x - dx, y - dy), mid, (x + dx, y + dy)], np.float64)
+        cv2.polylines(mask, [np.round(pts * 4).astype(np.int32)], False, 255, 2, cv2.LINE_AA,
+                      shift=2)  # 2 px wide: 0.1 mm at 0.05 mm/px
+        change = rng.choice([-1, 1]) * rng.uniform(60, 85)
+        return mask, change * cv2.GaussianBlur(mask.astype(np.float32) / 255, (0, 0), 0.6)
+    if kind == "pinhole":
+        cv2.circle(mask, (x * 4, y * 4), max(2, round(size_px * 2)), 255, -1, cv2.LINE_AA, shift=2)
+        soft = cv2.GaussianBlur(mask.astype(np.float32) / 255, (0, 0), 0.6)
+        rim = cv2.GaussianBlur(soft, (0, 0), max(1.0, size_px / 6)) - soft
+        return mask, -rng.uniform(100, 125) * soft + 60 * np.clip(rim, 0, None)
+    n = 7
+    angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+    radii = size_px / 2 * rng.uniform(0.75, 1.15, n)
+    poly = np.stack([x + radii * np.cos(angles), y + radii * np.sin(angles)], 1)
+    cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
+    soft = mask.astype(np.float32) / 255
+    shift = max(1, round(size_px / 5))
+    shadow = cv2.GaussianBlur(np.roll(soft, (shift, shift), (0, 1)), (0, 0), max(1.0, shift))
+    return mask, -rng.uniform(90, 120) * soft - 25 * shadow
+
+
+def pouch_frame(
+    seed: int | list[int],
+    defect: str | None = None,
+    defect_mm: float = 1.0,
+    angle_deg: float | None = None,
+    offset_px: tuple[float, float] | None = None,
+    size: tuple[int, int] = FRAME_SIZE,
+    pitch_mm: float = FRAME_PITCH_MM,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A line camera's frame of one pouch cell on a belt between fixture rails, with its mask.
+
+    The cell is about ``CELL_MM`` large at ``pitch_mm`` mm per pixel, placed near the centre
+    with a small random shift and tilt (or exactly ``offset_px`` from the centre and tilted by
+    ``angle_deg``). ``defect`` (one of ``SIZED_DEFECTS``) is ``defect_mm`` across (a scratch
+    that long) on the cell's foil.
+
+    Example:
+        >>> img, mask = pouch_frame(0, "particle", 0.5, size=(640, 512), pitch_mm=0.2)
+        >>> img.shape, bool(mask.any())
+        ((512, 640), True)
+    """
+    if defect is not None and defect not in SIZED_DEFECTS:
+        raise ValueError(f"sized defects are {SIZED_DEFECTS}, got {defect!r}")
+    rng = np.random.default_rng(seed)
+    fw, fh = size
+    cw, ch = (round(mm / pitch_mm) for mm in CELL_MM)
+    cell, layout = pouch_cell(rng, cw, ch)
+    cell_alpha = _cell_mask(cell, layout)
+    cell_f = cell.astype(np.float32)
+    angle = rng.uniform(-3, 3) if angle_deg is None else angle_deg
+    if offset_px is None:
+        offset_px = (rng.uniform(-0.03, 0.03) * fw, rng.uniform(-0.03, 0.03) * fh)
+    background = _belt_and_fixture(rng, fw, fh)
+    dmask = np.zeros((ch, cw), np.uint8)
+    if defect is not None:  # drawn last: the same seed gives the same cell, pose and belt
+        dmask, change = _sized_defect(rng, (ch, cw), layout, defect, defect_mm / pitch_mm)
+        cell_f = np.clip(cell_f + change, 0, 255)
+    m = cv2.getRotationMatrix2D((cw / 2, ch / 2), angle, 1.0)
+    m[:, 2] += (fw / 2 + offset_px[0] - cw / 2, fh / 2 + offset_px[1] - ch / 2)
+    warp = dict(dsize=(fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    cell_w = cv2.warpAffine(cell_f, m, **warp)
+    alpha = cv2.warpAffine(cell_alpha, m, **warp)
+    mask = cv2.warpAffine(dmask, m, **warp)
+    img = background * (1 - alpha) + cell_w * alpha
+    return np.clip(img, 0, 255).astype(np.uint8), (mask > 127).astype(np.uint8) * 255

@@ -43,10 +43,28 @@ def create(
     pixel_pitch_mm: float | None = typer.Option(
         None, min=0.0, help="Size of one frame pixel in mm, for defect areas in mm^2."
     ),
+    roi: str | None = typer.Option(
+        None,
+        help="Region of interest; pixels outside are never scored: 'auto' (find the cell: "
+        "largest foreground object, deskewed), 'x,y,w,h' in frame px, or a JSON file of "
+        "[[x, y], ...] polygon points. Default: the whole frame.",
+    ),
+    inspect_mm_per_px: float | None = typer.Option(
+        None,
+        min=0.0,
+        help="Cut the ROI into model-input tiles at this pitch (mm per tile pixel; needs "
+        "--pixel-pitch-mm), e.g. 0.1 for defects down to about 0.5 mm. Default: the ROI "
+        "(or frame) is squashed into one model input.",
+    ),
+    tile_overlap: float = typer.Option(
+        0.25, min=0.0, max=0.8, help="Share of a tile's side its neighbours overlap."
+    ),
     seed: int = typer.Option(0, help="Seed for the random weights of the tiny architecture."),
     force: bool = typer.Option(False, help="Overwrite an existing bundle in --out."),
 ) -> None:
     """Create a model bundle: encoder, decoder, cached prompt embeddings, memory bank, recipe."""
+    from inspector.roi import parse_roi
+    from inspector.tiling import cut_frame
     from models.bundle import create_bundle
     from models.datasets import pick_evenly
     from models.image_io import list_images, read_image
@@ -56,6 +74,15 @@ def create(
     with user_errors():
         if (out / RECIPE_FILE).exists() and not force:
             raise fail(f"{out} already holds a bundle; pass --force to overwrite it")
+        if inspect_mm_per_px is not None and pixel_pitch_mm is None:
+            raise fail("--inspect-mm-per-px needs --pixel-pitch-mm (the frames' own pitch)")
+        region = parse_roi(roi) if roi is not None else None
+        tiler = None
+        if region is not None or inspect_mm_per_px is not None:
+            scale = pixel_pitch_mm / inspect_mm_per_px if inspect_mm_per_px else None
+
+            def tiler(image, side):  # the references' ROI, cut as inspection cuts frames
+                return cut_frame(image, region, scale, side, tile_overlap)[0]
         refs, paths = [], []
         if reference_dir is not None:
             paths = pick_evenly(list_images(reference_dir), shots)
@@ -76,12 +103,14 @@ def create(
         coreset = CoresetSize(fraction=coreset_fraction, maximum=coreset_max)
         recipe = create_bundle(
             out, arch, product, weights, refs, seed, bit_depth, pixel_pitch_mm, progress=True,
-            image_size=image_size, coreset=coreset,
+            image_size=image_size, coreset=coreset, roi=region,
+            inspect_mm_per_px=inspect_mm_per_px, tile_overlap=tile_overlap, tiler=tiler,
         )
         params = {
             "arch": arch, "product": product, "weights": weights, "image_size": image_size,
             "coreset_fraction": coreset_fraction, "coreset_max": coreset_max, "shots": shots,
             "bit_depth": bit_depth, "pixel_pitch_mm": pixel_pitch_mm, "seed": seed,
+            "roi": roi, "inspect_mm_per_px": inspect_mm_per_px, "tile_overlap": tile_overlap,
         }
         recipe = record_step(out, "bundle create", params, {"references": paths})
     bank = (
@@ -93,6 +122,14 @@ def create(
         f"bundle {out}: {recipe.arch} at {recipe.input_size} px, product {recipe.product!r}, "
         f"{recipe.n_reference_images} reference image(s){bank}, fusion {recipe.fusion}"
     )
+    if recipe.roi is not None or recipe.tiled:
+        where = f"ROI {recipe.roi.mode}" if recipe.roi is not None else "whole frame"
+        how = (
+            f"tiles at {recipe.inspect_mm_per_px} mm/px ({recipe.tile_overlap:.0%} overlap)"
+            if recipe.tiled
+            else "one model input"
+        )
+        typer.echo(f"inspects: {where}, {how}")
 
 
 @bundle_app.command("update")

@@ -114,7 +114,9 @@ def predict(
                 record |= {"width": result.frame_shape[1], "height": result.frame_shape[0]}
                 record |= result.decision.to_dict()
                 full = result.full_map()
-                write_png(out / f"{stem}_overlay.png", render_overlay(frame, full, result.decision))
+                roi, tiles = result.outlines()
+                picture = render_overlay(frame, full, result.decision, roi, tiles)
+                write_png(out / f"{stem}_overlay.png", picture)
                 if save_map:
                     np.save(out / f"{stem}_map.npy", full.astype(np.float32))
                 where = ", ".join(r.position for r in result.decision.regions)

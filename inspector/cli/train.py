@@ -37,14 +37,25 @@ def train(
     same command again to resume. Training changes the score scale, so the recipe's thresholds
     are marked uncalibrated: run 'inspector calibrate' afterwards.
     """
+    from inspector.predictor import canvas_scale
+    from inspector.tiling import cut_frame
     from models.datasets import train_images
     from models.image_io import read_image
-    from models.recipe import record_step
+    from models.recipe import load_recipe, record_step
     from models.training import CHECKPOINT_FILE, TrainConfig, train_bundle
 
     with user_errors():
         paths = train_images(data)
         images = [read_image(p) for p in paths]
+        recipe = load_recipe(bundle)
+        if recipe.roi is not None or recipe.tiled:  # train on what inspection scores
+            scale = canvas_scale(recipe)
+            images = [
+                t
+                for im in images
+                for t in cut_frame(im, recipe.roi, scale, recipe.input_size, recipe.tile_overlap)[0]
+            ]
+            typer.echo(f"{len(paths)} image(s) cut as inspection cuts frames: {len(images)} tiles")
         config = TrainConfig(
             epochs=epochs,
             batch_size=batch_size,

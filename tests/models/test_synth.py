@@ -60,3 +60,19 @@ def test_synth_command_writes_the_dataset(tmp_path):
     )
     bad = run_inspector("synth", "--kind", "xray", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "kind must be one of" in bad.stderr
+
+
+@pytest.mark.parametrize("kind", ["particle", "pinhole", "scratch"])
+@pytest.mark.parametrize("mm", [0.5, 2.0])
+def test_line_frame_defects_are_as_large_as_asked_in_mm(kind, mm):
+    from models.synth import pouch_frame
+
+    pitch = 0.1
+    img, mask = pouch_frame(4, kind, mm, size=(1200, 1000), pitch_mm=pitch)
+    assert img.shape == mask.shape == (1000, 1200) and img.dtype == np.uint8
+    ys, xs = np.nonzero(mask)
+    extent_mm = max(np.ptp(xs) + 1, np.ptp(ys) + 1) * pitch
+    assert 0.6 * mm <= extent_mm <= 1.6 * mm + 2 * pitch, (kind, mm, extent_mm)
+    normal, none = pouch_frame(4, size=(1200, 1000), pitch_mm=pitch)
+    assert not none.any()
+    assert np.abs(normal.astype(int) - img.astype(int))[mask == 0].mean() < 1.0
