@@ -126,8 +126,12 @@ def create_bundle(
     progress: bool = False,
     image_size: int | None = None,
     coreset: CoresetSize | None = None,
+    prompts: PromptSet | None = None,
 ) -> Recipe:
     """Make a bundle folder for one product; returns its recipe.
+
+    ``prompts`` defaults to the paper's ensemble (``PromptSet.with_extra_states`` adds
+    WinCLIP's extra normal words); the recipe records the one used.
 
     Overwriting a bundle also deletes its training checkpoint, which belongs to the old
     tensors (resuming from it would skip training the new ones).
@@ -138,7 +142,7 @@ def create_bundle(
         >>> recipe.taps
         [0, 1, 2, 3]
     """
-    prompts = PromptSet(product)
+    prompts = prompts or PromptSet(product)
     coreset = coreset or CoresetSize()
     det = build_detector(
         arch, product, weights, reference_images, seed, prompts, bit_depth, progress,

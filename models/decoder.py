@@ -6,7 +6,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.numerics import fp32, unit
+
 LOGIT_SCALE = 100.0  # temperature 0.01
+
+
+def abnormal_probability(logits: torch.Tensor) -> torch.Tensor:
+    """Two-class patch logits ``[..., 2]`` -> abnormal probability ``[...]`` (fp32 softmax)."""
+    return logits.float().softmax(dim=-1)[..., 1]
+
+
+def patches_to_image(values: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]):
+    """Patch values ``[B, N]`` (row-major on ``grid``) -> bilinear ``[B, H, W]``.
+
+    Training and inference both softmax per patch first and upsample the probability with
+    this, so the map the loss sees is the map the station computes.
+    """
+    x = values.reshape(-1, 1, grid[0], grid[1])
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 class TextDecoder(nn.Module):
@@ -45,13 +62,14 @@ class TextDecoder(nn.Module):
         self.norms.requires_grad_(False)
 
     def forward(self, taps: list[torch.Tensor], text: torch.Tensor) -> list[torch.Tensor]:
-        """Logits ``[B, N, 2]`` per tap (channel 1 = abnormal)."""
+        """Logits ``[B, N, 2]`` per tap (channel 1 = abnormal), in fp32 (``models.numerics``)."""
         out = []
         for tokens, ln, lin in zip(taps, self.norms, self.proj, strict=True):
-            feats = F.normalize(lin(ln(tokens)), dim=-1)
-            out.append(LOGIT_SCALE * feats @ text.T)
+            with fp32(tokens):  # a small head: the whole of it stays fp32 under autocast
+                feats = unit(lin(ln(tokens.float())))
+                out.append(LOGIT_SCALE * feats @ text.float().T)
         return out
 
     def abnormal_maps(self, taps: list[torch.Tensor], text: torch.Tensor) -> torch.Tensor:
         """Abnormal-class probability per tap and patch, ``[B, T, N]``."""
-        return torch.stack([lg.softmax(dim=-1)[..., 1] for lg in self(taps, text)], dim=1)
+        return torch.stack([abnormal_probability(lg) for lg in self(taps, text)], dim=1)

@@ -37,13 +37,9 @@ def inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(3, 224, 224), amap
 
 
-def test_encoder_2_starts_as_a_frozen_copy_of_encoder_1(chat: BatteryChat, encoder) -> None:
+def test_encoder_2_is_encoder_1_frozen_not_a_second_copy(chat: BatteryChat, encoder) -> None:
     enc2 = chat.vision.encoder
-    assert enc2 is not encoder
-    for (name, p1), p2 in zip(
-        encoder.state_dict().items(), enc2.state_dict().values(), strict=True
-    ):
-        assert torch.equal(p1, p2), name
+    assert enc2 is encoder  # one copy of the (632 M-parameter for ViT-H) encoder
     assert not any(p.requires_grad for p in enc2.parameters())
     trainable = {n for n, p in chat.vision.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith(("image_proj", "prompt_learner")) for n in trainable)
