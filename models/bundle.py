@@ -19,6 +19,7 @@ from models.backbones.base import Backbone
 from models.backbones.registry import DEFAULT_ARCH, create_backbone, empty_backbone
 from models.decoder import TextDecoder
 from models.detector import BatteryDetector
+from models.head_check import text_scale
 from models.memory_bank import CoresetSize, MemoryBank
 from models.preprocess import preprocess
 from models.prompts import PromptSet
@@ -90,7 +91,10 @@ def build_detector(
         encoder, reference_images, bit_depth, progress=progress, coreset=coreset
     )
     fusion = default_fusion(encoder, bank is not None)
-    return BatteryDetector(encoder, decoder, text, bank, fusion=fusion).eval()
+    detector = BatteryDetector(encoder, decoder, text, bank, fusion=fusion).eval()
+    if bank is not None and fusion != "memory":  # both maps on the references' scale
+        detector.text_scale = text_scale(detector, reference_images, bit_depth)
+    return detector
 
 
 def save_tensors(bundle: str | Path, detector: BatteryDetector, encoder: bool = False) -> None:
@@ -172,6 +176,7 @@ def create_bundle(
         ),
         bit_depth=bit_depth,
         pixel_pitch_mm=pixel_pitch_mm,
+        text_scale=det.text_scale,
         n_reference_images=len(reference_images),
         encoder_sha256=file_sha256(out / ENCODER_FILE),
     )
@@ -188,7 +193,10 @@ def load_detector(bundle: str | Path, device: str | torch.device = "cpu") -> Bat
     text = load_file(bundle / TEXT_FILE, device=str(device))["text"]
     with torch.device("meta"):
         decoder = TextDecoder(encoder.tap_widths, text.shape[1])
-    decoder.load_state_dict(load_file(bundle / DECODER_FILE, device=str(device)), assign=True)
+    state = load_file(bundle / DECODER_FILE, device=str(device))
+    # bundles from before tap_weights scored with every tap
+    state.setdefault("tap_weights", torch.ones(len(encoder.tap_widths), device=str(device)))
+    decoder.load_state_dict(state, assign=True)
     decoder.norms.requires_grad_(False)
     bank = None
     if (bundle / MEMORY_FILE).is_file():

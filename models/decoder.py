@@ -30,9 +30,14 @@ class TextDecoder(nn.Module):
     """One frozen LayerNorm and one linear projection per tap, then cosine logits vs. the
     normal/abnormal class embeddings.
 
-    For OpenCLIP the norms copy the encoder's final LayerNorm and the projections start from
-    its image projection (CLIP's zero-shot patch matcher before training); for a CNN they
-    start plain and only training gives them meaning. Only the projections train.
+    Only the last tap of a CLIP ViT is aligned with the text space through ``ln_post`` and
+    ``visual.proj``; the residual stream of the earlier taps is not. So for OpenCLIP the last
+    tap starts from the encoder's final LayerNorm and image projection (CLIP's zero-shot patch
+    matcher), the other taps start as AnomalyGPT's do (default-initialised linear layers, here
+    on plainly standardised tokens, since raw ViT tokens carry outlier channels), and until
+    training the map is the last tap's alone (``tap_weights``). Training turns every tap on
+    (``use_all_taps``). For a CNN all taps start plain and only training gives them meaning.
+    Only the projections train.
 
     Example:
         >>> dec = TextDecoder(widths=[40, 112], embed_dim=64)
@@ -52,14 +57,23 @@ class TextDecoder(nn.Module):
         super().__init__()
         self.norms = nn.ModuleList(nn.LayerNorm(w) for w in widths)
         self.proj = nn.ModuleList(nn.Linear(w, embed_dim) for w in widths)
+        zero_shot = norm is not None or init_proj is not None
         with torch.no_grad():
-            for ln, lin in zip(self.norms, self.proj, strict=True):
-                if norm is not None:
-                    ln.load_state_dict(norm.state_dict())
-                if init_proj is not None:
-                    lin.weight.copy_(init_proj.T)
-                    lin.bias.zero_()
+            if norm is not None:
+                self.norms[-1].load_state_dict(norm.state_dict())
+            if init_proj is not None:
+                self.proj[-1].weight.copy_(init_proj.T)
+                self.proj[-1].bias.zero_()
         self.norms.requires_grad_(False)
+        weights = torch.ones(len(widths))
+        if zero_shot:  # untrained: the one tap that means something
+            weights = torch.zeros(len(widths))
+            weights[-1] = 1.0
+        self.register_buffer("tap_weights", weights)
+
+    def use_all_taps(self) -> None:
+        """Score with every tap (what training teaches them)."""
+        self.tap_weights.fill_(1.0)
 
     def forward(self, taps: list[torch.Tensor], text: torch.Tensor) -> list[torch.Tensor]:
         """Logits ``[B, N, 2]`` per tap (channel 1 = abnormal), in fp32 (``models.numerics``)."""
@@ -73,3 +87,8 @@ class TextDecoder(nn.Module):
     def abnormal_maps(self, taps: list[torch.Tensor], text: torch.Tensor) -> torch.Tensor:
         """Abnormal-class probability per tap and patch, ``[B, T, N]``."""
         return torch.stack([abnormal_probability(lg) for lg in self(taps, text)], dim=1)
+
+    def abnormal_map(self, taps: list[torch.Tensor], text: torch.Tensor) -> torch.Tensor:
+        """The taps' probabilities averaged with ``tap_weights``, ``[B, N]``."""
+        w = self.tap_weights.float()
+        return (self.abnormal_maps(taps, text) * w[:, None]).sum(dim=1) / w.sum()

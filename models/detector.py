@@ -110,9 +110,15 @@ class BatteryDetector(nn.Module):
     def uses_decoder(self) -> bool:
         return self.memory_bank is None or self.fusion != "memory"
 
+    def decoder_map(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        """The decoder's abnormal probability ``[B, S, S]`` (taps weighted as it says)."""
+        size = (self.image_size, self.image_size)
+        p = self.decoder.abnormal_map(taps, self.text_embeddings)
+        return patches_to_image(p, self.encoder.grid_size, size)
+
     def text_map(self, taps: list[torch.Tensor]) -> torch.Tensor:
         """The decoder's map ``[B, S, S]``, on the references' scale when one was measured."""
-        p = self.upsample(self.decoder.abnormal_maps(taps, self.text_embeddings))
+        p = self.decoder_map(taps)
         if self.text_scale is None:
             return p
         return 1.0 - torch.exp(-LN2 * p / self.text_scale)
