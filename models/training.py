@@ -39,9 +39,7 @@ from models.recipe import (
 
 CHECKPOINT_VERSION = 2  # 2: records the bundle it belongs to (``origin``)
 # settings that must match for a checkpoint to be resumed (epochs may grow)
-_RESUME_KEYS = (
-    "batch_size", "accumulate", "lr", "seed", "samples_per_epoch", "gamma", "on_part", "patience"
-)
+_RESUME_KEYS = ("batch_size", "accumulate", "lr", "seed", "samples_per_epoch", "gamma", "on_part")
 EARLY_STOP_SEED = HELD_OUT_SEED + 1  # held-out defects for early stopping, not the head check's
 # The paper's schedule (BatteryGPT after AnomalyGPT): 80 epochs, batch 32, ~400 images an epoch;
 # batch 32 as 8 x 4 accumulated, so it fits next to a ViT-H on a 16 GB GPU.
@@ -247,7 +245,7 @@ def train_bundle(
             bit_depth=recipe.bit_depth, on_part=cfg.on_part,
         )
     # early stopping: held-out AUROC per epoch and the best epoch's projections
-    best: dict = {"aurocs": [], "epoch": None, "proj": None}
+    best: dict = {"aurocs": [], "epoch": None, "auroc": None, "proj": None, "stopped": False}
     ckpt_path = bundle / CHECKPOINT_FILE
     origin = bundle_origin(bundle, recipe)
     ckpt = load_checkpoint(bundle)
@@ -346,7 +344,7 @@ def train_bundle(
         head=head,
         held_out_auroc=list(best["aurocs"]),
         best_epoch=None if best["epoch"] is None else best["epoch"] + 1,
-        stopped_early=len(best["aurocs"]) < cfg.epochs and best["epoch"] is not None,
+        stopped_early=bool(best.get("stopped")),
     )
 
 
@@ -357,6 +355,7 @@ def _early_stop(
     have passed without a better one."""
     auroc = held_out_auroc(detector, held_out)
     best["aurocs"].append(auroc)
-    if best["epoch"] is None or auroc > best["aurocs"][best["epoch"]]:
-        best["epoch"], best["proj"] = epoch, _proj_state(detector)
-    return epoch - best["epoch"] >= cfg.patience
+    if best["auroc"] is None or auroc > best["auroc"]:
+        best.update(epoch=epoch, auroc=auroc, proj=_proj_state(detector))
+    best["stopped"] = epoch - best["epoch"] >= cfg.patience
+    return best["stopped"]
