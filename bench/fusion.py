@@ -72,9 +72,10 @@ def main() -> None:
             rows += run(kind, Path(tmp), args)
     lines = [
         f"{args.arch}, 8 references, decoder trained {args.epochs} epochs of {args.samples} "
-        f"samples; {args.train} training, {args.test_good} good and {args.test_defect} "
-        "defective test images per set. The decoder's map is on the references' scale. "
-        "\"chosen\": the fusion the head check kept on held-out synthetic defects.",
+        f"samples; {args.train} training, {args.test_good} good test images and "
+        f"{args.test_defect} of each defect type per set. The decoder's map is on the "
+        "references' scale. \"chosen\": the fusion the head check kept on held-out "
+        "synthetic defects.",
         "",
         "| set | fusion | image AUROC | pixel AUROC | AUPRO | chosen |",
         "| --- | --- | --- | --- | --- | --- |",
