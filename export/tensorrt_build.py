@@ -1,6 +1,6 @@
 """ONNX graph -> TensorRT engine for the GPU of this machine, with a JSON sidecar.
 
-FP16 with LayerNormalization (and the softmax/normalisation of the decoder) kept in FP32, one
+FP16 with LayerNormalization, softmax and every L2 norm (square, sum, sqrt) kept in FP32, one
 optimisation profile for batch 1..N, and a timing cache beside the engine so a rebuild after
 retraining takes seconds instead of minutes. ``tensorrt`` is imported only when building.
 
@@ -70,18 +70,41 @@ def engine_sidecar(
     }
 
 
-def _keep_norms_fp32(trt, network) -> int:
-    """Pin normalisation, softmax and reductions to FP32 (FP16 sums of squares overflow)."""
+def fp32_layer_indices(trt, network) -> list[int]:
+    """Layers an FP16 engine must keep in FP32: normalisation, softmax, reductions, and the
+    element-wise or unary layers that feed a reduction or take its result.
+
+    TensorRT turns ONNX ReduceL2 into square -> reduce -> sqrt; pinning the reduce alone
+    leaves the square in FP16, where any value above 256 overflows (the graph also divides by
+    the largest magnitude before every norm, ``models.numerics.unit``; this is the second
+    guard).
+    """
     kinds = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX, trt.LayerType.REDUCE}
-    pinned = 0
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        if layer.type in kinds:
-            layer.precision = trt.float32
-            for j in range(layer.num_outputs):
-                layer.set_output_type(j, trt.float32)
-            pinned += 1
+    around = {trt.LayerType.ELEMENTWISE, trt.LayerType.UNARY}
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    reduce_in, reduce_out = set(), set()
+    for layer in layers:
+        if layer.type == trt.LayerType.REDUCE:
+            reduce_in |= {layer.get_input(j).name for j in range(layer.num_inputs)}
+            reduce_out |= {layer.get_output(j).name for j in range(layer.num_outputs)}
+    pinned = []
+    for i, layer in enumerate(layers):
+        outs = {layer.get_output(j).name for j in range(layer.num_outputs)}
+        ins = {layer.get_input(j).name for j in range(layer.num_inputs)}
+        if layer.type in kinds or (layer.type in around and (outs & reduce_in or ins & reduce_out)):
+            pinned.append(i)
     return pinned
+
+
+def _keep_norms_fp32(trt, network) -> int:
+    """Pin ``fp32_layer_indices`` to FP32 (precision and output types); returns how many."""
+    indices = fp32_layer_indices(trt, network)
+    for i in indices:
+        layer = network.get_layer(i)
+        layer.precision = trt.float32
+        for j in range(layer.num_outputs):
+            layer.set_output_type(j, trt.float32)
+    return len(indices)
 
 
 def build_engine(

@@ -40,8 +40,10 @@ from inspector.mqtt import RESULT_SCHEMA, MqttLink, OutboxPublisher
 from inspector.pairing import Decision, Pairer
 from inspector.products import ProductPool, UnknownProduct
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id, safe_text
+from inspector.sources.bit_depth import bit_depth_problem, check_bit_depth
 from inspector.store import Store
 from inspector.telemetry import Telemetry
+from models.preprocess import as_bgr_order
 
 if TYPE_CHECKING:
     from inspector.predictor import Prepared
@@ -186,6 +188,9 @@ class Daemon:
         self.telemetry = Telemetry(predictor.model_id, predictor.backend.name, self.drift)
         self.passed_sample = PassedSampler(cfg.feedback.keep_passed_every)
         self.source = source if source is not None else create_configured_source(cfg)
+        recipe = getattr(predictor, "recipe", None)
+        if recipe is not None:  # refuse to inspect frames the recipe would mis-scale
+            check_bit_depth(self.source.bit_depth, recipe.bit_depth, cfg.bundle)
         try:
             self.store = Store(cfg.data_dir, autocheckpoint=False)  # housekeeping checkpoints
             self.store.recover_unsaved()  # rejects whose pictures a crash cut short
@@ -703,6 +708,8 @@ class Daemon:
             image = o.frame.image
         if image is not None and not self._room_for_pictures():
             image = amap = None  # the verdict still goes out; only the pictures are not kept
+        if image is not None:  # pictures are stored BGR, as the pages and the chat read them
+            image = as_bgr_order(image, self.cfg.pipeline.channel_order)
         meta = o.frame.meta
         source_file = (str(meta["path"]), meta["sha256"]) if meta.get("sha256") else None
         row_id = self.store.record(
@@ -895,6 +902,11 @@ class Daemon:
                 log.error("metrics endpoint not started: %s", exc)
         not_opened = self._open_source_once()  # before triggers can arrive
         opened = not_opened is None
+        recipe = getattr(self.predictor, "recipe", None)
+        bits = self.source.bit_depth
+        problem = recipe and bit_depth_problem(bits, recipe.bit_depth, self.cfg.bundle)
+        if problem:  # the camera reports another format than configured
+            self.alarm("bit_depth_mismatch", "critical", problem)
         if self.link is not None:
             self.link.start()
             self.outbox.start()

@@ -19,6 +19,7 @@ from models.backbones.base import Backbone
 from models.backbones.registry import DEFAULT_ARCH, create_backbone, empty_backbone
 from models.decoder import TextDecoder
 from models.detector import BatteryDetector
+from models.head_check import text_scale
 from models.memory_bank import CoresetSize, MemoryBank, embed
 from models.preprocess import preprocess
 from models.prompts import PromptSet
@@ -102,7 +103,10 @@ def build_detector(
         encoder, reference_images, bit_depth, progress=progress, coreset=coreset
     )
     fusion = default_fusion(encoder, bank is not None)
-    return BatteryDetector(encoder, decoder, text, bank, fusion=fusion).eval()
+    detector = BatteryDetector(encoder, decoder, text, bank, fusion=fusion).eval()
+    if bank is not None and fusion != "memory":  # both maps on the references' scale
+        detector.text_scale = text_scale(detector, reference_images, bit_depth)
+    return detector
 
 
 def save_tensors(bundle: str | Path, detector: BatteryDetector, encoder: bool = False) -> None:
@@ -142,8 +146,12 @@ def create_bundle(
     inspect_mm_per_px: float | None = None,
     tile_overlap: float = 0.25,
     tiler: Tiler | None = None,
+    prompts: PromptSet | None = None,
 ) -> Recipe:
     """Make a bundle folder for one product; returns its recipe.
+
+    ``prompts`` defaults to the paper's ensemble (``PromptSet.with_extra_states`` adds
+    WinCLIP's extra normal words); the recipe records the one used.
 
     Overwriting a bundle also deletes its training checkpoint, which belongs to the old
     tensors (resuming from it would skip training the new ones). ``roi``,
@@ -156,7 +164,7 @@ def create_bundle(
         >>> recipe.taps
         [0, 1, 2, 3]
     """
-    prompts = PromptSet(product)
+    prompts = prompts or PromptSet(product)
     coreset = coreset or CoresetSize()
     per_frame: list[int] = []  # model inputs each reference frame gave
 
@@ -197,6 +205,7 @@ def create_bundle(
         roi=roi,
         inspect_mm_per_px=inspect_mm_per_px,
         tile_overlap=tile_overlap,
+        text_scale=det.text_scale,
         n_reference_images=len(reference_images),
         encoder_sha256=file_sha256(out / ENCODER_FILE),
     )
@@ -258,7 +267,10 @@ def load_detector(bundle: str | Path, device: str | torch.device = "cpu") -> Bat
     text = load_file(bundle / TEXT_FILE, device=str(device))["text"]
     with torch.device("meta"):
         decoder = TextDecoder(encoder.tap_widths, text.shape[1])
-    decoder.load_state_dict(load_file(bundle / DECODER_FILE, device=str(device)), assign=True)
+    state = load_file(bundle / DECODER_FILE, device=str(device))
+    # bundles from before tap_weights scored with every tap
+    state.setdefault("tap_weights", torch.ones(len(encoder.tap_widths), device=str(device)))
+    decoder.load_state_dict(state, assign=True)
     decoder.norms.requires_grad_(False)
     bank = None
     if (bundle / MEMORY_FILE).is_file():

@@ -1,11 +1,13 @@
 """The BatteryGPT chat: image and anomaly-map tokens placed into a Vicuna prompt.
 
-After AnomalyGPT/BatteryGPT: *image encoder 2* (a frozen copy of the detector's image encoder)
-gives the global image embedding, which a linear projection turns into one LLM input token;
-the *prompt learner* turns the anomaly map into 9 tokens and adds 9 learned ones. These 19
-embeddings replace ``<ImageHere>`` in a Vicuna v1.1/v1.5 prompt and go into a frozen causal
-language model as ``inputs_embeds``. Earlier turns of the chat are replayed as context on every
-turn; generation stops at EOS, at a stop string or after ``max_new_tokens``.
+After AnomalyGPT/BatteryGPT: *image encoder 2* (the detector's frozen image encoder; one copy,
+in the LM's precision on the GPU) gives the L2-normalised global image embedding, which a linear
+projection turns into one LLM input token; the *prompt learner* turns the anomaly map into 9
+tokens and adds 9 learned ones. These 19 embeddings replace ``<ImageHere>`` in a Vicuna prompt
+(v1.1/v1.5, or v0 as AnomalyGPT's released weights use) and go into a frozen causal language
+model as ``inputs_embeds``. Earlier turns of the chat are replayed as context on every turn
+(the image tokens of a frame are computed once); generation stops at EOS, at a stop string or
+after ``max_new_tokens``.
 
 The language model comes from a local folder only (``local_files_only=True``). Only the prompt
 learner and the projection train (``models/chat_training.py``).
@@ -13,11 +15,12 @@ learner and the projection train (``models/chat_training.py``).
 
 from __future__ import annotations
 
-import copy
+import hashlib
 import inspect
 import logging
 import os
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,11 +74,15 @@ class PromptLearner(nn.Module):
 
 
 class ChatVision(nn.Module):
-    """Image encoder 2 (frozen copy of encoder 1), the projection and the prompt learner."""
+    """Image encoder 2, the projection and the prompt learner.
+
+    Encoder 2 *is* the encoder given (frozen, not copied): a ViT-H is 632 M parameters, and a
+    second copy next to Vicuna would cost 2.5 GB of GPU memory in fp32.
+    """
 
     def __init__(self, encoder: Backbone, hidden: int) -> None:
         super().__init__()
-        self.encoder = copy.deepcopy(encoder).eval().requires_grad_(False)
+        self.encoder = encoder.eval().requires_grad_(False)
         embed_dim = encoder.embed_dim
         self.image_proj = nn.Linear(embed_dim, hidden)
         self.prompt_learner = PromptLearner(hidden)
@@ -90,7 +97,8 @@ class ChatVision(nn.Module):
     def forward(self, image: torch.Tensor, amap: torch.Tensor) -> torch.Tensor:
         """``image [B, 3, S, S]`` (preprocessed) and ``amap [B, S, S]`` -> ``[B, 19, hidden]``."""
         with torch.no_grad():
-            g = self.encoder.global_embedding(image)  # L2-normalised, as AnomalyGPT
+            dtype = next(self.encoder.parameters()).dtype  # fp16 beside the LM on a GPU
+            g = self.encoder.global_embedding(image.to(dtype))  # L2-normalised, fp32
         image_token = self.image_proj(g.float())[:, None]
         return torch.cat([image_token, self.prompt_learner(amap[:, None].float())], dim=1)
 
@@ -133,8 +141,51 @@ class ChatReply:
     stop_reason: str  # "eos" | "stop_string" | "max_new_tokens"
 
 
-def build_prompt(system: str, history: Sequence[dict], question: str) -> str:
-    """A Vicuna v1.1/v1.5 prompt: the image goes into the first user turn.
+@dataclass(frozen=True)
+class Template:
+    """How a Vicuna version writes a chat (FastChat's conversation templates).
+
+    ``user``/``assistant`` open a turn; ``after_user`` joins a question to the next role,
+    ``answer_end`` closes an answer in the history. In training an answer's target ends with
+    ``target_end`` and EOS when ``eos_ends_answer`` (v1: EOS; v0: the ``###`` separator,
+    a stop string).
+    """
+
+    name: str
+    system_end: str
+    user: str
+    assistant: str
+    after_user: str
+    answer_end: str
+    target_end: str
+    eos_ends_answer: bool
+
+
+TEMPLATES: dict[str, Template] = {
+    # "SYS USER: q ASSISTANT: a</s>USER: ..." (Vicuna v1.1 / v1.5)
+    "vicuna_v1": Template("vicuna_v1", " ", "USER: ", "ASSISTANT:", " ", "</s>", "", True),
+    # "SYS\n### Human: q\n### Assistant: a\n### Human: ..." (v0, AnomalyGPT's weights)
+    "vicuna_v0": Template(
+        "vicuna_v0", "\n", "### Human: ", "### Assistant:", "\n", "\n", "\n###", False
+    ),
+}
+DEFAULT_TEMPLATE = "vicuna_v1"
+
+
+def template_for(name: str) -> Template:
+    """Look up a template, with the valid names in the error."""
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown chat template {name!r}; choose one of {sorted(TEMPLATES)}"
+        ) from None
+
+
+def build_prompt(
+    system: str, history: Sequence[dict], question: str, template: str = DEFAULT_TEMPLATE
+) -> str:
+    """A Vicuna prompt: the image goes into the first user turn.
 
     ``history`` holds ``{"role": "user"|"assistant", "text": ...}`` turns, oldest first.
 
@@ -142,18 +193,52 @@ def build_prompt(system: str, history: Sequence[dict], question: str) -> str:
         >>> build_prompt("SYS", [{"role": "user", "text": "Q1"},
         ...                      {"role": "assistant", "text": "A1"}], "Q2")
         'SYS USER: <Img><ImageHere></Img> Q1 ASSISTANT: A1</s>USER: Q2 ASSISTANT:'
+        >>> build_prompt("SYS", [], "Q1", "vicuna_v0")
+        'SYS\\n### Human: <Img><ImageHere></Img> Q1\\n### Assistant:'
     """
-    turns = [(t["role"], t["text"].strip()) for t in history] + [("user", question.strip())]
-    parts = [system.strip() + " "]
+    t = template_for(template)
+    turns = [(r["role"], r["text"].strip()) for r in history] + [("user", question.strip())]
+    parts = [system.strip() + t.system_end]
     first_user = True
     for role, text in turns:
         if role == "user":
             image = f"<Img>{IMAGE_PLACEHOLDER}</Img> " if first_user else ""
-            parts.append(f"USER: {image}{text} ASSISTANT:")
+            parts.append(f"{t.user}{image}{text}{t.after_user}{t.assistant}")
             first_user = False
         else:
-            parts.append(f" {text}</s>")
+            parts.append(f" {text}{t.answer_end}")
     return "".join(parts)
+
+
+def answer_ids(
+    tokenizer, prompt_tail: str, answer: str, template: str = DEFAULT_TEMPLATE
+) -> list[int]:
+    """Token ids of ``answer`` (and its end) as they follow ``prompt_tail`` in one string.
+
+    FastChat tokenises the whole conversation at once, so after ``ASSISTANT:`` a LLaMA
+    SentencePiece tokenizer writes " Yes" as one token ("▁Yes"). Tokenising ``" " + answer``
+    on its own gives a lone space token (29871) first, which Vicuna never emits there. The
+    ids are therefore those of ``prompt_tail + " " + answer`` past the ids of
+    ``prompt_tail``; the answer alone (its own dummy prefix) only when a tokenizer merges
+    across that border.
+    """
+    t = template_for(template)
+    end = t.target_end
+    tail = tokenizer(prompt_tail, add_special_tokens=False)["input_ids"]
+    full = tokenizer(f"{prompt_tail} {answer}{end}", add_special_tokens=False)["input_ids"]
+    if list(full[: len(tail)]) == list(tail) and len(full) > len(tail):
+        ids = list(full[len(tail) :])
+    else:
+        ids = list(tokenizer(f"{answer}{end}", add_special_tokens=False)["input_ids"])
+    return [*ids, tokenizer.eos_token_id] if t.eos_ends_answer else ids
+
+
+def default_llm_dtype(device: str) -> str:
+    """bf16 on GPUs that have it (its range needs no loss scaling in chat training), fp16 on
+    older ones, fp32 on the CPU."""
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
 
 
 def _dtype_keyword() -> str:
@@ -180,7 +265,10 @@ class BatteryChat:
         max_new_tokens: hard cap on an answer's length.
         stop_strings: an answer ends before the first of these.
         temperature: 0 for greedy decoding, else sampling at this temperature.
+        template: the prompt format, ``vicuna_v1`` or ``vicuna_v0`` (``TEMPLATES``).
     """
+
+    CACHED_IMAGES = 8  # image tokens kept for the chats in progress
 
     def __init__(
         self,
@@ -190,7 +278,10 @@ class BatteryChat:
         max_new_tokens: int = 256,
         stop_strings: Sequence[str] = DEFAULT_STOP_STRINGS,
         temperature: float = 0.0,
+        template: str = DEFAULT_TEMPLATE,
     ) -> None:
+        self.template = template_for(template).name
+        self._tokens: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.llm = llm.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.vision = vision
@@ -234,7 +325,7 @@ class BatteryChat:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if dtype == "auto":
-            dtype = "float16" if device == "cuda" else "float32"
+            dtype = default_llm_dtype(device)
         torch_dtype = getattr(torch, dtype)
         tokenizer = AutoTokenizer.from_pretrained(llm_path, local_files_only=True)
         llm = AutoModelForCausalLM.from_pretrained(
@@ -245,7 +336,10 @@ class BatteryChat:
             load_chat_weights(vision, chat_weights)
         else:
             log.warning("no chat weights: the prompt learner and projection are untrained")
-        return cls(llm, tokenizer, vision.to(device).eval(), **kwargs)
+        vision = vision.to(device).eval()
+        if torch_dtype != torch.float32:  # one encoder copy, in the LM's precision
+            vision.encoder.to(torch_dtype)
+        return cls(llm, tokenizer, vision, **kwargs)
 
     # --- prompt -> input embeddings ----------------------------------------------------
 
@@ -270,6 +364,26 @@ class BatteryChat:
         """``[19, hidden]``: the projected global embedding, then the prompt learner's 18."""
         dev = next(self.vision.parameters()).device
         return self.vision(image[None].to(dev), amap[None].to(dev))[0]
+
+    def cached_image_tokens(self, image: torch.Tensor, amap: torch.Tensor) -> torch.Tensor:
+        """``image_tokens``, computed once per (frame, map) while its chat goes on."""
+        h = hashlib.blake2b(digest_size=16)
+        for t in (image, amap):
+            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+        key = h.hexdigest()
+        if key in self._tokens:
+            self._tokens.move_to_end(key)
+            return self._tokens[key]
+        with torch.no_grad():
+            tokens = self.image_tokens(image, amap)
+        self._tokens[key] = tokens
+        while len(self._tokens) > self.CACHED_IMAGES:
+            self._tokens.popitem(last=False)
+        return tokens
+
+    def forget_images(self) -> None:
+        """Drop cached image tokens (after the projection or prompt learner changed)."""
+        self._tokens.clear()
 
     # --- generation ----------------------------------------------------------------------
 
@@ -319,15 +433,28 @@ class BatteryChat:
             system: the system prompt (role, rules and the region facts).
             history: earlier turns, ``{"role", "text"}``, oldest first.
             question: the new user message.
+        """
+        return self.reply_to(
+            image, amap, lambda turns: build_prompt(system, turns, question, self.template), history
+        )
+
+    def reply_to(
+        self,
+        image: torch.Tensor,
+        amap: torch.Tensor,
+        make_prompt: Callable[[list[dict]], str],
+        history: Sequence[dict],
+    ) -> ChatReply:
+        """``reply`` with the prompt written by ``make_prompt(turns)`` (the station's
+        ``chat_prompt``, which chat training uses too).
 
         When the prompt and ``max_new_tokens`` would not fit the model's context, the oldest
         question/answer pairs are left out (the image moves to the oldest turn kept).
         """
-        with torch.no_grad():
-            tokens = self.image_tokens(image, amap)
-        history = list(history)
+        tokens = self.cached_image_tokens(image, amap)
+        history = [{"role": t["role"], "text": t["text"]} for t in history]
         while True:
-            prompt = build_prompt(system, history, question)
+            prompt = make_prompt(history)
             embeds, _ = self.embed_prompt(prompt, tokens)
             if embeds.shape[1] + self.max_new_tokens <= self.max_context or len(history) < 2:
                 break

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.backbones.base import Backbone
-from models.decoder import TextDecoder
+from models.decoder import TextDecoder, patches_to_image
 from models.memory_bank import LN2, MemoryBank
+from models.numerics import fp32
 
 FUSIONS = ("mean", "text", "memory")
 
@@ -91,10 +92,8 @@ class BatteryDetector(nn.Module):
 
     def upsample(self, per_tap: torch.Tensor) -> torch.Tensor:
         """``[B, T, N]`` patch values -> mean over taps -> bilinear ``[B, S, S]``."""
-        gh, gw = self.encoder.grid_size
-        grid = per_tap.mean(dim=1).reshape(-1, 1, gh, gw)
         size = (self.image_size, self.image_size)
-        return F.interpolate(grid, size=size, mode="bilinear", align_corners=False)[:, 0]
+        return patches_to_image(per_tap.mean(dim=1), self.encoder.grid_size, size)
 
     def smooth(self, amap: torch.Tensor) -> torch.Tensor:
         """Separable Gaussian blur with reflected borders."""
@@ -111,9 +110,15 @@ class BatteryDetector(nn.Module):
     def uses_decoder(self) -> bool:
         return self.memory_bank is None or self.fusion != "memory"
 
+    def decoder_map(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        """The decoder's abnormal probability ``[B, S, S]`` (taps weighted as it says)."""
+        size = (self.image_size, self.image_size)
+        p = self.decoder.abnormal_map(taps, self.text_embeddings)
+        return patches_to_image(p, self.encoder.grid_size, size)
+
     def text_map(self, taps: list[torch.Tensor]) -> torch.Tensor:
         """The decoder's map ``[B, S, S]``, on the references' scale when one was measured."""
-        p = self.upsample(self.decoder.abnormal_maps(taps, self.text_embeddings))
+        p = self.decoder_map(taps)
         if self.text_scale is None:
             return p
         return 1.0 - torch.exp(-LN2 * p / self.text_scale)
@@ -129,12 +134,15 @@ class BatteryDetector(nn.Module):
 
     def maps(self, x: torch.Tensor) -> DetectorMaps:
         """All intermediate maps of one forward pass (for tests, training and explanations)."""
-        taps = self.encoder(x)
-        text_map = self.text_map(taps) if self.uses_decoder else None
-        memory_map = self.upsample(self.memory_bank(taps)) if self.memory_bank is not None else None
-        fused = self.fuse(text_map, memory_map)
-        amap = self.smooth(fused).clamp(0.0, 1.0)
-        return DetectorMaps(text_map, memory_map, fused, amap, amap.flatten(1).amax(dim=1))
+        taps = self.encoder(x)  # the only part that may run in reduced precision
+        with fp32(x):
+            taps = [t.float() for t in taps]
+            text_map = self.text_map(taps) if self.uses_decoder else None
+            bank = self.memory_bank
+            memory_map = self.upsample(bank(taps)) if bank is not None else None
+            fused = self.fuse(text_map, memory_map)
+            amap = self.smooth(fused).clamp(0.0, 1.0)
+            return DetectorMaps(text_map, memory_map, fused, amap, amap.flatten(1).amax(dim=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.maps(x)

@@ -45,13 +45,14 @@ class HeadCheck:
 
 
 @torch.no_grad()
-def _text_scale(detector: BatteryDetector, images: Sequence[np.ndarray], bit_depth) -> float:
+def text_scale(detector: BatteryDetector, images: Sequence[np.ndarray], bit_depth) -> float:
+    """The decoder map's peak on normal ``images``: the scale that puts it where the bank's
+    leave-one-out scale puts the memory map (0.5 = the most abnormal normal patch seen)."""
     peak = 0.0
     for i in range(0, len(images), 8):
         x = np.stack([preprocess(im, detector.image_size, bit_depth) for im in images[i : i + 8]])
         taps = detector.encoder(torch.from_numpy(x).to(detector.text_embeddings.device))
-        p = detector.upsample(detector.decoder.abnormal_maps(taps, detector.text_embeddings))
-        peak = max(peak, float(p.max()))
+        peak = max(peak, float(detector.decoder_map(taps).max()))
     return max(peak, 1e-6)
 
 
@@ -63,7 +64,7 @@ def check_head(
     on_part: bool = True,
 ) -> HeadCheck:
     """Measure ``text_scale`` on ``images`` and choose the fusion; sets both on ``detector``."""
-    detector.text_scale = _text_scale(detector, images, bit_depth)
+    detector.text_scale = text_scale(detector, images, bit_depth)
     data = SyntheticDefectSet(
         images, detector.image_size, HELD_OUT_SAMPLES, HELD_OUT_SEED, bit_depth=bit_depth,
         on_part=on_part,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from models.decoder import abnormal_probability, patches_to_image
+
 DICE_EPS = 1e-6
 
 
@@ -22,27 +24,38 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -
 
 
 def dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = DICE_EPS) -> torch.Tensor:
-    """``1 - 2|P.T| / (|P| + |T|)`` over the whole batch.
+    """The paper's eq. 4 per image, averaged over the batch:
+    ``1 - (2 sum p.y + eps) / (sum p^2 + sum y^2 + eps)``.
 
-    Pooled over the batch rather than per image, so the normal half of a balanced batch (empty
-    target) does not make the loss ~1 whatever the prediction. 0 for a perfect prediction
-    (also when both are empty), ~1 for a disjoint one.
+    An image with an empty target scores ~1 unless its prediction is ~0 everywhere, which
+    is what pushes normal images' maps down (as AnomalyGPT trains). 0 for a perfect
+    prediction, ~1 for a disjoint one.
 
     Example:
         >>> t = torch.zeros(1, 4, 4); t[0, :2] = 1
         >>> float(dice_loss(t, t)), round(float(dice_loss(1 - t, t)), 3)
         (0.0, 1.0)
     """
-    p, t = prob.float().flatten(), target.float().flatten()
-    inter = (p * t).sum()
-    return 1.0 - (2.0 * inter + eps) / (p.sum() + t.sum() + eps)
+    p, t = prob.float().flatten(1), target.float().flatten(1)
+    inter = (p * t).sum(1)
+    per_image = 1.0 - (2.0 * inter + eps) / ((p * p).sum(1) + (t * t).sum(1) + eps)
+    return per_image.mean()
 
 
-def tap_logits_to_maps(logits: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]):
-    """Per-tap patch logits ``[B, N, 2]`` -> ``[B, 2, H, W]`` (bilinear, as inference does)."""
-    b = logits.shape[0]
-    x = logits.transpose(1, 2).reshape(b, 2, grid[0], grid[1])
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+def focal_loss_on_probability(
+    prob: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, eps: float = 1e-6
+) -> torch.Tensor:
+    """``focal_loss`` of an abnormal-probability map ``[B, H, W]`` (what inference upsamples)."""
+    p1 = prob.float().clamp(eps, 1.0 - eps)
+    t = target.float()
+    loss = -(t * (1 - p1) ** gamma * p1.log() + (1 - t) * p1**gamma * (1 - p1).log())
+    return loss.mean()
+
+
+def tap_probability_maps(logits: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]):
+    """Per-tap patch logits ``[B, N, 2]`` -> abnormal probability ``[B, H, W]``: softmax per
+    patch, then bilinear, exactly as the detector's map is made."""
+    return patches_to_image(abnormal_probability(logits), grid, size)
 
 
 def decoder_loss(
@@ -52,7 +65,7 @@ def decoder_loss(
     gamma: float = 2.0,
     dice_weight: float = 1.0,
 ) -> torch.Tensor:
-    """Sum over taps of focal + Dice, each tap's 16x16 logits upsampled to the mask's size.
+    """Sum over taps of focal + Dice on each tap's probability map at the mask's size.
 
     Args:
         tap_logits: ``TextDecoder.forward`` output, ``[B, N, 2]`` per tap.
@@ -64,7 +77,7 @@ def decoder_loss(
     size = (int(target.shape[-2]), int(target.shape[-1]))
     total = target.new_zeros(())
     for lg in tap_logits:
-        maps = tap_logits_to_maps(lg, grid, size)
-        total = total + focal_loss(maps, target, gamma)
-        total = total + dice_weight * dice_loss(maps.softmax(dim=1)[:, 1], target)
+        prob = tap_probability_maps(lg, grid, size)
+        total = total + focal_loss_on_probability(prob, target, gamma)
+        total = total + dice_weight * dice_loss(prob, target)
     return total

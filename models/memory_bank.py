@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from models.numerics import fp32, unit
 
 _CHUNK = 4096  # rows of the distance matrix computed at once while building
 LN2 = math.log(2.0)  # 1 - exp(-ln2 d) = 1 - 2**-d (ONNX has no exp2)
@@ -39,15 +40,16 @@ class CoresetSize:
 def embed(taps: Sequence[torch.Tensor], normalize_taps: bool) -> torch.Tensor:
     """Taps ``[B, N, C_t]`` -> one feature per patch ``[B, N, sum C_t]``."""
     if normalize_taps:
-        taps = [F.normalize(t, dim=-1) for t in taps]
-    return torch.cat(list(taps), dim=-1)
+        taps = [unit(t) for t in taps]
+    return torch.cat([t.float() for t in taps], dim=-1)
 
 
 def _sq_dist(q: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor) -> torch.Tensor:
-    """Squared L2 distances ``[..., N, M]`` as one matrix product (ONNX- and fp32-safe)."""
-    q = q.float()
-    d2 = (q * q).sum(-1, keepdim=True) - 2.0 * q @ bank.float().T + bank_sq
-    return d2.clamp_min(0.0)
+    """Squared L2 distances ``[..., N, M]`` as one matrix product, in fp32 (autocast off)."""
+    with fp32(q):
+        q = q.float()
+        d2 = (q * q).sum(-1, keepdim=True) - 2.0 * q @ bank.float().T + bank_sq.float()
+        return d2.clamp_min(0.0)
 
 
 def greedy_coreset(
@@ -147,13 +149,15 @@ class MemoryBank(nn.Module):
 
     def distances(self, taps: Sequence[torch.Tensor]) -> torch.Tensor:
         """Raw L2 distance ``[B, N]`` of every query patch to its nearest bank patch."""
-        q = embed(taps, self.normalize_taps)
-        return _sq_dist(q, self.features, self.features_sq).amin(dim=-1).sqrt()
+        with fp32(taps[0]):
+            q = embed(taps, self.normalize_taps)
+            return _sq_dist(q, self.features, self.features_sq).amin(dim=-1).sqrt()
 
     def forward(self, taps: Sequence[torch.Tensor]) -> torch.Tensor:
         """Normalised distance ``[B, 1, N]`` in [0, 1) (one map, for the detector's upsampling)."""
-        d = self.distances(taps) / self.scale
-        return (1.0 - torch.exp(-LN2 * d))[:, None]
+        d = self.distances(taps)
+        with fp32(d):
+            return (1.0 - torch.exp(-LN2 * d / self.scale.float()))[:, None]
 
 
 def _leave_one_out_scale(

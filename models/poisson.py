@@ -35,6 +35,27 @@ def to_uint8(image: np.ndarray, bit_depth: int | None = None) -> np.ndarray:
     return np.round(to_unit_float(image, bit_depth) * 255.0).astype(np.uint8)
 
 
+def own_range(image: np.ndarray, bit_depth: int | None = None) -> tuple[np.ndarray, float, float]:
+    """A frame stretched to 8 bits over its own dynamic range, and how to undo that.
+
+    Returns ``(u8, lo, span)``: the model sees ``lo + span * u8 / 255`` (in [0, 1], as
+    ``preprocess`` scales the frame). 8-bit frames stay as they are (``lo 0``, ``span 1``);
+    deeper ones are stretched between their 0.1 and 99.9 percentiles, so the synthetic-defect
+    label rule (grey levels of 255) works in the frame's own range even when the recipe's bit
+    depth makes the frame dark (a Mono12 frame scaled by 65535 spans 16 grey levels).
+    """
+    image = validate_frame(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.dtype == np.uint8:
+        return image, 0.0, 1.0
+    f = to_unit_float(image, bit_depth)
+    lo, hi = (float(v) for v in np.percentile(f, (0.1, 99.9)))
+    span = max(hi - lo, 1e-6)
+    u8 = np.round(np.clip((f - lo) / span, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return u8, lo, span
+
+
 def random_mask(
     rng: np.random.Generator, height: int, width: int, shape: str | None = None
 ) -> np.ndarray:
@@ -234,10 +255,11 @@ class SyntheticDefectSet(Dataset):
         if not images:
             raise ValueError("need at least one normal image to synthesise defects from")
         self.size = size
-        self.images = [
-            cv2.resize(to_uint8(im, bit_depth), (size, size), interpolation=cv2.INTER_AREA)
-            for im in images
-        ]
+        self.images, self.ranges = [], []
+        for im in images:
+            u8, lo, span = own_range(im, bit_depth)
+            self.images.append(cv2.resize(u8, (size, size), interpolation=cv2.INTER_AREA))
+            self.ranges.append((lo, span))
         if len({im.ndim for im in self.images}) > 1:
             self.images = [_as_bgr(im) for im in self.images]
         self.length = length if length is not None else max(64, 2 * len(images))
@@ -258,14 +280,18 @@ class SyntheticDefectSet(Dataset):
         return affine_augment(im, rng) if self.augment else im.copy()
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, bool]:
-        """The uint8 image, its 0/1 label and whether it is defective."""
+        """The uint8 image (in its frame's own range), its 0/1 label and whether it is
+        defective."""
+        return self._sample(index)[:3]
+
+    def _sample(self, index: int) -> tuple[np.ndarray, np.ndarray, bool, int]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         n = len(self.images)
         k = int(rng.integers(n))
         image = self._normal(rng, k)
         empty = np.zeros((self.size, self.size), np.uint8)
         if index % 2 == 0:
-            return image, empty, False
+            return image, empty, False, k
         region = foreground(image) if self.on_part else None
         for _ in range(5):  # keep the 1:1 balance when a blend happens to change nothing
             j = (k + int(rng.integers(1, n))) % n if n > 1 else k  # another image when there is one
@@ -273,10 +299,12 @@ class SyntheticDefectSet(Dataset):
                 image, self._normal(rng, j), rng, threshold=self.threshold, region=region
             )
             if ok:
-                return out, label, True
-        return image, empty, False
+                return out, label, True, k
+        return image, empty, False, k
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        image, label, is_defect = self.sample(index)
-        x = torch.from_numpy(preprocess(image, self.size))
+        image, label, is_defect, k = self._sample(index)
+        lo, span = self.ranges[k]
+        x = (lo + span * preprocess(image, self.size)).astype(np.float32)  # as the station sees
+        x = torch.from_numpy(x)
         return x, torch.from_numpy(label.astype(np.float32)), torch.tensor(float(is_defect))

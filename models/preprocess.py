@@ -82,6 +82,17 @@ def preprocess(
     return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 
 
+def as_bgr_order(image: np.ndarray, channel_order: str) -> np.ndarray:
+    """A colour frame in OpenCV's BGR order, whatever order its source declared (gray as is).
+
+    Stored pictures are BGR (``cv2.imwrite``, ``read_image``), so an RGB source's frames are
+    turned once here and everything that reads them back (pages, the chat) sees true colours.
+    """
+    if channel_order == "rgb" and image.ndim == 3 and image.shape[2] == 3:
+        return np.ascontiguousarray(image[:, :, ::-1])
+    return image
+
+
 def resize_map(amap: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Bilinear resize of a model-resolution map to a frame's ``(H, W)``."""
     h, w = shape[:2]

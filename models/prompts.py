@@ -1,7 +1,8 @@
 """The prompt ensemble: state words x templates, encoded once per product and cached.
 
 State words and templates follow AnomalyGPT/WinCLIP as used by BatteryGPT. ``{}`` is the
-product noun ("pouch cell", "battery").
+product noun ("pouch cell", "battery"). The normal states are the paper's four; WinCLIP's
+three extra words (``EXTRA_NORMAL_STATES``) are an option a recipe records when asked for.
 """
 
 from __future__ import annotations
@@ -11,15 +12,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-NORMAL_STATES: tuple[str, ...] = (
+NORMAL_STATES: tuple[str, ...] = (  # the paper's list
     "{}",
     "{} without flaw",
     "{} without defect",
     "{} without damage",
-    "flawless {}",
-    "perfect {}",
-    "unblemished {}",
 )
+EXTRA_NORMAL_STATES: tuple[str, ...] = ("flawless {}", "perfect {}", "unblemished {}")
 ABNORMAL_STATES: tuple[str, ...] = (
     "broken {}",
     "damaged {}",
@@ -45,6 +44,11 @@ class PromptSet:
     normal_states: list[str] = field(default_factory=lambda: list(NORMAL_STATES))
     abnormal_states: list[str] = field(default_factory=lambda: list(ABNORMAL_STATES))
     templates: list[str] = field(default_factory=lambda: list(TEMPLATES))
+
+    @classmethod
+    def with_extra_states(cls, product: str) -> PromptSet:
+        """The paper's normal states plus WinCLIP's three extra words."""
+        return cls(product, normal_states=[*NORMAL_STATES, *EXTRA_NORMAL_STATES])
 
     def sentences(self, states: list[str]) -> list[str]:
         """Every template filled with every state filled with the product noun."""

@@ -16,16 +16,29 @@ def train(
     data: Path = typer.Option(
         ..., help="MVTec-layout dataset (its train/good is used) or a folder of normal images."
     ),
-    epochs: int = typer.Option(10, min=1, help="Passes over the synthetic training set."),
-    batch_size: int = typer.Option(8, min=1, help="Images per forward pass."),
-    accumulate: int = typer.Option(
-        1, min=1, help="Forward passes whose gradients add up to one optimizer step."
+    epochs: int | None = typer.Option(
+        None, min=1, help="Passes over the synthetic training set (default 10; vit-h-14: 80)."
+    ),
+    batch_size: int | None = typer.Option(
+        None, min=1, help="Images per forward pass (default 8)."
+    ),
+    accumulate: int | None = typer.Option(
+        None,
+        min=1,
+        help="Forward passes whose gradients add up to one optimizer step (default 1; "
+        "vit-h-14: 4, batch 32 as in the paper).",
     ),
     samples_per_epoch: int | None = typer.Option(
         None,
         min=2,
         help="Samples per epoch, half normal, half synthetic defects "
-        "(default: max(64, 2 x images)).",
+        "(default: max(64, 2 x images); vit-h-14: 400).",
+    ),
+    patience: int | None = typer.Option(
+        None,
+        min=1,
+        help="Stop after this many epochs without a better held-out pixel AUROC and keep the "
+        "best epoch (default off; vit-h-14: 10).",
     ),
     lr: float = typer.Option(1e-3, min=0.0, help="Adam learning rate."),
     seed: int = typer.Option(0, help="Same seed, same data and same weights."),
@@ -56,13 +69,15 @@ def train(
                 for t in cut_frame(im, recipe.roi, scale, recipe.input_size, recipe.tile_overlap)[0]
             ]
             typer.echo(f"{len(paths)} image(s) cut as inspection cuts frames: {len(images)} tiles")
-        config = TrainConfig(
+        config = TrainConfig.for_arch(
+            recipe.arch,
             epochs=epochs,
             batch_size=batch_size,
             accumulate=accumulate,
             lr=lr,
             seed=seed,
             samples_per_epoch=samples_per_epoch,
+            patience=patience,
         )
         typer.echo(f"training {bundle} on {len(images)} normal image(s) from {paths[0].parent}")
         try:
@@ -90,6 +105,11 @@ def train(
         )
     else:
         typer.echo(f"{bundle} was already trained for {result.epochs_done} epoch(s)")
+    if result.stopped_early:
+        typer.echo(
+            f"stopped early: no better held-out pixel AUROC for {config.patience} epoch(s); "
+            f"kept epoch {result.best_epoch}"
+        )
     if result.head is not None:
         typer.echo(result.head.summary())
     if result.steps_run:

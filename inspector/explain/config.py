@@ -66,6 +66,10 @@ class BatteryGPTSettings(_Strict):
         description="Generation stops at the first of these.",
     )
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy")
+    template: Literal["vicuna_v1", "vicuna_v0"] = Field(
+        "vicuna_v1",
+        description="prompt format: vicuna_v1 (v1.1/v1.5) or vicuna_v0 (AnomalyGPT's weights)",
+    )
 
 
 class RetrySettings(_Strict):

@@ -115,6 +115,15 @@ class Source(ABC):
         """
         return False
 
+    @property
+    def bit_depth(self) -> int | None:
+        """Significant bits of the frames this source delivers (None: it does not say).
+
+        Cameras say it from their pixel format (as reported once open); the daemon compares
+        it with the recipe's ``bit_depth`` (``inspector.sources.bit_depth``).
+        """
+        return None
+
     def trigger(self, cell_id: str, product: str | None = None) -> None:
         """Ask for one frame of ``cell_id`` (software trigger). Sources without one refuse."""
         raise NotImplementedError(f"{self.name} source does not take software triggers")

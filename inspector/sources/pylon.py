@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id
+from inspector.sources.bit_depth import pixel_format_bits
 from inspector.sources.config import PylonSourceConfig
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,12 @@ class PylonSource(Source):
         self._retrieving = threading.Condition()
         self._in_retrieve = False
         self._last_block: int | None = None
+        self._reported_format: str | None = None  # PixelFormat as the open camera reports it
+
+    @property
+    def bit_depth(self) -> int:
+        """From the camera's reported pixel format once open, the configured one before."""
+        return pixel_format_bits(self._reported_format or self.cfg.pixel_format)
 
     @property
     def triggerable(self) -> bool:
@@ -375,6 +382,7 @@ class PylonSource(Source):
         if cfg.height:
             camera.Height.Value = cfg.height
         camera.PixelFormat.Value = _pixel_format_name(camera, cfg.pixel_format)
+        self._reported_format = str(camera.PixelFormat.Value)
         if cfg.exposure_us is not None:
             for name in ("ExposureTime", "ExposureTimeAbs"):  # SFNC 2 and older names
                 if writable(name):

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from models.numerics import unit
+
 
 class Backbone(nn.Module, ABC):
     """Frozen image features for the detector, the memory bank and the chat.
@@ -63,4 +65,4 @@ class Backbone(nn.Module, ABC):
 
     def global_embedding(self, x: torch.Tensor) -> torch.Tensor:
         """The global image embedding of ``[0, 1]`` images, L2-normalised."""
-        return nn.functional.normalize(self.global_features(self.normalize(x)).float(), dim=-1)
+        return unit(self.global_features(self.normalize(x)))

@@ -37,13 +37,9 @@ def inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(3, 224, 224), amap
 
 
-def test_encoder_2_starts_as_a_frozen_copy_of_encoder_1(chat: BatteryChat, encoder) -> None:
+def test_encoder_2_is_encoder_1_frozen_not_a_second_copy(chat: BatteryChat, encoder) -> None:
     enc2 = chat.vision.encoder
-    assert enc2 is not encoder
-    for (name, p1), p2 in zip(
-        encoder.state_dict().items(), enc2.state_dict().values(), strict=True
-    ):
-        assert torch.equal(p1, p2), name
+    assert enc2 is encoder  # one copy of the (632 M-parameter for ViT-H) encoder
     assert not any(p.requires_grad for p in enc2.parameters())
     trainable = {n for n, p in chat.vision.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith(("image_proj", "prompt_learner")) for n in trainable)
@@ -128,41 +124,34 @@ def test_a_folder_without_a_model_is_a_clear_error(encoder, tmp_path: Path) -> N
         BatteryChat.from_pretrained(tmp_path, encoder)
 
 
-def test_synthetic_answers_name_the_positions_the_map_shows() -> None:
+@pytest.fixture(scope="module")
+def examples(tiny_bundle: Path, reference_dir: Path):
+    from models.bundle import load_detector
+    from models.chat_training import detector_examples
+    from models.image_io import list_images, read_image
+    from models.recipe import load_recipe
+
+    frames = [read_image(p) for p in list_images(reference_dir)]
+    return detector_examples(load_detector(tiny_bundle), frames, load_recipe(tiny_bundle), n=4)
+
+
+def test_training_lowers_the_answer_loss_and_touches_only_the_learner(
+    chat: BatteryChat, examples
+) -> None:
     import numpy as np
 
-    from inspector.decision import find_regions
-    from models.chat_training import synthetic_example
+    from models.chat_training import train_chat
 
-    rng = np.random.default_rng(3)
-    seen = set()
-    for _ in range(12):
-        ex = synthetic_example(rng)
-        regions = find_regions(ex.amap.numpy(), (224, 224), 0.5, min_area_px=20)
-        assert sorted(r.position for r in regions) == sorted(ex.positions)
-        if ex.question.startswith("Is there") and len(ex.positions) == 2:
-            assert ex.answer == f"Yes, two, {ex.positions[0]} and {ex.positions[1]}."
-        seen.add(len(ex.positions))
-    assert seen == {0, 1, 2}
-
-
-def test_training_lowers_the_answer_loss_and_touches_only_the_learner(chat: BatteryChat) -> None:
-    import numpy as np
-
-    from models.chat_training import synthetic_example, train_chat
-
-    rng = np.random.default_rng(0)
-    examples = [synthetic_example(rng) for _ in range(4)]
     llm_before = {k: v.clone() for k, v in chat.llm.state_dict().items()}
     enc_before = {k: v.clone() for k, v in chat.vision.encoder.state_dict().items()}
-    losses = train_chat(chat, steps=12, batch_size=2, lr=1e-2, examples=examples, progress=False)
-    assert np.mean(losses[-3:]) < 0.7 * losses[0]
+    losses = train_chat(chat, examples, steps=12, batch_size=2, lr=1e-2, progress=False)
+    assert np.mean(losses[-3:]) < 0.9 * losses[0]  # long fact-based answers, 19 soft tokens
     assert all(torch.equal(v, chat.llm.state_dict()[k]) for k, v in llm_before.items())
     assert all(torch.equal(v, chat.vision.encoder.state_dict()[k]) for k, v in enc_before.items())
 
 
 def test_the_training_command_writes_weights_the_chat_loads(
-    tiny_bundle: Path, tiny_llm_dir: Path, encoder, tmp_path: Path
+    tiny_bundle: Path, reference_dir: Path, tiny_llm_dir: Path, encoder, tmp_path: Path
 ) -> None:
     from typer.testing import CliRunner
 
@@ -170,22 +159,26 @@ def test_the_training_command_writes_weights_the_chat_loads(
 
     out = tmp_path / "chat.safetensors"
     args = ["--bundle", str(tiny_bundle), "--llm", str(tiny_llm_dir), "--out", str(out)]
+    args += ["--images", str(reference_dir), "--examples", "2"]
     result = CliRunner().invoke(
         app, [*args, "--steps", "2", "--batch-size", "1", "--device", "cpu"]
     )
     assert result.exit_code == 0, result.output
-    assert f"wrote {out}" in result.output
+    assert "2 examples from 4 image(s)" in result.output and f"wrote {out}" in result.output
     trained = BatteryChat.from_pretrained(tiny_llm_dir, encoder, chat_weights=out, device="cpu")
     fresh = BatteryChat.from_pretrained(tiny_llm_dir, encoder, device="cpu")
     assert not torch.equal(trained.vision.image_proj.weight, fresh.vision.image_proj.weight)
 
 
-def test_the_training_command_says_what_is_missing(tiny_bundle: Path, tmp_path: Path) -> None:
+def test_the_training_command_says_what_is_missing(
+    tiny_bundle: Path, reference_dir: Path, tmp_path: Path
+) -> None:
     from typer.testing import CliRunner
 
     from models.chat_training import app
 
     args = ["--bundle", str(tiny_bundle), "--llm", str(tmp_path), "--out", str(tmp_path / "c")]
+    args += ["--images", str(reference_dir), "--examples", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "is not a transformers model folder" in result.output

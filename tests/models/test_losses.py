@@ -31,5 +31,5 @@ def test_decoder_loss_prefers_logits_that_match_the_mask():
     good = torch.zeros(1, 16, 2)
     good[0, :8, 1], good[0, 8:, 0] = 10.0, 10.0  # top half of the grid abnormal
     bad = good.flip(-1)
-    assert float(decoder_loss([good] * 4, target, grid)) < 0.1
+    assert float(decoder_loss([good] * 4, target, grid)) < 0.2  # bilinear edge band only
     assert float(decoder_loss([bad] * 4, target, grid)) > 4.0

@@ -2,6 +2,9 @@
 
 The frame and its anomaly map become 19 input embeddings (``models.chat``); the region facts
 go into the system prompt, so the model's words are grounded in what was measured.
+``chat_prompt`` is the one place the prompt is written: chat training
+(``models.chat_training``) builds its prompts with it too, so the model is trained on exactly
+the text it is asked with.
 """
 
 from __future__ import annotations
@@ -20,8 +23,18 @@ from inspector.explain.backends.base import (
     system_prompt,
 )
 from inspector.explain.config import BatteryGPTSettings
-from models.chat import BatteryChat
+from inspector.explain.facts import Facts
+from models.chat import DEFAULT_TEMPLATE, BatteryChat, build_prompt
 from models.preprocess import preprocess
+
+
+def chat_prompt(
+    facts: Facts, history: list[ChatTurn], question: str, template: str = DEFAULT_TEMPLATE
+) -> str:
+    """The full prompt of one turn: the system prompt with the facts, the earlier turns and
+    the question, in the chat template (``<ImageHere>`` where the image tokens go)."""
+    turns = [{"role": t["role"], "text": t["text"]} for t in history]
+    return build_prompt(system_prompt(facts), turns, question, template)
 
 
 class BatteryGPTBackend(Backend):
@@ -58,6 +71,7 @@ class BatteryGPTBackend(Backend):
             max_new_tokens=settings.max_new_tokens,
             stop_strings=settings.stop_strings,
             temperature=settings.temperature,
+            template=settings.template,
         )
         return cls(chat, load_recipe(bundle).bit_depth)
 
@@ -69,11 +83,13 @@ class BatteryGPTBackend(Backend):
         size = self.chat.vision.encoder.image_size
         image = torch.from_numpy(preprocess(ctx.image, size, self.bit_depth))
         amap = cv2.resize(ctx.amap.astype("float32"), (size, size), interpolation=cv2.INTER_AREA)
-        turns = [{"role": t["role"], "text": t["text"]} for t in history]
         with self._lock:  # one answer at a time on the GPU (the web page may ask in parallel)
             try:
-                reply = self.chat.reply(
-                    image, torch.from_numpy(amap), system_prompt(ctx.facts), turns, question
+                reply = self.chat.reply_to(
+                    image,
+                    torch.from_numpy(amap),
+                    lambda turns: chat_prompt(ctx.facts, turns, question, self.chat.template),
+                    history,
                 )
             except torch.cuda.OutOfMemoryError as exc:
                 torch.cuda.empty_cache()
