@@ -46,6 +46,23 @@ class Prepared:
     grid: TileGrid | None = None
 
 
+def prepare_frame(recipe: Recipe, frame: np.ndarray, channel_order: str = "bgr") -> Prepared:
+    """One frame's model inputs by a recipe (whole frame, or its ROI cut into tiles); the one
+    path of the station, ``predict``, calibration and int8 calibration.
+
+    Raises:
+        ImageError: the frame cannot be inspected (unreadable, or no cell found).
+    """
+    r = recipe
+    if r.roi is None and not r.tiled:
+        x = preprocess(frame, r.input_size, r.bit_depth, channel_order)
+        return Prepared(x[None], tuple(frame.shape))
+    validate_frame(frame)
+    tiles, view, grid = cut_frame(frame, r.roi, canvas_scale(r), r.input_size, r.tile_overlap)
+    inputs = np.stack([preprocess(t, r.input_size, r.bit_depth, channel_order) for t in tiles])
+    return Prepared(inputs, tuple(frame.shape), view, grid)
+
+
 @dataclass
 class Inspection:
     """One frame's result. ``map`` covers the whole frame, at model resolution (whole-frame
@@ -121,16 +138,7 @@ class Predictor:
     def prepare_frame(self, frame: np.ndarray, channel_order: str = "bgr") -> Prepared:
         """The model inputs of one frame; raises ``ImageError`` for frames it cannot inspect
         (unreadable, or no cell found by ``roi: auto``)."""
-        r = self.recipe
-        if self.whole_frame:
-            x = preprocess(frame, r.input_size, r.bit_depth, channel_order)
-            return Prepared(x[None], tuple(frame.shape))
-        validate_frame(frame)
-        tiles, view, grid = cut_frame(
-            frame, r.roi, self.canvas_scale(), r.input_size, r.tile_overlap
-        )
-        inputs = np.stack([preprocess(t, r.input_size, r.bit_depth, channel_order) for t in tiles])
-        return Prepared(inputs, tuple(frame.shape), view, grid)
+        return prepare_frame(self.recipe, frame, channel_order)
 
     def prepare(self, frame: np.ndarray, channel_order: str = "bgr") -> np.ndarray:
         """The single model input ``[3, S, S]`` of a whole-frame recipe's frame."""

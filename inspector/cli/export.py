@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from inspector.cli.app import app
@@ -80,9 +81,7 @@ def onnx(
             raise fail("--int8-static needs --calibration-dir (normal images of the product)")
         calibration = None
         if int8_static:
-            from export.quantize import calibration_inputs
-
-            calibration = calibration_inputs(bundle, calibration_dir, calibration_images)
+            calibration = _calibration_inputs(bundle, calibration_dir, calibration_images)
     has_openvino = importlib.util.find_spec("openvino") is not None
     total = 3 + 2 * int8 + 2 * int8_static + has_openvino
     with user_errors(), steps(total) as step:
@@ -129,3 +128,19 @@ def tensorrt(
             bundle, max_batch=max_batch, opt_batch=opt_batch, fp16=not fp32, step=step
         )
     typer.echo(f"engine {path} (batch 1..{max_batch}, {'FP32' if fp32 else 'FP16'})")
+
+
+def _calibration_inputs(bundle: Path, data: Path, limit: int) -> np.ndarray:
+    """Model inputs of up to ``limit`` normal images, prepared as the station prepares frames
+    (a ROI's tiles for a tiled bundle), for static int8 calibration."""
+    from inspector.predictor import prepare_frame
+    from models.datasets import normal_images, pick_evenly
+    from models.image_io import ImageError, read_image
+    from models.recipe import load_recipe
+
+    recipe = load_recipe(bundle)
+    paths = pick_evenly(normal_images(data, include_train=True), limit)
+    if not paths:
+        raise ImageError(f"no normal images in {data}")
+    inputs = np.concatenate([prepare_frame(recipe, read_image(p)).inputs for p in paths])
+    return inputs[np.linspace(0, len(inputs) - 1, min(limit, len(inputs))).astype(int)]
