@@ -55,6 +55,7 @@ def test_threshold_holds_its_false_reject_rate_on_a_second_normal_set(bundle, se
         TARGET,
         holdout=False,
         progress=False,
+        margin=0.0,  # tiny's normal scores sit within a few margins of each other
     )
     recipe = load_recipe(bundle)
     assert recipe.thresholds.calibrated and recipe.thresholds == result.thresholds
