@@ -115,7 +115,7 @@ class DriftCheck:
         if not cfg.enabled:
             return None
         if reference is None:
-            log.info("no drift check: the bundle has no score reference (calibrate it)")
+            log.debug("no drift check: the bundle has no score reference (calibrate it)")
             return None
         check = cls(reference, cfg.window_cells, cfg.psi_alarm, cfg.psi_clear)
         floor = check.noise_floor()
