@@ -41,9 +41,8 @@ def guide_commands(text: str) -> list[str]:
 def test_the_guide_names_its_steps_in_an_order_that_runs() -> None:
     names = [c.split()[1] for c in guide_commands(GUIDE.read_text(encoding="utf-8"))]
     assert names == [
-        "synth", "bundle", "train", "export", "predict",
-        "export", "calibrate",  # the edge-box paragraph: static int8, calibrated with it
-        "calibrate", "calibrate", "evaluate", "bundle",
+        "synth", "bundle", "train", "export", "predict", "calibrate", "calibrate", "evaluate",
+        "bundle",
     ]  # fmt: skip
     assert names.index("export") < names.index("calibrate")  # calibrate uses onnxruntime
 
