@@ -16,7 +16,6 @@ as an MVTec-layout dataset per product, which ``inspector bundle update --add-no
 from __future__ import annotations
 
 import csv
-import json
 import re
 import shutil
 import threading
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from inspector.payloads import json_object
 from inspector.sources.base import CELL_ID
 from inspector.store import LABELS
 
@@ -71,12 +71,7 @@ def parse_feedback(payload: bytes) -> dict:
         >>> parse_feedback(b'{"cell_id": "C-1", "label": "false_reject", "user": "hmi-2"}')
         {'cell_id': 'C-1', 'label': 'false_reject', 'note': '', 'user': 'hmi-2'}
     """
-    try:
-        data = json.loads(payload.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
-        raise FeedbackError(f"not JSON in UTF-8: {exc}"[:300]) from None
-    if not isinstance(data, dict):
-        raise FeedbackError("payload must be a JSON object with cell_id, label and user")
+    data = json_object(payload, FeedbackError, "cell_id, label and user")
     cell_id, user = data.get("cell_id"), data.get("user")
     if not isinstance(cell_id, str) or not CELL_ID.fullmatch(cell_id):
         raise FeedbackError(f"cell_id must be a cell id, got {cell_id!r}"[:300])

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 
 from inspector.config import ConfigError, MqttConfig
+from inspector.payloads import json_object
 from inspector.sources.base import CELL_ID, PRODUCT
 
 log = logging.getLogger("inspector.mqtt")
@@ -65,13 +66,7 @@ def parse_trigger(payload: bytes) -> tuple[str, str | None]:
         >>> parse_trigger(b'{"cell_id": "C-0001", "product": "pouch"}')
         ('C-0001', 'pouch')
     """
-    try:
-        data = json.loads(payload.decode("utf-8"))
-    # ValueError also covers integers of over 4300 digits; RecursionError, deep nesting
-    except (ValueError, RecursionError) as exc:
-        raise TriggerError(f"not JSON in UTF-8: {exc}"[:300]) from None
-    if not isinstance(data, dict):
-        raise TriggerError("payload must be a JSON object with cell_id")
+    data = json_object(payload, TriggerError, "cell_id")
     cell_id, product = data.get("cell_id"), data.get("product")
     if not isinstance(cell_id, str) or not CELL_ID.fullmatch(cell_id):  # "$" allows "\n"
         raise TriggerError(
