@@ -38,6 +38,10 @@ from models.recipe import (
     save_recipe,
 )
 
+# new banks take 3/4 of each image's median patch distance off its patches
+# (models/memory_bank.py; measured in bench/RESULTS.md "Accuracy"); older recipes say 0
+DEFAULT_MEDIAN_WEIGHT = 0.75
+
 # reference frame, model input side -> the model inputs it is inspected as (ROI tiles); the
 # inspector passes one (inspector.tiling.cut_frame), since models/ must not import inspector
 Tiler = Callable[[np.ndarray, int], list[np.ndarray]]
@@ -54,6 +58,7 @@ def encode_references(
     batch_size: int = 8,
     progress: bool = False,
     coreset: CoresetSize | None = None,
+    median_weight: float = DEFAULT_MEDIAN_WEIGHT,
 ) -> MemoryBank | None:
     """Memory bank from normal reference frames (None when there are none)."""
     if not images:
@@ -65,7 +70,8 @@ def encode_references(
         x = np.stack([preprocess(im, encoder.image_size, bit_depth) for im in chunk])
         batches.append(encoder(torch.from_numpy(x)))
     return MemoryBank.from_taps(
-        batches, encoder.unit_taps, coreset, grid=encoder.grid_size
+        batches, encoder.unit_taps, coreset, grid=encoder.grid_size,
+        median_weight=median_weight,
     )
 
 
@@ -88,6 +94,7 @@ def build_detector(
     image_size: int | None = None,
     coreset: CoresetSize | None = None,
     tiler: Tiler | None = None,
+    median_weight: float = DEFAULT_MEDIAN_WEIGHT,
 ) -> BatteryDetector:
     """A detector in memory, straight from an architecture (and weights for ViT-H).
 
@@ -100,7 +107,8 @@ def build_detector(
     if tiler is not None:
         reference_images = [t for im in reference_images for t in tiler(im, encoder.image_size)]
     bank = encode_references(
-        encoder, reference_images, bit_depth, progress=progress, coreset=coreset
+        encoder, reference_images, bit_depth, progress=progress, coreset=coreset,
+        median_weight=median_weight,
     )
     fusion = default_fusion(encoder, bank is not None)
     detector = BatteryDetector(encoder, decoder, text, bank, fusion=fusion).eval()
@@ -147,6 +155,7 @@ def create_bundle(
     tile_overlap: float = 0.25,
     tiler: Tiler | None = None,
     prompts: PromptSet | None = None,
+    median_weight: float = DEFAULT_MEDIAN_WEIGHT,
 ) -> Recipe:
     """Make a bundle folder for one product; returns its recipe.
 
@@ -175,7 +184,7 @@ def create_bundle(
 
     det = build_detector(
         arch, product, weights, reference_images, seed, prompts, bit_depth, progress,
-        image_size, coreset, counted,
+        image_size, coreset, counted, median_weight,
     )
     n_inputs = sum(per_frame)
     out = Path(out)
@@ -188,6 +197,7 @@ def create_bundle(
         patch_grid=det.encoder.grid_size[0],
         taps=det.encoder.taps,
         fusion=det.fusion,
+        median_weight=det.memory_bank.median_weight if det.memory_bank is not None else 0.0,
         coreset=Coreset(
             fraction=coreset.fraction,
             minimum=coreset.minimum,
@@ -275,7 +285,9 @@ def load_detector(bundle: str | Path, device: str | torch.device = "cpu") -> Bat
     bank = None
     if (bundle / MEMORY_FILE).is_file():
         saved = load_file(bundle / MEMORY_FILE, device=str(device))
-        bank = MemoryBank(saved["features"], float(saved["scale"]), encoder.unit_taps)
+        bank = MemoryBank(
+            saved["features"], float(saved["scale"]), encoder.unit_taps, recipe.median_weight
+        )
     det = BatteryDetector(
         encoder,
         decoder,

@@ -132,6 +132,9 @@ class Recipe(_Strict):
     memory_weight: float = Field(0.5, ge=0.0, le=1.0)
     text_scale: float | None = Field(None, gt=0.0)  # decoder map's normal scale (training)
     coreset: Coreset = Coreset()
+    # share of each image's median patch distance taken off its memory-bank distances
+    # (models/memory_bank.py; 0 in bundles made before it existed)
+    median_weight: float = Field(0.0, ge=0.0, le=1.0)
     smoothing_sigma: float = Field(4.0, ge=0.0)
     thresholds: Thresholds = Thresholds()
     pixel_pitch_mm: float | None = Field(None, gt=0.0)
@@ -206,6 +209,8 @@ def tensors_id(bundle: str | Path, recipe: Recipe | None = None) -> str:
         f"{recipe.fusion}:{recipe.memory_weight}:{recipe.smoothing_sigma}:{recipe.text_scale}"
         .encode()
     )
+    if recipe.median_weight:
+        h.update(f"median_weight:{recipe.median_weight}".encode())
     if recipe.roi is not None or recipe.tiled:  # what is inspected changes the maps too
         roi = recipe.roi.model_dump_json() if recipe.roi else "frame"
         h.update(f"{roi}:{recipe.inspect_mm_per_px}:{recipe.tile_overlap}".encode())

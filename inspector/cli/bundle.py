@@ -59,6 +59,14 @@ def create(
     tile_overlap: float = typer.Option(
         0.25, min=0.0, max=0.8, help="Share of a tile's side its neighbours overlap."
     ),
+    median_weight: float = typer.Option(
+        0.75,
+        min=0.0,
+        max=1.0,
+        help="Share of each image's median patch distance taken off its memory-bank "
+        "distances: a defect is local, while a good part that is unfamiliar all over lifts "
+        "every patch. 0 = PatchCore's and the paper's scoring.",
+    ),
     seed: int = typer.Option(0, help="Seed for the random weights of the tiny architecture."),
     force: bool = typer.Option(False, help="Overwrite an existing bundle in --out."),
 ) -> None:
@@ -105,12 +113,14 @@ def create(
             out, arch, product, weights, refs, seed, bit_depth, pixel_pitch_mm, progress=True,
             image_size=image_size, coreset=coreset, roi=region,
             inspect_mm_per_px=inspect_mm_per_px, tile_overlap=tile_overlap, tiler=tiler,
+            median_weight=median_weight,
         )
         params = {
             "arch": arch, "product": product, "weights": weights, "image_size": image_size,
             "coreset_fraction": coreset_fraction, "coreset_max": coreset_max, "shots": shots,
             "bit_depth": bit_depth, "pixel_pitch_mm": pixel_pitch_mm, "seed": seed,
             "roi": roi, "inspect_mm_per_px": inspect_mm_per_px, "tile_overlap": tile_overlap,
+            "median_weight": median_weight,
         }
         recipe = record_step(out, "bundle create", params, {"references": paths})
     bank = (
@@ -195,7 +205,7 @@ def show(
         f"product     {recipe.product!r}, {recipe.arch} at {recipe.input_size} px, "
         f"fusion {recipe.fusion}, backend {recipe.backend}",
         f"memory bank {recipe.coreset.kept} of {recipe.coreset.of_total} patches from "
-        f"{recipe.n_reference_images} normal image(s)",
+        f"{recipe.n_reference_images} normal image(s), median weight {recipe.median_weight:g}",
         f"thresholds  pixel {t.pixel:.4f}, image {t.image:.4f}, min area "
         f"{t.min_defect_area_px:g} px, calibrated {str(t.calibrated).lower()}",
     ]

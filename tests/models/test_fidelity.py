@@ -521,6 +521,7 @@ def test_an_rgb_sources_rejects_are_stored_in_true_colours(
     shutil.copytree(tiny_bundle, bundle)
     recipe = load_recipe(bundle)
     recipe.fusion = "memory"
+    recipe.thresholds.pixel = recipe.thresholds.image = 0.0  # every frame is a reject
     save_recipe(bundle, recipe)
     gray = paste_foreign(textured(301, 457, seed=6), (200, 100, 60, 60))
     bgr = cv2.merge([gray, (gray // 2).astype(np.uint8), (255 - gray).astype(np.uint8)])
