@@ -23,8 +23,8 @@ from inspector.cli.errors import fail, user_errors
 
 PRODUCT = "pouch cell"
 N_REFERENCES = 12
-N_CALIBRATION = 16
-MARGIN = 0.03  # above the highest normal score: 16 cells do not show every normal variation
+N_CALIBRATION = 32  # normal cells to set the threshold on (16 missed the tail cell 0 sits in)
+MARGIN = 0.03  # above the highest normal score: 32 cells do not show every normal variation
 
 
 def parse_broker_url(url: str) -> dict:
