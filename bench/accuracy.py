@@ -100,7 +100,7 @@ def _elpv_plan(args: argparse.Namespace, draw: int) -> list[tuple[str, int, int]
 
 def run_elpv(args: argparse.Namespace, work: Path) -> list[Row]:
     rows: list[Row] = []
-    for kind in KINDS:
+    for kind in args.kinds:
         for draw in args.draws:
             split = write_split(kind, draw, work / f"elpv-{kind}-{draw}")
             refs_all = [read_image(p) for p in split.references]
@@ -245,6 +245,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="draw 0, lite0 at 224, no peer")
     parser.add_argument("--draws", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
+                        help="elpv cell kinds")
     parser.add_argument("--archs", nargs="+",
                         default=["effnet-lite0", "effnet-lite1", "effnet-lite2"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 320],
