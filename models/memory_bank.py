@@ -11,9 +11,9 @@ product share that scale, and the whole search stays one matrix product in the O
 With ``median_weight`` w > 0 each image's distances are first lowered by w times its own median
 patch distance (``max(d - w * median(d), 0)``): a defect is local, while a part that is
 unfamiliar all over (another module's cells, a brighter batch) lifts every patch alike. On
-elpv (three reference draws per kind, bench/RESULTS.md) w = 0.75 raised the worst draw's image
-AUROC from 0.925 to 0.977 (mono) and 0.714 to 0.764 (poly), for 0.01-0.03 less on the draws
-that were already good; w = 1 lost more there (0.02-0.07).
+elpv (bench/RESULTS.md "Accuracy", three reference draws per kind) w = 0.75 raised the worst
+draw's image AUROC from 0.919 to 0.971 (mono) and 0.714 to 0.756 (poly), for 0.01-0.03 less
+on draws that were already good.
 """
 
 from __future__ import annotations
