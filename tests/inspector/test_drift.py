@@ -5,6 +5,7 @@ window and it clears once the light is back."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -16,9 +17,7 @@ from inspector.daemon import Daemon
 from inspector.drift import DriftCheck, DriftConfig, noise_floor, psi, reference_from_scores
 from inspector.predictor import Predictor
 from inspector.sources.base import Frame
-from models.bundle import create_bundle
-from models.image_io import list_images, read_image
-from models.recipe import load_recipe, model_id, save_recipe
+from models.recipe import load_recipe, model_id
 from tests.conftest import textured
 from tests.inspector.daemon_helpers import QueueSource, make_config, running
 
@@ -62,17 +61,14 @@ def test_config_wants_the_clear_limit_below_the_alarm() -> None:
 
 
 @pytest.fixture(scope="module")
-def calibrated_bundle(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny memory-only bundle scored as PatchCore does (median weight 0: a dimmer lamp
-    lifts every patch's score, where the default weight forgives most of a change that is the
-    same all over), calibrated on normal textures: thresholds and the drift reference."""
+def calibrated_bundle(
+    patchcore_line_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The line bundle scored as PatchCore does (a dimmer lamp lifts every score), calibrated
+    on normal textures: thresholds and the drift reference."""
     root = tmp_path_factory.mktemp("drift")
     bundle = root / "bundle"
-    refs = [read_image(p) for p in list_images(reference_dir)]
-    create_bundle(bundle, "tiny", "pouch cell", reference_images=refs, median_weight=0.0)
-    recipe = load_recipe(bundle)
-    recipe.fusion = "memory"
-    save_recipe(bundle, recipe)
+    shutil.copytree(patchcore_line_bundle, bundle)
     paths = []
     for seed in range(100, 100 + N_CALIBRATION):
         paths.append(root / f"normal{seed}.png")

@@ -105,14 +105,15 @@ feedback: {keep_passed_every: 1}
 
 @pytest.mark.slow
 def test_two_false_rejects_marked_on_the_page_pass_after_bundle_update(
-    tmp_path: Path, browser, line_bundle: Path
+    tmp_path: Path, browser, patchcore_line_bundle: Path
 ) -> None:
-    """The feedback round trip: the line rejects two cells of a darker (normal) lot and two
-    with planted defects; a technician marks the two false rejects on the page, the defects
-    are confirmed over the API; `inspector feedback export` and `inspector bundle update
-    --add-normals` follow; then the two frames pass and the planted defects still fail."""
+    """The feedback round trip: the line (scored as PatchCore does, where a darker lot lifts
+    every score) rejects two cells of a darker (normal) lot and two with planted defects; a
+    technician marks the two false rejects on the page, the defects are confirmed over the API;
+    `inspector feedback export` and `inspector bundle update --add-normals` follow; then the
+    two frames pass and the planted defects still fail."""
     bundle, calibration = tmp_path / "bundle", tmp_path / "calibration"
-    shutil.copytree(line_bundle, bundle)
+    shutil.copytree(patchcore_line_bundle, bundle)
     write_images(calibration, [textured(301, 457, seed=s) for s in range(100, 130)])
     predictor = Predictor(bundle, "torch")
     calibrate(predictor, list_images(calibration), progress=False)
