@@ -32,21 +32,27 @@ def line_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
+def memory_only_tiny_bundle(out: Path, reference_dir: Path, **create: object) -> Path:
+    """A tiny bundle from the reference images, scoring by its memory bank only; ``create``
+    goes to ``create_bundle`` (``seed``, ``median_weight``)."""
+    from models.bundle import create_bundle
+    from models.image_io import list_images, read_image
+
+    refs = [read_image(p) for p in list_images(reference_dir)]
+    create_bundle(out, "tiny", "pouch cell", reference_images=refs, **create)
+    recipe = load_recipe(out)
+    recipe.fusion = "memory"
+    save_recipe(out, recipe)
+    return out
+
+
 @pytest.fixture(scope="session")
 def patchcore_line_bundle(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The line bundle scored as PatchCore does (median weight 0): a cell that is a little off
     all over (a darker lot, a dimmer lamp) lifts every patch's score, where the default weight
     forgives most of it. For tests of what the station does about such cells."""
-    from models.bundle import create_bundle
-    from models.image_io import list_images, read_image
-
     out = tmp_path_factory.mktemp("patchcore_line_bundle") / "tiny"
-    refs = [read_image(p) for p in list_images(reference_dir)]
-    create_bundle(out, "tiny", "pouch cell", reference_images=refs, median_weight=0.0)
-    recipe = load_recipe(out)
-    recipe.fusion = "memory"
-    save_recipe(out, recipe)
-    return out
+    return memory_only_tiny_bundle(out, reference_dir, median_weight=0.0)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from inspector.daemon import Daemon  # noqa: E402
 from inspector.predictor import Predictor  # noqa: E402
 from inspector.products import ProductPool, UnknownProduct, bundle_size_mb  # noqa: E402
 from inspector.sources.base import Frame  # noqa: E402
-from models.recipe import load_recipe, model_id, save_recipe  # noqa: E402
+from models.recipe import model_id  # noqa: E402
 from tests.broker import publish  # noqa: E402
 from tests.inspector.daemon_helpers import (  # noqa: E402
     TOPIC_ROOT,
@@ -29,6 +29,7 @@ from tests.inspector.daemon_helpers import (  # noqa: E402
     bad_image,
     good_image,
     make_config,
+    memory_only_tiny_bundle,
     running,
     write_images,
 )
@@ -37,16 +38,8 @@ from tests.inspector.daemon_helpers import (  # noqa: E402
 @pytest.fixture(scope="session")
 def other_bundle(tmp_path_factory: pytest.TempPathFactory, reference_dir: Path) -> Path:
     """A second tiny bundle, as the first one but with other random weights (seed 1)."""
-    from models.bundle import create_bundle
-    from models.image_io import list_images, read_image
-
     out = tmp_path_factory.mktemp("other_bundle") / "tiny"
-    refs = [read_image(p) for p in list_images(reference_dir)]
-    create_bundle(out, "tiny", "pouch cell", reference_images=refs, seed=1)
-    recipe = load_recipe(out)
-    recipe.fusion = "memory"
-    save_recipe(out, recipe)
-    return out
+    return memory_only_tiny_bundle(out, reference_dir, seed=1)
 
 
 def products_config(
