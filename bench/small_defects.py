@@ -41,7 +41,7 @@ from inspector.calibration import choose_thresholds, region_peaks  # noqa: E402
 from inspector.evaluation import ImageResult, run_predictor  # noqa: E402
 from inspector.predictor import Predictor  # noqa: E402
 from inspector.tiling import cut_frame  # noqa: E402
-from models.bundle import create_bundle, load_detector  # noqa: E402
+from models.bundle import DEFAULT_MEDIAN_WEIGHT, create_bundle, load_detector  # noqa: E402
 from models.datasets import Sample  # noqa: E402
 from models.memory_bank import CoresetSize, MemoryBank  # noqa: E402
 from models.recipe import Roi  # noqa: E402
@@ -49,7 +49,7 @@ from models.synth import FRAME_PITCH_MM, SIZED_DEFECTS, pouch_frame  # noqa: E40
 
 SECTION = "Small defects"
 SIZES_MM = (0.2, 0.5, 1.0, 2.0, 5.0)
-BACKENDS = ("torch", "onnxruntime")  # one name per runtime; add "openvino" once it exists
+BACKENDS = ("torch", "onnxruntime", "openvino")  # one name per CPU runtime
 ARCH = "effnet-lite0"
 TARGET_RATE = 0.01
 CORESET = CoresetSize(maximum=4096)  # bounds the bank search per tile (latency)
@@ -355,7 +355,8 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, elapsed: float) ->
         f"(target {TARGET_RATE:.0%} false rejects), {args.held} other normal frames to check "
         f"the false rejects on, and per defect size {n_def} defective frames ({args.reps} each "
         f"of {', '.join(SIZED_DEFECTS)}; a scratch's size is its length, about 0.1 mm wide). "
-        f"Backbone {ARCH} (ImageNet weights), memory bank only, coreset at most "
+        f"Backbone {ARCH} (ImageNet weights), memory bank only (median weight "
+        f"{DEFAULT_MEDIAN_WEIGHT}, the default), coreset at most "
         f"{CORESET.maximum} patches; tiles of 224 px with 25 % overlap over the ROI found by "
         "`roi: auto`; recall and thresholds from ONNX Runtime through `Predictor` (the daemon's "
         "path; the per-location bank through PyTorch). Recall = defective frames that fail at "
