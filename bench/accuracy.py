@@ -28,7 +28,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.elpv import KINDS, N_BAD, N_GOOD, N_REFS, write_split  # noqa: E402
-from bench.results import update_results  # noqa: E402
+from bench.results import update_results, wall_time_line  # noqa: E402
 from inspector.evaluation import evaluate  # noqa: E402
 from models.bundle import DEFAULT_MEDIAN_WEIGHT, create_bundle  # noqa: E402
 from models.datasets import pick_evenly, train_images  # noqa: E402
@@ -231,13 +231,7 @@ def report(rows: list[Row], args: argparse.Namespace, elapsed: float) -> str:
     notes = [f"- {r.data} {r.model} {r.variant}: {r.note}" for r in rows if r.note]
     if notes:
         lines += ["", "What training's head check chose:", "", *notes]
-    load = os.getloadavg()
-    lines += [
-        "",
-        f"Wall time {elapsed / 60:.1f} min; load average at the end {load[0]:.1f} / "
-        f"{load[1]:.1f} / {load[2]:.1f} (the machine was shared with other work: compare "
-        "times within this run only).",
-    ]
+    lines += ["", wall_time_line(elapsed)]
     return "\n".join(lines)
 
 

@@ -42,6 +42,21 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} logical cores{mem}{gpu}; Python {platform.python_version()}"
 
 
+def wall_time_line(elapsed_s: float) -> str:
+    """Wall time and the load average at the end; says the machine was shared only when the
+    1-minute load exceeded the cores (a benchmark alone keeps it at or under them)."""
+    load = os.getloadavg()
+    cores = os.cpu_count() or 1
+    shared = (
+        " (the machine was shared with other work: compare times within this run only)"
+        if load[0] > cores + 0.5 else ""
+    )
+    return (
+        f"Wall time {elapsed_s / 60:.1f} min; load average at the end {load[0]:.1f} / "
+        f"{load[1]:.1f} / {load[2]:.1f} on {cores} cores{shared}."
+    )
+
+
 def update_results(section: str, body: str, path: Path = RESULTS) -> Path:
     """Replace (or append) the section ``section`` with ``body`` plus machine, command, date."""
     begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"

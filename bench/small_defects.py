@@ -36,7 +36,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.results import update_results  # noqa: E402
+from bench.results import update_results, wall_time_line  # noqa: E402
 from inspector.calibration import choose_thresholds, region_peaks  # noqa: E402
 from inspector.evaluation import ImageResult, run_predictor  # noqa: E402
 from inspector.predictor import Predictor  # noqa: E402
@@ -399,12 +399,7 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, elapsed: float) ->
                 f"{lat['infer'] / max(lat['tiles'], 1):.1f} | {lat['decide']:.0f} | "
                 f"{lat['cpu']:.0f} | {lat['load']:.1f} |"
             )
-    load = os.getloadavg()
-    lines += [
-        "",
-        f"Wall time {elapsed / 60:.1f} min; load average at the end {load[0]:.1f} / "
-        f"{load[1]:.1f} / {load[2]:.1f} (the machine was shared with other work).",
-    ]
+    lines += ["", wall_time_line(elapsed)]
     return "\n".join(lines)
 
 
