@@ -15,6 +15,9 @@ daemon's path). Writes the "Small defects" section of bench/RESULTS.md.
     .venv/bin/python -m bench.small_defects              # 15-30 min on 2 shared cores
     .venv/bin/python -m bench.small_defects --reps 1     # a quicker, coarser run
     .venv/bin/python -m bench.small_defects --fine       # also tiles at 0.05 mm/px (slow)
+    # frames per second on a GPU box, one frame and 8 frames per backend call:
+    .venv/bin/python -m bench.small_defects --latency-only --modes "tiles 0.1 mm/px" \
+        --backends tensorrt torch --frames-per-call 1 8
 
 Frames are cached in ``--cache`` (rendering one takes about 3 s).
 """
@@ -37,6 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.results import update_results, wall_time_line  # noqa: E402
+from inspector.backends import BACKENDS as BACKEND_NAMES  # noqa: E402
 from inspector.calibration import choose_thresholds, region_peaks  # noqa: E402
 from inspector.evaluation import ImageResult, run_predictor  # noqa: E402
 from inspector.predictor import Predictor  # noqa: E402
@@ -177,33 +181,44 @@ def score(
 
 
 def latency(
-    bundle: Path, backends: tuple[str, ...], frames: list[np.ndarray]
+    bundle: Path, backends: tuple[str, ...], frames: list[np.ndarray], calls: int,
+    per_call: tuple[int, ...] = (1,),
 ) -> dict[str, dict[str, float]]:
-    """Median ms per frame on each backend: ROI + tiles, backend, stitching + decision."""
+    """Median ms per frame on each backend: ROI + tiles, backend, stitching + decision.
+
+    With ``per_call`` n > 1, n frames are prepared, go through the backend in one call (all
+    their tiles together, ``TILE_BATCH`` per backend call) and are decided one by one; times
+    are per frame. ``frames[0]`` is
+    the warm-up; the others are taken in turn, ``calls`` calls per n.
+    """
     out = {}
+    pool = frames[1:] or frames
     for name in backends:
         p = Predictor(bundle, name)
         p.inspect(frames[0])  # warm-up
-        parts: dict[str, list[float]] = {"prepare": [], "infer": [], "decide": [], "total": []}
-        tiles = 0
-        cpu = []
-        for frame in frames[1:]:
-            c0 = time.process_time()
-            t0 = time.perf_counter()
-            prepared = p.prepare_frame(frame)
-            t1 = time.perf_counter()
-            maps, scores = p.infer([prepared])[0]
-            t2 = time.perf_counter()
-            p.decide(prepared, maps, scores)
-            t3 = time.perf_counter()
-            cpu.append((time.process_time() - c0) * 1e3)
-            tiles = len(prepared.inputs)
-            for key, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
-                parts[key].append(v * 1e3)
+        for n in per_call:
+            parts: dict[str, list[float]] = {k: [] for k in ("prepare", "infer", "decide", "total")}
+            cpu, tiles = [], 0
+            for c in range(calls):
+                batch = [pool[(c * n + j) % len(pool)] for j in range(n)]
+                c0 = time.process_time()
+                t0 = time.perf_counter()
+                prepared = [p.prepare_frame(f) for f in batch]
+                t1 = time.perf_counter()
+                results = p.infer(prepared)
+                t2 = time.perf_counter()
+                for prep, (maps, scores) in zip(prepared, results, strict=True):
+                    p.decide(prep, maps, scores)
+                t3 = time.perf_counter()
+                cpu.append((time.process_time() - c0) * 1e3 / n)
+                tiles = len(prepared[0].inputs)
+                for key, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
+                    parts[key].append(v * 1e3 / n)
+            label = name if n == 1 else f"{name}, {n} frames/call"
+            out[label] = {k: statistics.median(v) for k, v in parts.items()} | {
+                "tiles": tiles, "load": os.getloadavg()[0], "cpu": statistics.median(cpu),
+            }
         p.close()
-        out[name] = {k: statistics.median(v) for k, v in parts.items()} | {
-            "tiles": tiles, "load": os.getloadavg()[0], "cpu": statistics.median(cpu)
-        }
     return out
 
 
@@ -254,10 +269,15 @@ def position_results(det, predictor, anchors, banks, samples) -> list[ImageResul
 # --- the run ---------------------------------------------------------------------------------
 
 
+def _backends(mode: Mode, args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(args.backends) if args.backends else mode.latency_backends
+
+
 def run(args: argparse.Namespace, work: Path) -> list[Outcome]:
     sets = render_frames(args.cache, args)
     refs = [s.read() for s in sets["refs"]]
     lat_frames = [s.read() for s in sets["held"][: args.latency_frames + 1]]
+    lat = (lat_frames, args.latency_frames, tuple(args.frames_per_call))
     outcomes = []
     if args.latency_only:
         for mode in MODES:
@@ -265,7 +285,7 @@ def run(args: argparse.Namespace, work: Path) -> list[Outcome]:
                 continue
             bundle, fit_s = build(mode, refs, work / "latency")
             o = Outcome(mode.name, "shared", 0.0, fit_s, 0, 0, 0, 0, {}, {})
-            o.latency = latency(bundle, mode.latency_backends, lat_frames)
+            o.latency = latency(bundle, _backends(mode, args), *lat)
             _print(o)
             outcomes.append(o)
         return outcomes
@@ -281,7 +301,7 @@ def run(args: argparse.Namespace, work: Path) -> list[Outcome]:
         tiles = float(np.mean([len(p.prepare_frame(f).inputs) for f in refs]))
         grid = p.recipe.patch_grid
         o = score(mode.name, "shared", normal, held, bad, grid, tiles, fit_s)
-        o.latency = latency(bundle, mode.latency_backends, lat_frames)
+        o.latency = latency(bundle, _backends(mode, args), *lat)
         outcomes.append(o)
         _print(o)
         if mode.name == POSITION_MODE and not args.no_position:
@@ -307,7 +327,8 @@ def _print(o: Outcome) -> None:
     print(f"{o.mode} [{o.bank}]: tiles {o.tiles:.1f}, false rejects fit "
           f"{o.fit_rejects}/{o.n_fit} held {o.held_rejects}/{o.n_held}; recall {rec}")
     for name, lat in o.latency.items():
-        print(f"  {name}: {lat['total']:.0f} ms/frame ({lat['tiles']:.0f} tiles, "
+        print(f"  {name}: {lat['total']:.0f} ms/frame, {1e3 / lat['total']:.1f} frames/s "
+              f"({lat['tiles']:.0f} tiles, "
               f"{lat['infer'] / max(lat['tiles'], 1):.1f} ms/tile in the backend)")
 
 
@@ -381,21 +402,23 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, elapsed: float) ->
         lines.append(f"- {o.mode} [{o.bank}]: {kinds}")
     lines += [
         "",
-        f"Latency on this CPU, one 2448 x 2048 frame at a time (median of "
-        f"{args.latency_frames} frames after a warm-up; prepare = find the ROI, deskew, cut "
-        "and preprocess the tiles; decide = stitch, map back to the frame, regions; CPU "
-        "ms/frame = the process's CPU time, all threads: on an otherwise idle 2-core box a "
-        "frame takes at least half of it):",
+        f"Latency per 2448 x 2048 frame (median of {args.latency_frames} backend calls "
+        "after a warm-up frame; one frame per call unless the backend says 'n frames/call': "
+        "then n frames' tiles go to the predictor together and times are per frame; "
+        "prepare = find the ROI, deskew, cut and preprocess the tiles; decide = stitch, map "
+        "back to the frame, regions; CPU ms/frame = the process's CPU time, all threads: on "
+        f"an otherwise idle {os.cpu_count()}-core box a frame takes at least "
+        f"1/{os.cpu_count()} of it):",
         "",
-        "| inspection | backend | tiles/frame | ms/frame | prepare ms | backend ms | ms/tile "
-        "| decide ms | CPU ms/frame | load avg (1 min) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| inspection | backend | tiles/frame | ms/frame | frames/s | prepare ms | backend ms "
+        "| ms/tile | decide ms | CPU ms/frame | load avg (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         for name, lat in o.latency.items():
             lines.append(
                 f"| {o.mode} | {name} | {lat['tiles']:.0f} | {lat['total']:.0f} | "
-                f"{lat['prepare']:.0f} | {lat['infer']:.0f} | "
+                f"{1e3 / lat['total']:.1f} | {lat['prepare']:.0f} | {lat['infer']:.0f} | "
                 f"{lat['infer'] / max(lat['tiles'], 1):.1f} | {lat['decide']:.0f} | "
                 f"{lat['cpu']:.0f} | {lat['load']:.1f} |"
             )
@@ -409,7 +432,14 @@ def main() -> None:
     parser.add_argument("--normals", type=int, default=12, help="normal frames to calibrate on")
     parser.add_argument("--held", type=int, default=8, help="other normal frames")
     parser.add_argument("--reps", type=int, default=2, help="frames per defect kind and size")
-    parser.add_argument("--latency-frames", type=int, default=3)
+    parser.add_argument("--latency-frames", type=int, default=3,
+                        help="timed backend calls per backend (after one warm-up frame)")
+    parser.add_argument("--backends", nargs="*", choices=sorted(BACKEND_NAMES),
+                        help="time these backends (e.g. tensorrt, torch on a GPU) instead of "
+                        "each mode's CPU runtimes")
+    parser.add_argument("--frames-per-call", nargs="*", type=int, default=[1],
+                        help="frames handed to the predictor together, e.g. 1 8 (it sends "
+                        "their tiles to the backend 16 at a time)")
     parser.add_argument("--fine", action="store_true", help="also tiles at 0.05 mm/px (slow)")
     parser.add_argument("--modes", nargs="*", help="only these (names as in the table)")
     parser.add_argument("--no-position", action="store_true", help="skip the per-location bank")
