@@ -186,10 +186,10 @@ def latency(
 ) -> dict[str, dict[str, float]]:
     """Median ms per frame on each backend: ROI + tiles, backend, stitching + decision.
 
-    With ``per_call`` n > 1, n frames are prepared, go through the backend in one call (all
-    their tiles together, ``TILE_BATCH`` per backend call) and are decided one by one; times
-    are per frame. ``frames[0]`` is
-    the warm-up; the others are taken in turn, ``calls`` calls per n.
+    With ``per_call`` n > 1, n frames are prepared, handed to ``Predictor.infer`` together
+    (it sends their tiles to the backend ``TILE_BATCH`` at a time) and decided one by one;
+    times are per frame. ``frames[0]`` is the warm-up; the others are taken in turn,
+    ``calls`` predictor calls per n.
     """
     out = {}
     pool = frames[1:] or frames
@@ -402,7 +402,7 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, elapsed: float) ->
         lines.append(f"- {o.mode} [{o.bank}]: {kinds}")
     lines += [
         "",
-        f"Latency per 2448 x 2048 frame (median of {args.latency_frames} backend calls "
+        f"Latency per 2448 x 2048 frame (median of {args.latency_frames} predictor calls "
         "after a warm-up frame; one frame per call unless the backend says 'n frames/call': "
         "then n frames' tiles go to the predictor together and times are per frame; "
         "prepare = find the ROI, deskew, cut and preprocess the tiles; decide = stitch, map "
