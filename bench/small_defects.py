@@ -243,7 +243,10 @@ def position_banks(det, predictor: Predictor, refs: list[np.ndarray]):
             loc = int(np.argmin(((anchors - c) ** 2).sum(1)))
             groups[loc].append([t[i : i + 1] for t in taps])
     banks = [
-        MemoryBank.from_taps(g, det.encoder.unit_taps, CORESET, grid=det.encoder.grid_size)
+        MemoryBank.from_taps(
+            g, det.encoder.unit_taps, CORESET, grid=det.encoder.grid_size,
+            median_weight=det.memory_bank.median_weight,
+        )
         for g in groups
     ]
     return anchors, banks
@@ -354,15 +357,17 @@ def verdicts(outcomes: list[Outcome]) -> list[str]:
     if tiled and pos:
         ks, ns = _small_recall(tiled)
         kp, np_ = _small_recall(pos)
-        better = (
-            "per-location" if (kp / max(np_, 1), -pos.held_rejects)
-            > (ks / max(ns, 1), -tiled.held_rejects) else "shared"
-        )
+        shared_key = (ks / max(ns, 1), -tiled.held_rejects)
+        pos_key = (kp / max(np_, 1), -pos.held_rejects)
+        if shared_key == pos_key:
+            verdict = "the two measured the same here (the shared bank needs no registration)."
+        else:
+            better = "per-location" if pos_key > shared_key else "shared"
+            verdict = f"the {better} bank measured better here."
         out.append(
             f"- Bank at 0.1 mm/px: shared {ks}/{ns} of the defects up to 1 mm, "
             f"{_rate(tiled.held_rejects, tiled.n_held)} held-out false rejects; one bank per "
-            f"tile location {kp}/{np_}, {_rate(pos.held_rejects, pos.n_held)}: the {better} "
-            "bank measured better here."
+            f"tile location {kp}/{np_}, {_rate(pos.held_rejects, pos.n_held)}: {verdict}"
         )
     return out
 
