@@ -30,6 +30,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from bench.results import update_results, wall_time_line  # noqa: E402
 from inspector.backends import BACKENDS as BACKEND_NAMES  # noqa: E402
 from inspector.calibration import choose_thresholds, region_peaks  # noqa: E402
 from inspector.evaluation import ImageResult, run_predictor  # noqa: E402
-from inspector.predictor import Predictor  # noqa: E402
+from inspector.predictor import TILE_BATCH, Predictor  # noqa: E402
 from inspector.tiling import cut_frame  # noqa: E402
 from models.bundle import DEFAULT_MEDIAN_WEIGHT, create_bundle, load_detector  # noqa: E402
 from models.datasets import Sample  # noqa: E402
@@ -181,15 +182,15 @@ def score(
 
 
 def latency(
-    bundle: Path, backends: tuple[str, ...], frames: list[np.ndarray], calls: int,
-    per_call: tuple[int, ...] = (1,),
+    bundle: Path, backends: tuple[str, ...], frames: list[np.ndarray],
+    per_call: Sequence[int] = (1,),
 ) -> dict[str, dict[str, float]]:
     """Median ms per frame on each backend: ROI + tiles, backend, stitching + decision.
 
     With ``per_call`` n > 1, n frames are prepared, handed to ``Predictor.infer`` together
     (it sends their tiles to the backend ``TILE_BATCH`` at a time) and decided one by one;
-    times are per frame. ``frames[0]`` is the warm-up; the others are taken in turn,
-    ``calls`` predictor calls per n.
+    times are per frame. ``frames[0]`` is the warm-up; one predictor call per other frame,
+    each call taking the next n frames in turn.
     """
     out = {}
     pool = frames[1:] or frames
@@ -199,7 +200,7 @@ def latency(
         for n in per_call:
             parts: dict[str, list[float]] = {k: [] for k in ("prepare", "infer", "decide", "total")}
             cpu, tiles = [], 0
-            for c in range(calls):
+            for c in range(len(pool)):
                 batch = [pool[(c * n + j) % len(pool)] for j in range(n)]
                 c0 = time.process_time()
                 t0 = time.perf_counter()
@@ -280,7 +281,6 @@ def run(args: argparse.Namespace, work: Path) -> list[Outcome]:
     sets = render_frames(args.cache, args)
     refs = [s.read() for s in sets["refs"]]
     lat_frames = [s.read() for s in sets["held"][: args.latency_frames + 1]]
-    lat = (lat_frames, args.latency_frames, tuple(args.frames_per_call))
     outcomes = []
     if args.latency_only:
         for mode in MODES:
@@ -288,7 +288,7 @@ def run(args: argparse.Namespace, work: Path) -> list[Outcome]:
                 continue
             bundle, fit_s = build(mode, refs, work / "latency")
             o = Outcome(mode.name, "shared", 0.0, fit_s, 0, 0, 0, 0, {}, {})
-            o.latency = latency(bundle, _backends(mode, args), *lat)
+            o.latency = latency(bundle, _backends(mode, args), lat_frames, args.frames_per_call)
             _print(o)
             outcomes.append(o)
         return outcomes
@@ -304,7 +304,7 @@ def run(args: argparse.Namespace, work: Path) -> list[Outcome]:
         tiles = float(np.mean([len(p.prepare_frame(f).inputs) for f in refs]))
         grid = p.recipe.patch_grid
         o = score(mode.name, "shared", normal, held, bad, grid, tiles, fit_s)
-        o.latency = latency(bundle, _backends(mode, args), *lat)
+        o.latency = latency(bundle, _backends(mode, args), lat_frames, args.frames_per_call)
         outcomes.append(o)
         _print(o)
         if mode.name == POSITION_MODE and not args.no_position:
@@ -442,9 +442,9 @@ def main() -> None:
     parser.add_argument("--backends", nargs="*", choices=sorted(BACKEND_NAMES),
                         help="time these backends (e.g. tensorrt, torch on a GPU) instead of "
                         "each mode's CPU runtimes")
-    parser.add_argument("--frames-per-call", nargs="*", type=int, default=[1],
+    parser.add_argument("--frames-per-call", nargs="*", type=int, default=(1,),
                         help="frames handed to the predictor together, e.g. 1 8 (it sends "
-                        "their tiles to the backend 16 at a time)")
+                        f"their tiles to the backend {TILE_BATCH} at a time)")
     parser.add_argument("--fine", action="store_true", help="also tiles at 0.05 mm/px (slow)")
     parser.add_argument("--modes", nargs="*", help="only these (names as in the table)")
     parser.add_argument("--no-position", action="store_true", help="skip the per-location bank")
