@@ -29,12 +29,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.elpv import KINDS, N_BAD, N_GOOD, N_REFS, write_split  # noqa: E402
 from bench.results import update_results, wall_time_line  # noqa: E402
-from inspector.evaluation import evaluate  # noqa: E402
+from inspector.offline.evaluation import evaluate  # noqa: E402
 from models.bundle import DEFAULT_MEDIAN_WEIGHT, create_bundle  # noqa: E402
-from models.datasets import pick_evenly, train_images  # noqa: E402
+from models.data.datasets import pick_evenly, train_images  # noqa: E402
+from models.data.synth import write_dataset  # noqa: E402
 from models.image_io import read_image  # noqa: E402
-from models.synth import write_dataset  # noqa: E402
-from models.training import TrainConfig, train_bundle  # noqa: E402
+from models.training.train import TrainConfig, train_bundle  # noqa: E402
 
 SECTION = "Accuracy (bench/accuracy.py)"
 KEYS = ("image_auroc", "pixel_auroc", "aupro", "image_f1_max")
@@ -193,10 +193,11 @@ def report(rows: list[Row], args: argparse.Namespace, elapsed: float) -> str:
         "same cracked cells. 'few-shot k' uses the first k of the 24 references. The peer is "
         "anomalib 2.7 with the same EfficientNet-Lite0 ImageNet weights, layers (stride 8 and "
         "16), split and input size, in the same run (`bench/peer.py`). Procedural sets: "
-        f"`models.synth` seed 0, {args.train} train/good, {args.test_good} test/good, "
+        f"`models.data.synth` seed 0, {args.train} train/good, {args.test_good} test/good, "
         f"{args.test_defect} per defect type. Training: {args.epochs} epochs x {args.samples} "
         "samples (half Poisson synthetic defects), batch 8, Adam 1e-3, focal + Dice; then the "
-        "head check (`models/head_check.py`) keeps the fusion that scores better on held-out "
+        "head check (`models/training/head_check.py`) keeps the fusion that scores better on "
+        "held-out "
         f"synthetic defects. Our bundles take {DEFAULT_MEDIAN_WEIGHT} x each image's median "
         "patch distance off its patches (`--median-weight`); 'median weight 0' is the same "
         "bank scored as PatchCore does. CPU, torch backend; ms/img = evaluation wall time per "

@@ -55,7 +55,7 @@ def make_bundle(folder: Path) -> Path:
 
 def station_config(work: Path, bundle: Path, port: int, line: str, max_batch: int):
     """A daemon config for the benchmarks: in-memory source, local broker, no metrics port."""
-    from inspector.config import parse_config
+    from inspector.config.station import parse_config
 
     return parse_config(
         {
@@ -100,9 +100,9 @@ class Timer:
 
 
 def run(frames: int, burst: int) -> str:
-    from inspector.daemon import Daemon
-    from inspector.predictor import Predictor
+    from inspector.runtime.predictor import Predictor
     from inspector.sources.base import Frame
+    from inspector.station.daemon import Daemon
     from tests.broker import Broker
     from tests.inspector.daemon_helpers import QueueSource, running
 

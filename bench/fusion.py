@@ -20,13 +20,13 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.results import update_results  # noqa: E402
-from inspector.evaluation import evaluate  # noqa: E402
+from inspector.offline.evaluation import evaluate  # noqa: E402
 from models.bundle import create_bundle  # noqa: E402
-from models.datasets import pick_evenly, train_images  # noqa: E402
+from models.data.datasets import pick_evenly, train_images  # noqa: E402
+from models.data.synth import write_dataset  # noqa: E402
 from models.image_io import read_image  # noqa: E402
 from models.recipe import load_recipe, save_recipe  # noqa: E402
-from models.synth import write_dataset  # noqa: E402
-from models.training import TrainConfig, train_bundle  # noqa: E402
+from models.training.train import TrainConfig, train_bundle  # noqa: E402
 
 SECTION = "Fusion (bench/fusion.py)"
 KEYS = ("image_auroc", "pixel_auroc", "aupro")

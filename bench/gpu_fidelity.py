@@ -42,7 +42,7 @@ def vit_h_bundle(work: Path, n_refs: int = 8) -> Path:
     """A ViT-H-14 bundle with random weights (the checkpoint's shapes) and procedural refs."""
     from models.backbones import clip_loader
     from models.bundle import create_bundle
-    from models.synth import render
+    from models.data.synth import render
 
     spec = clip_loader.ARCHS["vit-h-14"]
     clip_loader.ARCHS["vit-h-14"] = clip_loader.ArchSpec(spec.name, spec.openclip_name, False)
@@ -55,15 +55,15 @@ def vit_h_bundle(work: Path, n_refs: int = 8) -> Path:
 
 
 def frames(n: int = 8) -> np.ndarray:
+    from models.data.synth import render
     from models.preprocess import preprocess
-    from models.synth import render
 
     return np.stack([preprocess(render("pouch", 100 + i, size=(448, 448))[0]) for i in range(n)])
 
 
 def precision_check(bundle: Path) -> dict:
     """Map differences against fp32 and latency of batch 8, per precision."""
-    from inspector.backends.torch_backend import TorchBackend
+    from inspector.runtime.backends.torch_backend import TorchBackend
 
     x = frames()
     out: dict = {}
@@ -135,13 +135,13 @@ def byte_tokenizer():
 
 def chat_check(bundle: Path) -> dict:
     """Detector + chat in one process: memory, one answer, one training example."""
-    from inspector.explain.backends.base import INITIAL_QUESTION
-    from inspector.explain.backends.batterygpt import chat_prompt
     from inspector.explain.facts import facts_from_map
+    from inspector.explain.writers.base import INITIAL_QUESTION
+    from inspector.explain.writers.batterygpt import chat_prompt
     from models.bundle import load_detector
     from models.chat import BatteryChat, ChatVision
-    from models.chat_training import Example, example_loss
     from models.recipe import Thresholds
+    from models.training.chat_training import Example, example_loss
 
     out: dict = {}
     torch.cuda.empty_cache()

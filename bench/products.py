@@ -47,9 +47,9 @@ def make_bundles(folder: Path) -> dict[str, Path]:
 def bursts(bundles: dict[str, Path], work: Path, port: int, n: int, rounds: int) -> dict:
     """Frames/s grab to PUBACK and backend calls per burst, one product and alternating,
     taking turns on one running daemon (so that the load of a shared machine hits both)."""
-    from inspector.config import parse_config
-    from inspector.daemon import Daemon
+    from inspector.config.station import parse_config
     from inspector.sources.base import Frame
+    from inspector.station.daemon import Daemon
     from tests.conftest import textured
     from tests.inspector.daemon_helpers import QueueSource, running
 
@@ -103,7 +103,7 @@ def bursts(bundles: dict[str, Path], work: Path, port: int, n: int, rounds: int)
 
 
 def cold_load(bundles: dict[str, Path], repeats: int = 5) -> list[float]:
-    from inspector.products import ProductPool
+    from inspector.runtime.products import ProductPool
 
     times = []
     for _ in range(repeats):

@@ -1,12 +1,12 @@
 """Small defects on full-resolution frames: the whole frame vs the ROI vs tiles at two pitches.
 
-Procedural 2448 x 2048 line frames at 0.05 mm/px (``models.synth.pouch_frame``: a pouch cell
+Procedural 2448 x 2048 line frames at 0.05 mm/px (``models.data.synth.pouch_frame``: a pouch cell
 on a belt between fixture rails, tilted by up to 3 degrees and shifted by up to 3 %) with
 particles, pinholes and scratches of 0.2, 0.5, 1, 2 and 5 mm. Ways of inspecting: the whole
 frame squashed to 224 px, the ROI alone squashed, tiles at 0.2 and 0.1 mm/px (0.05 with
 ``--fine``). Per way of inspecting, one
 effnet-lite0 bundle from the same normal reference frames, thresholds calibrated on normal
-frames at a 1 % false-reject target (``inspector.calibration.choose_thresholds``), false
+frames at a 1 % false-reject target (``inspector.offline.calibration.choose_thresholds``), false
 rejects on other normal frames, recall per defect size; for tiles at 0.1 mm/px also a
 position-aware memory bank (one bank per tile location) beside the shared one; and ms per
 frame on each backend in ``BACKENDS``. Every inspection goes through ``Predictor`` (the
@@ -41,16 +41,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.results import update_results, wall_time_line  # noqa: E402
-from inspector.backends import BACKENDS as BACKEND_NAMES  # noqa: E402
-from inspector.calibration import choose_thresholds, region_peaks  # noqa: E402
-from inspector.evaluation import ImageResult, run_predictor  # noqa: E402
-from inspector.predictor import TILE_BATCH, Predictor  # noqa: E402
-from inspector.tiling import cut_frame  # noqa: E402
+from inspector.offline.calibration import choose_thresholds, region_peaks  # noqa: E402
+from inspector.offline.evaluation import ImageResult, run_predictor  # noqa: E402
+from inspector.runtime.backends import BACKENDS as BACKEND_NAMES  # noqa: E402
+from inspector.runtime.predictor import TILE_BATCH, Predictor  # noqa: E402
+from inspector.vision.tiling import cut_frame  # noqa: E402
 from models.bundle import DEFAULT_MEDIAN_WEIGHT, create_bundle, load_detector  # noqa: E402
-from models.datasets import Sample  # noqa: E402
+from models.data.datasets import Sample  # noqa: E402
+from models.data.synth import FRAME_PITCH_MM, SIZED_DEFECTS, pouch_frame  # noqa: E402
 from models.memory_bank import CoresetSize, MemoryBank  # noqa: E402
 from models.recipe import Roi  # noqa: E402
-from models.synth import FRAME_PITCH_MM, SIZED_DEFECTS, pouch_frame  # noqa: E402
 
 SECTION = "Small defects"
 SIZES_MM = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -375,7 +375,7 @@ def verdicts(outcomes: list[Outcome]) -> list[str]:
 def report(outcomes: list[Outcome], args: argparse.Namespace, elapsed: float) -> str:
     n_def = args.reps * len(SIZED_DEFECTS)
     lines = [
-        f"Frames: `models.synth.pouch_frame`, 2448 x 2048 px at {FRAME_PITCH_MM} mm/px, a "
+        f"Frames: `models.data.synth.pouch_frame`, 2448 x 2048 px at {FRAME_PITCH_MM} mm/px, a "
         "pouch cell on a belt between fixture rails, tilted up to 3 deg and shifted up to 3 %. "
         f"{args.refs} normal reference frames, {args.normals} normal frames to calibrate on "
         f"(target {TARGET_RATE:.0%} false rejects), {args.held} other normal frames to check "

@@ -94,8 +94,8 @@ def run(total: int, window: int) -> tuple[str, bool]:
     from tqdm import tqdm
 
     from bench.daemon import make_bundle, station_config
-    from inspector.daemon import Daemon
     from inspector.sources.base import Frame
+    from inspector.station.daemon import Daemon
     from tests.broker import Broker
     from tests.inspector.daemon_helpers import QueueSource, running
 

@@ -26,7 +26,7 @@ import onnx
 import torch
 
 from export.parity import parity
-from inspector.backends.onnxruntime_backend import (
+from inspector.runtime.backends.onnxruntime_backend import (
     INPUT_NAME,
     MODEL_ID_KEY,
     ONNX_FILE,

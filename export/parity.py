@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.data.synth import DEFECTS, render
 from models.detector import BatteryDetector
 from models.preprocess import preprocess
-from models.synth import DEFECTS, render
 
 
 def parity_inputs(n: int, size: int = 224, seed: int = 0) -> np.ndarray:

@@ -307,7 +307,7 @@ def calibration_inputs(bundle: str | Path, data: str | Path, limit: int = 32) ->
     Raises:
         ImageError: no normal images there, or one cannot be read.
     """
-    from models.datasets import normal_images, pick_evenly
+    from models.data.datasets import normal_images, pick_evenly
     from models.image_io import read_image
     from models.preprocess import preprocess
     from models.recipe import load_recipe

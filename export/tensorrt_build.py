@@ -16,8 +16,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from inspector.backends.onnxruntime_backend import INPUT_NAME, ONNX_FILE, check_export_current
-from inspector.backends.tensorrt_backend import (
+from inspector.runtime.backends.onnxruntime_backend import (
+    INPUT_NAME,
+    ONNX_FILE,
+    check_export_current,
+)
+from inspector.runtime.backends.tensorrt_backend import (
     ENGINE_FILE,
     SIDECAR_FILE,
     describe_gpu,

@@ -19,7 +19,6 @@ from models.backbones.base import Backbone
 from models.backbones.registry import DEFAULT_ARCH, create_backbone, empty_backbone
 from models.decoder import TextDecoder
 from models.detector import BatteryDetector
-from models.head_check import text_scale
 from models.memory_bank import CoresetSize, MemoryBank, embed
 from models.preprocess import preprocess
 from models.prompts import PromptSet
@@ -37,13 +36,14 @@ from models.recipe import (
     load_recipe,
     save_recipe,
 )
+from models.training.head_check import text_scale
 
 # new banks take 3/4 of each image's median patch distance off its patches
 # (models/memory_bank.py; measured in bench/RESULTS.md "Accuracy"); older recipes say 0
 DEFAULT_MEDIAN_WEIGHT = 0.75
 
 # reference frame, model input side -> the model inputs it is inspected as (ROI tiles); the
-# inspector passes one (inspector.tiling.cut_frame), since models/ must not import inspector
+# inspector passes one (inspector.vision.tiling.cut_frame), since models/ must not import inspector
 Tiler = Callable[[np.ndarray, int], list[np.ndarray]]
 
 

@@ -10,7 +10,7 @@ model as ``inputs_embeds``. Earlier turns of the chat are replayed as context on
 after ``max_new_tokens``.
 
 The language model comes from a local folder only (``local_files_only=True``). Only the prompt
-learner and the projection train (``models/chat_training.py``).
+learner and the projection train (``models/training/chat_training.py``).
 """
 
 from __future__ import annotations

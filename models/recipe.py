@@ -20,7 +20,7 @@ ENCODER_FILE = "encoder.safetensors"
 DECODER_FILE = "decoder.safetensors"
 TEXT_FILE = "text_embeddings.safetensors"
 MEMORY_FILE = "memory_bank.safetensors"
-CHECKPOINT_FILE = "train_checkpoint.pt"  # models/training.py's; belongs to one bundle state
+CHECKPOINT_FILE = "train_checkpoint.pt"  # models/training/train.py's; belongs to one bundle state
 SCHEMA_VERSION = 2  # 2: backbone families, PatchCore bank, normalisation in the graph
 THRESHOLD_DECIMALS = 4  # thresholds are stored and published to this many decimals, as scores
 CALIBRATION_MARGIN = 0.005  # default score units between the highest passing normal peak and
@@ -86,7 +86,7 @@ class Step(_Strict):
 
 class ScoreReference(_Strict):
     """The image scores of the calibration's normal images over fixed bins: what the drift
-    check compares the line's recent scores with (``inspector.drift``)."""
+    check compares the line's recent scores with (``inspector.station.drift``)."""
 
     edges: list[float]  # inner bin edges, ascending; the outer bins are open
     counts: list[int]  # images per bin, len(edges) + 1
@@ -138,7 +138,8 @@ class Recipe(_Strict):
     smoothing_sigma: float = Field(4.0, ge=0.0)
     thresholds: Thresholds = Thresholds()
     pixel_pitch_mm: float | None = Field(None, gt=0.0)
-    # region of interest and tiling (inspector/roi.py, inspector/tiling.py); None: whole frame
+    # region of interest and tiling (inspector/vision/roi.py, inspector/vision/tiling.py);
+    # None: whole frame
     roi: Roi | None = None
     inspect_mm_per_px: float | None = Field(None, gt=0.0)  # tile at this pitch (needs the above)
     tile_overlap: float = Field(0.25, ge=0.0, lt=0.9)  # share of a tile its neighbours overlap

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate ``docs/config-reference.md`` from the configuration schema, so the two cannot drift.
 
-Walks the JSON schema of a pydantic model (``inspector.config.Config`` by default) into one
+Walks the JSON schema of a pydantic model (``inspector.config.station.Config`` by default) into one
 markdown table per section: key path, type, default, description. ``--check`` compares
 instead of writing (CI and the docs test use it).
 
@@ -22,7 +22,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "config-reference.md"
-DEFAULT_MODEL = "inspector.config:Config"
+DEFAULT_MODEL = "inspector.config.station:Config"
 
 HEADER = """\
 # Configuration reference

@@ -71,10 +71,10 @@ def create(
     force: bool = typer.Option(False, help="Overwrite an existing bundle in --out."),
 ) -> None:
     """Create a model bundle: encoder, decoder, cached prompt embeddings, memory bank, recipe."""
-    from inspector.roi import parse_roi
-    from inspector.tiling import cut_frame
+    from inspector.vision.roi import parse_roi
+    from inspector.vision.tiling import cut_frame
     from models.bundle import create_bundle
-    from models.datasets import pick_evenly
+    from models.data.datasets import pick_evenly
     from models.image_io import list_images, read_image
     from models.memory_bank import CoresetSize
     from models.recipe import RECIPE_FILE, record_step
@@ -167,7 +167,7 @@ def update(
     rate (on the labelled defects) before and after, and the model id before and after. The
     step is recorded in the bundle's lineage (inspector bundle show).
     """
-    from inspector.bundle_update import update_with_normals
+    from inspector.offline.bundle_update import update_with_normals
 
     with user_errors():
         if false_reject_rate is not None and not 0.0 < false_reject_rate < 1.0:

@@ -30,8 +30,8 @@ def capture(
     """
     import cv2
 
-    from inspector.config import load_config
-    from inspector.daemon import create_configured_source
+    from inspector.config.station import load_config
+    from inspector.station.daemon import create_configured_source
 
     with user_errors():
         cfg = load_config(config)

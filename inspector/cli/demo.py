@@ -52,7 +52,7 @@ def _make_camera_images(folder: Path, n: int) -> list[str | None]:
     """``n`` pouch-cell images in name order; returns the planted defect of each (or None)."""
     import cv2
 
-    from models.synth import DEFECTS, render
+    from models.data.synth import DEFECTS, render
 
     folder.mkdir(parents=True, exist_ok=True)
     planted: list[str | None] = []
@@ -66,11 +66,11 @@ def _make_camera_images(folder: Path, n: int) -> list[str | None]:
 
 def _make_bundle(out: Path) -> float:
     """A default-backbone bundle from normal images, thresholds just above held-out normals."""
-    from inspector.predictor import Predictor
+    from inspector.runtime.predictor import Predictor
     from models.backbones.registry import DEFAULT_ARCH
     from models.bundle import create_bundle
+    from models.data.synth import render
     from models.recipe import load_recipe, save_recipe
-    from models.synth import render
 
     refs = [render("pouch", [1, i])[0] for i in range(N_REFERENCES)]
     create_bundle(out, DEFAULT_ARCH, PRODUCT, reference_images=refs, seed=0)
@@ -89,8 +89,8 @@ def _make_bundle(out: Path) -> float:
 def _save_overlay(payload: dict, frame, overlays: Path, map_path: Path | None) -> Path | None:
     import numpy as np
 
-    from inspector.decision import Decision, Region
-    from inspector.overlay import render_overlay
+    from inspector.vision.decision import Decision, Region
+    from inspector.vision.overlay import render_overlay
     from models.image_io import write_png
     from models.recipe import Thresholds
 
@@ -131,9 +131,9 @@ def demo(
     """
     os.environ.setdefault("PYLON_CAMEMU", "1")  # before pypylon is first imported
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from inspector.config import parse_config
-    from inspector.daemon import Daemon
-    from inspector.health import setup_logging
+    from inspector.config.station import parse_config
+    from inspector.station.daemon import Daemon
+    from inspector.station.health import setup_logging
     from models.backbones.registry import DEFAULT_ARCH
 
     with user_errors():

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import typer
 from pydantic import ValidationError
 
-from inspector.datadir import DataDirError
+from inspector.station.datadir import DataDirError
 from models.errors import MissingWeightsError
 from models.image_io import ImageError
 

@@ -18,7 +18,7 @@ def _calibrated_backend(bundle: Path) -> str | None:
     """The backend ``calibration.json`` says the thresholds were fitted with, if it says."""
     import json
 
-    from inspector.calibration import CALIBRATION_FILE
+    from inspector.offline.calibration import CALIBRATION_FILE
 
     try:
         return json.loads((bundle / CALIBRATION_FILE).read_text(encoding="utf-8")).get("backend")
@@ -49,14 +49,14 @@ def evaluate(
     Pixel metrics are null in the JSON when the dataset has no masks (image labels come from
     the folder names alone).
     """
-    from inspector.evaluation import evaluate as run_evaluation
-    from inspector.evaluation import write_json
+    from inspector.offline.evaluation import evaluate as run_evaluation
+    from inspector.offline.evaluation import write_json
 
     with user_errors():
         ev = run_evaluation(bundle, data, backend, batch_size, progress=True)
         write_json(ev, json_out)
         if report is not None:
-            from inspector.report import write_report
+            from inspector.offline.report import write_report
 
             write_report(ev, report)
     m = ev.metrics

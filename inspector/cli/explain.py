@@ -18,7 +18,7 @@ log = logging.getLogger("inspector.explain")
 def _load_backend(cfg):
     """The configured backend; a model that fails to load (GPU memory, a torch error) leaves
     the template in charge, so rejects are still explained, with an error in the log."""
-    from inspector.explain.backends import TemplateBackend, create_backend
+    from inspector.explain.writers import TemplateBackend, create_backend
 
     try:
         return create_backend(cfg.explainer, cfg.bundle)
@@ -54,10 +54,10 @@ def explain(
     backend fails is retried with back-off and, after explainer.retry.max_attempts, explained
     by the template from the measured facts. Runs until SIGTERM or Ctrl-C.
     """
-    from inspector.config import load_config
+    from inspector.config.station import load_config
     from inspector.explain.worker import ExplainWorker
-    from inspector.health import sd_notify, setup_logging
-    from inspector.store import Store
+    from inspector.station.health import sd_notify, setup_logging
+    from inspector.store.db import Store
     from models.recipe import load_recipe
 
     with user_errors():
@@ -74,8 +74,8 @@ def explain(
     store = Store(cfg.data_dir)
     link = outbox = None
     if cfg.mqtt.enabled:
+        from inspector.comms.mqtt import MqttLink
         from inspector.explain.outbox import ExplanationOutbox
-        from inspector.mqtt import MqttLink
 
         link = MqttLink(
             cfg.mqtt, cfg.station.line, cfg.station.station, role="explainer", will=False

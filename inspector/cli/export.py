@@ -133,8 +133,8 @@ def tensorrt(
 def _calibration_inputs(bundle: Path, data: Path, limit: int) -> np.ndarray:
     """Model inputs of up to ``limit`` normal images, prepared as the station prepares frames
     (a ROI's tiles for a tiled bundle), for static int8 calibration."""
-    from inspector.predictor import prepare_frame
-    from models.datasets import normal_images, pick_evenly
+    from inspector.runtime.predictor import prepare_frame
+    from models.data.datasets import normal_images, pick_evenly
     from models.image_io import ImageError, read_image
     from models.recipe import load_recipe
 

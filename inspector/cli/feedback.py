@@ -30,9 +30,9 @@ def export(
     test/confirmed the confirmed rejects; feedback.csv lists each frame with its label, note,
     user, model id and score. Runs beside the line daemon (it only reads the store).
     """
-    from inspector.config import load_config
-    from inspector.feedback import export_dataset
-    from inspector.store import Store
+    from inspector.config.station import load_config
+    from inspector.offline.feedback import export_dataset
+    from inspector.store.db import Store
 
     with user_errors():
         cfg = load_config(config)

@@ -74,8 +74,8 @@ def predict(
     """
     import numpy as np
 
-    from inspector.overlay import render_overlay
-    from inspector.predictor import Predictor
+    from inspector.runtime.predictor import Predictor
+    from inspector.vision.overlay import render_overlay
     from models.image_io import ImageError, read_image, write_png
 
     with user_errors():

@@ -25,7 +25,7 @@ def run(
     `inspector run`. A damaged database is moved aside (store_damaged alarm) and a fresh one
     started.
     """
-    from inspector.config import load_config
+    from inspector.config.station import load_config
 
     with user_errors():
         cfg = load_config(config)
@@ -36,8 +36,8 @@ def run(
                 load_recipe(bundle)
             typer.echo(f"{config}: OK (station {cfg.station.line}/{cfg.station.station})")
             return
-    from inspector.daemon import Daemon
-    from inspector.health import setup_logging
+    from inspector.station.daemon import Daemon
+    from inspector.station.health import setup_logging
 
     setup_logging(cfg.health.log_format, cfg.health.log_level)
     with user_errors():

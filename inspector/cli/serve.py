@@ -40,8 +40,8 @@ def serve(
     and the login form are open without it. Binds to 127.0.0.1 unless
     web.host or --host says otherwise.
     """
-    from inspector.config import load_config
-    from inspector.store import Store
+    from inspector.config.station import load_config
+    from inspector.store.db import Store
     from inspector.web.app import create_app
     from inspector.web.chat import ExplainerChat
     from inspector.web.config import WebConfig
@@ -57,7 +57,7 @@ def serve(
         store = Store(cfg.data_dir)
         make_backend = None
         if getattr(cfg.explainer, "backend", "template") != "template":
-            from inspector.explain.backends import create_backend
+            from inspector.explain.writers import create_backend
 
             def make_backend():
                 return create_backend(cfg.explainer, cfg.bundle)

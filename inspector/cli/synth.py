@@ -37,7 +37,7 @@ def synth(
 
     Pouch defects: scratch, dent, particle, edge_crack. Ultrasound: bubble, bubble_cluster.
     """
-    from models.synth import write_dataset
+    from models.data.synth import write_dataset
 
     with user_errors():
         counts = write_dataset(

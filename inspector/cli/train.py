@@ -50,12 +50,12 @@ def train(
     same command again to resume. Training changes the score scale, so the recipe's thresholds
     are marked uncalibrated: run 'inspector calibrate' afterwards.
     """
-    from inspector.predictor import canvas_scale
-    from inspector.tiling import cut_frame
-    from models.datasets import train_images
+    from inspector.runtime.predictor import canvas_scale
+    from inspector.vision.tiling import cut_frame
+    from models.data.datasets import train_images
     from models.image_io import read_image
     from models.recipe import load_recipe, record_step
-    from models.training import CHECKPOINT_FILE, TrainConfig, train_bundle
+    from models.training.train import CHECKPOINT_FILE, TrainConfig, train_bundle
 
     with user_errors():
         paths = train_images(data)

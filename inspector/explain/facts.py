@@ -4,7 +4,7 @@ Facts are the ground truth for every backend. For a stored reject they are the v
 regions (``facts_from_result``): the box, area, centroid, position, peak and mean that the
 MQTT result and the technicians' page show, never measured a second time; the stored map only
 adds shape measures (length, width, elongation from ``cv2.minAreaRect`` of the region's pixels).
-``facts_from_map`` measures a bare map (no verdict) with ``inspector.decision``'s
+``facts_from_map`` measures a bare map (no verdict) with ``inspector.vision.decision``'s
 ``find_regions``. Facts render as text for prompts.
 
 Example:
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from inspector.decision import Decision, Region, find_regions, position_word
+from inspector.vision.decision import Decision, Region, find_regions, position_word
 from models.recipe import Thresholds
 
 SCRATCH_ELONGATION = 3.0  # length / width at or above which a region reads as a scratch
@@ -96,7 +96,7 @@ class Facts:
         return "fail" if self.regions else "pass"
 
     def decision(self) -> Decision:
-        """The facts as an ``inspector.decision.Decision`` (for ``render_overlay``)."""
+        """The facts as an ``inspector.vision.decision.Decision`` (for ``render_overlay``)."""
         regions = [
             Region(r.bbox, r.area_px, r.peak, r.mean, r.centroid, r.position, r.area_mm2)
             for r in self.regions

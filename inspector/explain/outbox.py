@@ -19,9 +19,9 @@ class ExplanationOutbox:
     """Publishes the store's unpublished explanations while the link is connected.
 
     Args:
-        store: an ``inspector.store.Store`` (``unpublished_explanations``,
+        store: an ``inspector.store.db.Store`` (``unpublished_explanations``,
             ``mark_explanations_published``).
-        link: an ``inspector.mqtt.MqttLink``.
+        link: an ``inspector.comms.mqtt.MqttLink``.
         window: explanations handed to the client at a time.
         ack_timeout_s: how long to wait for the broker's PUBACK before trying again later.
         poll_s: how often to look for explanations when nobody calls ``wake``.

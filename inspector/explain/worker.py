@@ -21,8 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.explain.backends.base import Backend, BackendError, RejectContext
-from inspector.explain.backends.template import TemplateBackend
 from inspector.explain.config import ExplainerConfig
 from inspector.explain.facts import (
     Facts,
@@ -33,6 +31,8 @@ from inspector.explain.facts import (
 )
 from inspector.explain.files import read_map
 from inspector.explain.grounding import contradictions
+from inspector.explain.writers.base import Backend, BackendError, RejectContext
+from inspector.explain.writers.template import TemplateBackend
 from models.image_io import read_image
 from models.recipe import Recipe
 
@@ -117,7 +117,7 @@ class ExplainWorker:
     """Works the store's explanation queue with one backend and the template as fallback.
 
     Args:
-        store: an ``inspector.store.Store`` (``claim_job``, ``finish_job``, ``fail_job``).
+        store: an ``inspector.store.db.Store`` (``claim_job``, ``finish_job``, ``fail_job``).
         backend: the configured backend.
         cfg: retry and polling settings.
         recipe: the station bundle's recipe (pixel pitch, product); optional.

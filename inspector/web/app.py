@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from inspector.feedback import FeedbackError, check_feedback
+from inspector.offline.feedback import FeedbackError, check_feedback
 from inspector.web import present
 from inspector.web.auth import COOKIE_NAME, Authenticator, Throttle
 from inspector.web.config import WebConfig
@@ -54,7 +54,7 @@ SECURITY_HEADERS = {
 
 
 class RejectStore(Protocol):
-    """The part of ``inspector.store.Store`` the page reads and writes."""
+    """The part of ``inspector.store.db.Store`` the page reads and writes."""
 
     data_dir: Path
 
@@ -124,7 +124,7 @@ def create_app(store: RejectStore, chat_fn: ChatFn, settings: WebConfig) -> Fast
     """The technicians' page over ``store``, answering chat questions with ``chat_fn``.
 
     Args:
-        store: the station's store (``inspector.store.Store``); its ``data_dir`` bounds every
+        store: the station's store (``inspector.store.db.Store``); its ``data_dir`` bounds every
             file the page reads.
         chat_fn: ``chat_fn(reject, history, question) -> answer``; ``history`` holds the earlier
             turns of this reject as ``{role, text, ts}``.

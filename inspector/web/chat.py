@@ -22,7 +22,7 @@ from inspector.web.pictures import stored_file
 from inspector.web.present import result_of
 
 if TYPE_CHECKING:
-    from inspector.explain.backends import RejectContext
+    from inspector.explain.writers import RejectContext
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ def template_chat(reject: dict, history: list[dict], question: str) -> str:
         history: earlier turns of this reject's chat (``{role, text, ...}``).
         question: the technician's question.
     """
-    from inspector.explain.backends import RejectContext, TemplateBackend
     from inspector.explain.facts import facts_from_result
+    from inspector.explain.writers import RejectContext, TemplateBackend
 
     ctx = RejectContext(facts_from_result(result_of(reject)))
     return TemplateBackend().reply(ctx, _turns(history), question)
@@ -59,7 +59,7 @@ class ExplainerChat:
             (``explainer.check_facts``).
 
     Example:
-        >>> from inspector.explain.backends import create_backend
+        >>> from inspector.explain.writers import create_backend
         >>> chat = ExplainerChat(data_dir, lambda: create_backend(cfg.explainer, cfg.bundle))
         >>> chat(store.reject("f-1"), [], "How big is it?")  # doctest: +SKIP
     """
@@ -100,9 +100,9 @@ class ExplainerChat:
         return ctx
 
     def _measure(self, reject: dict) -> RejectContext:
-        from inspector.explain.backends import RejectContext
         from inspector.explain.facts import facts_from_result
         from inspector.explain.worker import reject_context
+        from inspector.explain.writers import RejectContext
 
         result = result_of(reject)
         try:
@@ -128,8 +128,8 @@ class ExplainerChat:
             return self._backend
 
     def __call__(self, reject: dict, history: list[dict], question: str) -> str:
-        from inspector.explain.backends import BackendError, TemplateBackend
         from inspector.explain.worker import check_answer
+        from inspector.explain.writers import BackendError, TemplateBackend
 
         ctx, turns = self.context(reject), _turns(history)
         backend = self._language_model()

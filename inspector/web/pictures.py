@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspector.decision import Decision
 from inspector.explain.facts import facts_from_result
 from inspector.explain.files import read_map
-from inspector.overlay import MIN_LONG_SIDE, display_image, render_overlay
+from inspector.vision.decision import Decision
+from inspector.vision.overlay import MIN_LONG_SIDE, display_image, render_overlay
 from models.image_io import ImageError, read_image
 
 THUMB_WIDTH = 320

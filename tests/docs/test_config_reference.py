@@ -29,10 +29,10 @@ gen = _load_generator()
 
 def test_docs_reference_equals_the_generated_one() -> None:
     try:
-        from inspector.config import Config
+        from inspector.config.station import Config
     except ImportError as exc:  # pragma: no cover - only while the config module is broken
-        pytest.skip(f"inspector.config cannot be imported ({exc}); nothing to compare with")
-    expected = gen.render_reference(Config, "inspector.config.Config")
+        pytest.skip(f"inspector.config.station cannot be imported ({exc}); nothing to compare with")
+    expected = gen.render_reference(Config, "inspector.config.station.Config")
     assert DOC.read_text(encoding="utf-8") == expected, (
         "docs/config-reference.md is stale: run .venv/bin/python scripts/gen_config_reference.py"
     )

@@ -1,4 +1,4 @@
-"""docs/mqtt.md names every topic and payload schema that inspector/mqtt.py uses."""
+"""docs/mqtt.md names every topic and payload schema that inspector/comms/mqtt.py uses."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from inspector import mqtt
+from inspector.comms import mqtt
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "mqtt.md").read_text(encoding="utf-8")
 
@@ -38,7 +38,7 @@ def test_the_availability_payloads_are_the_documented_plain_strings() -> None:
 
 
 def test_every_pairing_flag_has_a_row_and_an_alarm_that_the_code_raises() -> None:
-    from inspector import pairing
+    from inspector.station import pairing
     from tests.docs.test_operator_guide import alarms_in_code
 
     rows = re.findall(r"^\| `([a-z_]+)` \| .* \| (?:`([a-z_]+)`|none) \|$", DOC, re.MULTILINE)

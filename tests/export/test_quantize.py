@@ -17,7 +17,7 @@ from export.quantize import (
     quantize_static_int8,
     weight_bytes,
 )
-from inspector.backends.onnxruntime_backend import ONNX_FILE
+from inspector.runtime.backends.onnxruntime_backend import ONNX_FILE
 from models.bundle import load_detector
 
 

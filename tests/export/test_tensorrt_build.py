@@ -9,8 +9,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from export.tensorrt_build import engine_sidecar, profile_shapes
-from inspector.backends.onnxruntime_backend import exported_model_id
-from inspector.backends.tensorrt_backend import EngineMismatchError, check_engine_compatible
+from inspector.runtime.backends.onnxruntime_backend import exported_model_id
+from inspector.runtime.backends.tensorrt_backend import EngineMismatchError, check_engine_compatible
 from models.recipe import tensors_id
 from tests.cli_helpers import run_inspector
 
@@ -81,7 +81,7 @@ def test_a_stale_onnx_export_is_refused_before_tensorrt_is_needed(
     """Retrained after the export: the engine would run the old graph under the new id."""
     import export.tensorrt_build as build
     from export.onnx_export import export_bundle
-    from inspector.backends.onnxruntime_backend import StaleExportError
+    from inspector.runtime.backends.onnxruntime_backend import StaleExportError
 
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
@@ -109,7 +109,7 @@ def test_a_stale_onnx_export_is_refused_before_tensorrt_is_needed(
 def test_input_name_is_defined_once():
     import export.onnx_export as onnx_export
     import export.tensorrt_build as build
-    from inspector.backends import onnxruntime_backend
+    from inspector.runtime.backends import onnxruntime_backend
 
     assert onnx_export.INPUT_NAME is build.INPUT_NAME is onnxruntime_backend.INPUT_NAME
 
@@ -127,8 +127,8 @@ def test_without_tensorrt_the_build_is_one_clear_line(tiny_bundle, tmp_path):
 @pytest.mark.skipif(not HAS_TENSORRT, reason=NO_TENSORRT)
 def test_engine_builds_and_matches_onnxruntime(tiny_bundle, tmp_path):
     from export.parity import parity_inputs
-    from inspector.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from inspector.backends.tensorrt_backend import TensorRTBackend
+    from inspector.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from inspector.runtime.backends.tensorrt_backend import TensorRTBackend
 
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)

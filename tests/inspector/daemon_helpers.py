@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.config import Config, parse_config
+from inspector.config.station import Config, parse_config
 from inspector.sources.base import Frame, Source, SourceError
 from models.recipe import load_recipe, save_recipe
 from tests.broker import Collector
@@ -176,9 +176,9 @@ def running(daemon) -> Iterator:
 def explained_once(cfg: Config, store, recipe=None) -> Iterator[None]:
     """One explanation job done by the template backend, as ``inspector explain --once`` would,
     with its MQTT link kept open inside the block (to wait for the published explanation)."""
-    from inspector.explain.backends import TemplateBackend
+    from inspector.comms.mqtt import MqttLink
     from inspector.explain.worker import ExplainWorker
-    from inspector.mqtt import MqttLink
+    from inspector.explain.writers import TemplateBackend
 
     link = MqttLink(cfg.mqtt, "L1", "S1", role="explainer", will=False)
     link.start()

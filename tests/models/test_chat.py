@@ -127,9 +127,9 @@ def test_a_folder_without_a_model_is_a_clear_error(encoder, tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def examples(tiny_bundle: Path, reference_dir: Path):
     from models.bundle import load_detector
-    from models.chat_training import detector_examples
     from models.image_io import list_images, read_image
     from models.recipe import load_recipe
+    from models.training.chat_training import detector_examples
 
     frames = [read_image(p) for p in list_images(reference_dir)]
     return detector_examples(load_detector(tiny_bundle), frames, load_recipe(tiny_bundle), n=4)
@@ -140,7 +140,7 @@ def test_training_lowers_the_answer_loss_and_touches_only_the_learner(
 ) -> None:
     import numpy as np
 
-    from models.chat_training import train_chat
+    from models.training.chat_training import train_chat
 
     llm_before = {k: v.clone() for k, v in chat.llm.state_dict().items()}
     enc_before = {k: v.clone() for k, v in chat.vision.encoder.state_dict().items()}
@@ -155,7 +155,7 @@ def test_the_training_command_writes_weights_the_chat_loads(
 ) -> None:
     from typer.testing import CliRunner
 
-    from models.chat_training import app
+    from models.training.chat_training import app
 
     out = tmp_path / "chat.safetensors"
     args = ["--bundle", str(tiny_bundle), "--llm", str(tiny_llm_dir), "--out", str(out)]
@@ -175,7 +175,7 @@ def test_the_training_command_says_what_is_missing(
 ) -> None:
     from typer.testing import CliRunner
 
-    from models.chat_training import app
+    from models.training.chat_training import app
 
     args = ["--bundle", str(tiny_bundle), "--llm", str(tmp_path), "--out", str(tmp_path / "c")]
     args += ["--images", str(reference_dir), "--examples", "1"]

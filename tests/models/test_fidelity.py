@@ -51,11 +51,11 @@ def chat(tiny_llm_dir: Path):
 def test_training_and_station_prompts_come_from_one_function(
     monkeypatch, chat, tiny_bundle: Path, frames
 ) -> None:
-    from inspector.explain.backends import batterygpt
-    from inspector.explain.backends.base import INITIAL_QUESTION, RejectContext
     from inspector.explain.facts import facts_from_map
-    from models.chat_training import detector_examples
+    from inspector.explain.writers import batterygpt
+    from inspector.explain.writers.base import INITIAL_QUESTION, RejectContext
     from models.recipe import Thresholds
+    from models.training.chat_training import detector_examples
 
     made: list[str] = []
     original = batterygpt.chat_prompt
@@ -83,7 +83,7 @@ def test_training_and_station_prompts_come_from_one_function(
 def test_the_recipe_thresholds_decide_what_the_training_answers_say(
     tiny_bundle: Path, frames
 ) -> None:
-    from models.chat_training import detector_examples
+    from models.training.chat_training import detector_examples
 
     detector, recipe = load_detector(tiny_bundle), load_recipe(tiny_bundle)
     verdicts = {}
@@ -147,7 +147,7 @@ def test_image_tokens_are_computed_once_per_frame(chat) -> None:
 
 
 def test_auto_precision_is_fp16_on_gpus_that_have_bf16(monkeypatch) -> None:
-    from inspector.backends.torch_backend import autocast_dtype
+    from inspector.runtime.backends.torch_backend import autocast_dtype
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert autocast_dtype("auto", torch.device("cuda")) is torch.float16
@@ -197,7 +197,7 @@ def test_no_l2_norm_in_the_onnx_graph_squares_a_value_fp16_cannot_hold(
     import onnxruntime as ort
 
     from export.onnx_export import export_bundle
-    from inspector.backends.onnxruntime_backend import INPUT_NAME, ONNX_FILE
+    from inspector.runtime.backends.onnxruntime_backend import INPUT_NAME, ONNX_FILE
     from models.preprocess import preprocess
 
     bundle = _outlier_bundle(tiny_bundle, tmp_path / "outliers", 3000.0)
@@ -274,7 +274,7 @@ def test_the_tensorrt_build_pins_the_square_and_sqrt_of_an_l2_norm_to_fp32() -> 
 
 
 def test_vit_h_trains_on_the_papers_schedule_and_small_backbones_keep_theirs() -> None:
-    from models.training import TrainConfig
+    from models.training.train import TrainConfig
 
     vit = TrainConfig.for_arch("vit-h-14")
     assert vit.epochs == 80 and vit.batch_size * vit.accumulate == 32
@@ -287,7 +287,7 @@ def test_vit_h_trains_on_the_papers_schedule_and_small_backbones_keep_theirs() -
 def test_early_stopping_keeps_the_best_epoch_and_the_trained_decoder_uses_every_tap(
     tmp_path: Path, frames
 ) -> None:
-    from models.training import TrainConfig, train_bundle
+    from models.training.train import TrainConfig, train_bundle
 
     bundle = tmp_path / "early"
     create_bundle(bundle, "tiny", "pouch cell", seed=0)
@@ -306,8 +306,8 @@ def test_early_stopping_keeps_the_best_epoch_and_the_trained_decoder_uses_every_
 def test_a_mono12_camera_with_a_recipe_without_bit_depth_is_refused_at_start(
     tmp_path: Path, tiny_bundle: Path
 ) -> None:
-    from inspector.daemon import Daemon
     from inspector.sources.bit_depth import BitDepthMismatch
+    from inspector.station.daemon import Daemon
     from tests.inspector.daemon_helpers import make_config
 
     assert load_recipe(tiny_bundle).bit_depth is None
@@ -337,7 +337,7 @@ def test_the_emulated_camera_reports_its_pixel_format(monkeypatch) -> None:
 
 
 def test_synthetic_defects_of_dark_mono12_frames_are_labelled(frames) -> None:
-    from models.poisson import SyntheticDefectSet
+    from models.data.poisson import SyntheticDefectSet
     from models.preprocess import preprocess
 
     mono12 = [(f.astype(np.uint16) * 16) for f in frames]  # 12-bit data, recipe without bit_depth
@@ -403,7 +403,7 @@ def test_the_normal_states_are_the_papers_four_and_extra_words_are_an_option(
 def test_the_loss_sees_the_map_inference_makes() -> None:
     import torch.nn.functional as F
 
-    from models.losses import decoder_loss
+    from models.training.losses import decoder_loss
 
     det = build_detector("tiny", "pouch cell")
     torch.manual_seed(0)
@@ -422,7 +422,7 @@ def test_the_loss_sees_the_map_inference_makes() -> None:
 
 
 def test_dice_follows_eq_4_per_image() -> None:
-    from models.losses import dice_loss
+    from models.training.losses import dice_loss
 
     target = torch.zeros(2, 8, 8)
     target[:, :4] = 1
@@ -512,9 +512,9 @@ def test_the_v0_template_is_chosen_by_the_chat_config(chat) -> None:
 def test_an_rgb_sources_rejects_are_stored_in_true_colours(
     tmp_path: Path, tiny_bundle: Path
 ) -> None:
-    from inspector.daemon import Daemon
     from inspector.sources.base import Frame
-    from inspector.store import Store
+    from inspector.station.daemon import Daemon
+    from inspector.store.db import Store
     from tests.inspector.daemon_helpers import QueueSource, make_config, running
 
     bundle = tmp_path / "memory"
@@ -548,7 +548,7 @@ def test_fp16_chat_training_scales_the_loss_and_bf16_is_preferred(
     monkeypatch, tiny_llm_dir: Path
 ) -> None:
     from models.chat import BatteryChat, default_llm_dtype
-    from models.chat_training import grad_scaler
+    from models.training.chat_training import grad_scaler
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert default_llm_dtype("cuda") == "bfloat16"

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from inspector.daemon import Daemon
 from inspector.sources.base import Frame
-from inspector.store import Store
+from inspector.station.daemon import Daemon
+from inspector.store.db import Store
 from tests.broker import Broker, Collector
 from tests.inspector.daemon_helpers import TOPIC_ROOT, QueueSource, good_image, make_config, running
 

@@ -17,8 +17,8 @@ import socket  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from inspector.daemon import Daemon  # noqa: E402
 from inspector.sources.base import Frame  # noqa: E402
+from inspector.station.daemon import Daemon  # noqa: E402
 from tests.broker import publish  # noqa: E402
 from tests.inspector.daemon_helpers import (  # noqa: E402
     TOPIC_ROOT,

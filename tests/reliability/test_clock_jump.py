@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspector.store import Store
+from inspector.store.db import Store
 
 DAY = 86400.0
 Y2000 = 946713600.0  # 2000-01-01 08:00:00 UTC, the clock before NTP

@@ -17,9 +17,9 @@ import cv2
 import pytest
 import yaml
 
-from inspector.config import load_config
-from inspector.daemon import Daemon
-from inspector.store import Store
+from inspector.config.station import load_config
+from inspector.station.daemon import Daemon
+from inspector.store.db import Store
 from tests.cli_helpers import run_inspector
 from tests.inspector.daemon_helpers import good_image, running
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from inspector.daemon import Daemon
 from inspector.sources.base import Frame
-from inspector.store import Store
+from inspector.station.daemon import Daemon
+from inspector.store.db import Store
 from tests.broker import Collector
 from tests.inspector.daemon_helpers import TOPIC_ROOT, QueueSource, bad_image, make_config, running
 from tests.reliability.fs_wait import wait_until

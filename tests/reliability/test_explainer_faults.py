@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from inspector.store import Store
+from inspector.store.db import Store
 from tests.broker import MOSQUITTO, Broker, Collector
 from tests.cli_helpers import INSPECTOR
 from tests.inspector.explain.test_cli_explain import ROOT, station_yaml
@@ -22,7 +22,7 @@ from tests.reliability.fs_wait import wait_until
 CLAIM_AND_HANG = textwrap.dedent(
     """
     import sys
-    from inspector.store import Store
+    from inspector.store.db import Store
     job = Store(sys.argv[1]).claim_job()
     print(job.frame_id, flush=True)
     sys.stdin.read()  # hold the claim until killed

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.daemon import Daemon
 from inspector.sources.base import SourceError
 from inspector.sources.hotfolder import HotFolderSource
+from inspector.station.daemon import Daemon
 from tests.inspector.daemon_helpers import QueueSource, bad_image, good_image, make_config, running
 from tests.reliability.fs_wait import wait_until
 from tests.reliability.notify import next_ping

@@ -20,7 +20,7 @@ from pathlib import Path  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 import pytest  # noqa: E402
 
-from inspector.daemon import Daemon  # noqa: E402
+from inspector.station.daemon import Daemon  # noqa: E402
 from tests.broker import MOSQUITTO, Broker, Collector  # noqa: E402
 from tests.inspector.daemon_helpers import (  # noqa: E402
     TOPIC_ROOT,

@@ -17,9 +17,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from pydantic import SecretStr
 
-from inspector.config import MqttConfig, TLSConfig
-from inspector.daemon import Daemon
-from inspector.mqtt import MqttLink
+from inspector.comms.mqtt import MqttLink
+from inspector.config.station import MqttConfig, TLSConfig
+from inspector.station.daemon import Daemon
 from tests.broker import Broker, make_certificates
 from tests.inspector.daemon_helpers import TOPIC_ROOT, QueueSource, make_config, running
 
@@ -114,7 +114,7 @@ def test_wrong_or_missing_credentials_are_refused_and_said_so(
         password=password,
         tls=TLSConfig(ca_file=secure_broker.ca_file),
     )
-    with caplog.at_level(logging.ERROR, logger="inspector.mqtt"):
+    with caplog.at_level(logging.ERROR, logger="inspector.comms.mqtt"):
         link.start()
         try:
             assert link.refused.wait(10) and not link.connected.is_set()
@@ -136,13 +136,13 @@ def test_an_untrusted_ca_is_refused_with_a_clear_error(
         password=USERS["station"],
         tls=TLSConfig(ca_file=other_ca),
     )
-    with caplog.at_level(logging.ERROR, logger="inspector.mqtt"):
+    with caplog.at_level(logging.ERROR, logger="inspector.comms.mqtt"):
         link.start()
         try:
             assert link.refused.wait(10) and not link.connected.is_set()
         finally:
             link.stop(final_status=None)
     assert "certificate verify failed" in link.refusal
-    errors = [r.getMessage() for r in caplog.records if r.name == "inspector.mqtt"]
+    errors = [r.getMessage() for r in caplog.records if r.name == "inspector.comms.mqtt"]
     assert any(f"cannot connect to 127.0.0.1:{secure_broker.port}" in e for e in errors)
     assert len(errors) == 1, "one error, not one per retry"

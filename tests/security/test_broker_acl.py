@@ -15,7 +15,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from inspector.daemon import Daemon
+from inspector.station.daemon import Daemon
 from tests.broker import MOSQUITTO, Broker, Collector
 from tests.inspector.daemon_helpers import TOPIC_ROOT, QueueSource, make_config, running
 

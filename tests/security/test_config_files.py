@@ -1,7 +1,7 @@
 """Malformed station configs: each gives one clear line naming the key (or the YAML line), and
 the CLI prints it as a single ``error:`` line with exit status 2, never a traceback.
 
-tests/inspector/test_config.py covers unknown keys, out-of-range values, a missing secret,
+tests/inspector/config/test_config.py covers unknown keys, out-of-range values, a missing secret,
 missing sections, unreadable files and broken YAML; these are the ones it does not.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from inspector.config import ConfigError, load_config
+from inspector.config.station import ConfigError, load_config
 from tests.cli_helpers import run_inspector
 
 GOOD = (

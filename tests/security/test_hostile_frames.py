@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.daemon import Daemon
 from inspector.sources.base import Frame
+from inspector.station.daemon import Daemon
 from tests.inspector.daemon_helpers import (
     QueueSource,
     bad_image,

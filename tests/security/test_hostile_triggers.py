@@ -21,8 +21,8 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from inspector.daemon import Daemon  # noqa: E402
-from inspector.mqtt import TriggerError, parse_trigger  # noqa: E402
+from inspector.comms.mqtt import TriggerError, parse_trigger  # noqa: E402
+from inspector.station.daemon import Daemon  # noqa: E402
 from tests.broker import Broker, Collector  # noqa: E402
 from tests.inspector.daemon_helpers import (  # noqa: E402
     TOPIC_ROOT,

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from inspector.daemon import Daemon
+from inspector.station.daemon import Daemon
 from tests.inspector.daemon_helpers import bad_image, good_image, make_config, running
 from tests.reliability.fs_wait import wait_until
 

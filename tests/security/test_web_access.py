@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from inspector.store import Store
+from inspector.store.db import Store
 from inspector.web.app import create_app
 from inspector.web.auth import COOKIE_NAME
 from inspector.web.chat import template_chat

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inspector.store import Store
+from inspector.store.db import Store
 from inspector.web.server import HEADER_TIMEOUT_S
 from tests.broker import free_port
 from tests.cli_helpers import INSPECTOR

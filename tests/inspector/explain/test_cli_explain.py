@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from inspector.store import Store
+from inspector.store.db import Store
 from tests.broker import Broker, Collector, free_port
 from tests.cli_helpers import INSPECTOR, run_inspector
 from tests.inspector.explain.test_worker import record_reject
@@ -113,7 +113,7 @@ def test_the_worker_explains_rejects_as_they_come_and_stops_on_sigterm(
 def test_a_model_that_fails_to_load_leaves_the_template_in_charge(monkeypatch) -> None:
     import pytest
 
-    import inspector.explain.backends as backends
+    import inspector.explain.writers as backends
     from inspector.cli.explain import _load_backend
     from inspector.explain.config import ExplainerConfig
 

@@ -62,7 +62,7 @@ def test_regions_below_the_image_threshold_or_minimum_area_are_not_facts() -> No
 
 
 def test_facts_from_a_result_payload_agree_with_the_map() -> None:
-    from inspector.decision import decide
+    from inspector.vision.decision import decide
 
     amap = two_blobs()
     t = Thresholds(pixel=0.5, image=0.5)

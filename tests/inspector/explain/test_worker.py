@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.decision import decide
-from inspector.explain.backends import Backend, BackendError, TemplateBackend
 from inspector.explain.config import ExplainerConfig
 from inspector.explain.worker import ExplainWorker, reject_context
-from inspector.store import Store
+from inspector.explain.writers import Backend, BackendError, TemplateBackend
+from inspector.store.db import Store
+from inspector.vision.decision import decide
 from models.recipe import Thresholds
 from tests.conftest import textured
 

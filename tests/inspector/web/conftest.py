@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspector.decision import decide
-from inspector.store import Store
+from inspector.store.db import Store
+from inspector.vision.decision import decide
 from models.recipe import Thresholds
 from tests.cli_helpers import INSPECTOR
 from tests.conftest import textured

@@ -18,11 +18,11 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (dev extr
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from inspector.calibration import calibrate  # noqa: E402
-from inspector.config import load_config  # noqa: E402
-from inspector.daemon import Daemon  # noqa: E402
-from inspector.predictor import Predictor  # noqa: E402
+from inspector.config.station import load_config  # noqa: E402
+from inspector.offline.calibration import calibrate  # noqa: E402
+from inspector.runtime.predictor import Predictor  # noqa: E402
 from inspector.sources.base import Frame  # noqa: E402
+from inspector.station.daemon import Daemon  # noqa: E402
 from models.image_io import list_images  # noqa: E402
 from models.recipe import load_recipe  # noqa: E402
 from tests.cli_helpers import run_inspector  # noqa: E402

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from inspector.explain.backends import Backend, BackendError, RejectContext
-from inspector.store import Store
+from inspector.explain.writers import Backend, BackendError, RejectContext
+from inspector.store.db import Store
 from inspector.web.chat import ExplainerChat, template_chat
 from models.recipe import Prompts, Recipe, Thresholds
 from tests.inspector.web.conftest import FRAME_SHAPE

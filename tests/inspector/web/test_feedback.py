@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from inspector.store import Store
+from inspector.store.db import Store
 from inspector.web.app import create_app
 from inspector.web.chat import template_chat
 from inspector.web.config import WebConfig

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from markupsafe import escape
 from pydantic import SecretStr
 
-from inspector.store import Store
+from inspector.store.db import Store
 from inspector.web.app import create_app
 from inspector.web.chat import template_chat
 from inspector.web.config import WebConfig

@@ -1,0 +1,1 @@
+"""The station's MQTT link: publishing, the outbox, and parsing what comes in."""

@@ -1,0 +1,1 @@
+"""The station's one YAML configuration file, one module per section."""

@@ -1,0 +1,1 @@
+"""The process engineer's offline tools: calibrate, evaluate, report, learn from feedback."""

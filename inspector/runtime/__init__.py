@@ -1,0 +1,1 @@
+"""Running a bundle: backends behind one interface, the predictor, products, the engine check."""

@@ -1,0 +1,1 @@
+"""The station's SQLite store under the data directory."""

@@ -1,0 +1,1 @@
+"""From map to verdict and picture: region of interest, tiles, decision, overlay."""

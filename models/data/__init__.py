@@ -1,0 +1,1 @@
+"""Data for the model: procedural images, Poisson synthetic defects, datasets, metrics."""
