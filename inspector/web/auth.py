@@ -49,13 +49,6 @@ class Authenticator:
         self._revoked: dict[str, int] = {}  # payload of a logged-out cookie -> its expiry
         self._revoked_lock = threading.Lock()
 
-    def check_login(self, username: str, secret: str) -> bool:
-        """A login form's fields: the token alone, or the username with its password."""
-        token_ok = same_secret(secret, self._creds.token)
-        user_ok = same_secret(username, self._creds.username)
-        password_ok = same_secret(secret, self._creds.password)
-        return token_ok or (user_ok and password_ok)
-
     def check_header(self, authorization: str | None) -> bool:
         """An ``Authorization`` header: ``Bearer TOKEN``, or ``Basic base64(user:password)`` with
         ``web.username`` and its password (not the token under any name)."""
