@@ -16,13 +16,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from inspector.explain import worker
+from inspector.explain.facts import facts_from_result
+from inspector.explain.writers import BackendError, RejectContext, TemplateBackend
 from inspector.web.pictures import stored_file
 from inspector.web.present import result_of
-
-if TYPE_CHECKING:
-    from inspector.explain.writers import RejectContext
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +40,6 @@ def template_chat(reject: dict, history: list[dict], question: str) -> str:
         history: earlier turns of this reject's chat (``{role, text, ...}``).
         question: the technician's question.
     """
-    from inspector.explain.facts import facts_from_result
-    from inspector.explain.writers import RejectContext, TemplateBackend
-
     ctx = RejectContext(facts_from_result(result_of(reject)))
     return TemplateBackend().reply(ctx, _turns(history), question)
 
@@ -100,13 +96,9 @@ class ExplainerChat:
         return ctx
 
     def _measure(self, reject: dict) -> RejectContext:
-        from inspector.explain.facts import facts_from_result
-        from inspector.explain.worker import reject_context
-        from inspector.explain.writers import RejectContext
-
         result = result_of(reject)
         try:
-            return reject_context(
+            return worker.reject_context(
                 result,
                 stored_file(self.data_dir, reject.get("image_path")),
                 stored_file(self.data_dir, reject.get("map_path")),
@@ -128,15 +120,12 @@ class ExplainerChat:
             return self._backend
 
     def __call__(self, reject: dict, history: list[dict], question: str) -> str:
-        from inspector.explain.worker import check_answer
-        from inspector.explain.writers import BackendError, TemplateBackend
-
         ctx, turns = self.context(reject), _turns(history)
         backend = self._language_model()
         if backend is not None:
             try:
                 answer = backend.reply(ctx, turns, question)
-                return check_answer(ctx.facts, answer) if self.check_facts else answer
+                return worker.check_answer(ctx.facts, answer) if self.check_facts else answer
             except BackendError as exc:
                 log.warning("chat backend: %s; answering from the facts", exc)
             except Exception:  # any backend failure: the template still answers
