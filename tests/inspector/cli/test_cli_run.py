@@ -128,6 +128,8 @@ def test_a_killed_daemon_goes_offline_through_its_will(
     proc = start_daemon(station_yaml(tmp_path, line_bundle, broker.port), tmp_path / "d.log")
     try:
         collector.wait_for("status", where=lambda p: p["state"] == "online", timeout=STARTUP_S)
+        # the availability link connects on its own: its will exists once it said online
+        collector.wait_for("availability", where=lambda p: p == "online", timeout=STARTUP_S)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         will = collector.wait_for("status", where=lambda p: p["state"] == "offline", timeout=30)
