@@ -548,7 +548,7 @@ class OutboxPublisher:
             room = self.window - self.link.in_flight()
             if room <= 0 or not self._behind:  # caught up: offer() publishes new rows itself
                 return
-            rows = self.store.unpublished(after_id=self._last_handed, limit=room)
+            rows = self.store.results.unpublished(after_id=self._last_handed, limit=room)
             for row in rows:
                 self.link.publish_result(row["id"], row["payload"])
                 self._last_handed = row["id"]
@@ -585,7 +585,7 @@ class OutboxPublisher:
     def _mark(self, acks: list[tuple[int, float]]) -> None:
         if not acks:
             return
-        self.store.mark_published_many([row_id for row_id, _ in acks])
+        self.store.results.mark_published([row_id for row_id, _ in acks])
         if self.on_delivered:
             for row_id, t in acks:
                 self.on_delivered(row_id, t)

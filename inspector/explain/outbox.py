@@ -19,8 +19,7 @@ class ExplanationOutbox:
     """Publishes the store's unpublished explanations while the link is connected.
 
     Args:
-        store: an ``inspector.store.db.Store`` (``unpublished_explanations``,
-            ``mark_explanations_published``).
+        store: an ``inspector.store.db.Store`` (``explanations``).
         link: an ``inspector.comms.mqtt.MqttLink``.
         window: explanations handed to the client at a time.
         ack_timeout_s: how long to wait for the broker's PUBACK before trying again later.
@@ -52,37 +51,29 @@ class ExplanationOutbox:
     def _drain(self) -> int:
         if not self.link.connected.is_set():
             return 0
-        rows = self.store.unpublished_explanations(self.window)
-        sent = [
-            (
-                row,
-                self.link.publish_explanation(
-                    row["cell_id"] or "", row["frame_id"], row["text"], row["backend"]
-                ),
-            )
-            for row in rows
-        ]
+        rows = self.store.explanations.unpublished(limit=self.window)
+        sent = [(row, self.link.publish_explanation(**row["payload"])) for row in rows]
         acked = []
         for row, info in sent:
             try:
                 info.wait_for_publish(self.ack_timeout_s)
             except (RuntimeError, ValueError) as exc:  # the link went down meanwhile
-                log.info("explanation of %s not acknowledged yet: %s", row["frame_id"], exc)
+                log.info("explanation %s not acknowledged yet: %s", row["id"], exc)
                 break
             if not info.is_published():
                 break
-            acked.append(row["frame_id"])
-        self.store.mark_explanations_published(acked)
+            acked.append(row["id"])
+        self.store.explanations.mark_published(acked)
         return len(acked)
 
     def backlog(self) -> int:
         """Explanations stored and not yet acknowledged (up to a window's worth and more)."""
-        return len(self.store.unpublished_explanations(1_000_000))
+        return len(self.store.explanations.unpublished())
 
     def flush(self, timeout: float) -> bool:
         """Publish until none is left (True) or ``timeout`` passes (False)."""
         deadline = time.monotonic() + timeout
-        while self.store.unpublished_explanations(1):
+        while self.store.explanations.unpublished(limit=1):
             if time.monotonic() > deadline:
                 return False
             if not self.drain_once():

@@ -87,7 +87,7 @@ def test_results_stored_while_the_broker_is_away_drain_in_order_and_are_marked(
         assert outbox.flush(30), "every result acknowledged"
         results = collector.wait_for("result", 20)
         assert [r["frame_id"] for r in results] == [f"f{i:02d}" for i in range(20)]
-        assert store.unpublished() == []
+        assert store.results.unpublished() == []
     finally:
         collector.close()
         outbox.stop()
