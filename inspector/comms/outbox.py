@@ -13,7 +13,7 @@ Example:
     >>> outbox = OutboxPublisher(store, link, window=100); outbox.start()     # doctest: +SKIP
     >>> outbox.offer(store.record(result, None, None), result)  # the daemon   # doctest: +SKIP
     >>> explained = OutboxPublisher(store, link, topic="explanation")         # doctest: +SKIP
-    >>> explained.start(); explained.wake()  # the explainer, after one is stored
+    >>> explained.start(); explained.wake()  # after one is stored   # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ beside the one writer, and writes wait up to 30 s for the lock. Every table obje
 store reads and writes through one ``Connection``, so one lock serialises a process's threads.
 
 Example:
-    >>> conn = Connection(Path(tempfile.mkdtemp()) / "inspector.db")   # doctest: +SKIP
+    >>> conn = Connection(data_dir / DB_FILE)                          # doctest: +SKIP
     >>> with conn.tx() as db:                                            # doctest: +SKIP
     ...     db.execute("INSERT INTO chat (frame_id, role, text, ts) VALUES (?,?,?,?)", row)
     >>> conn.rows("SELECT text FROM chat")                               # doctest: +SKIP

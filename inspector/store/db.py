@@ -35,7 +35,7 @@ from inspector.store.connection import Connection
 from inspector.store.explanations import Explanations
 from inspector.store.feedback import Feedback
 from inspector.store.jobs import JOB_LEASE_S, Job, Jobs
-from inspector.store.pictures import Pictures, write_pictures
+from inspector.store.pictures import REJECTS_DIR, Pictures, write_pictures
 from inspector.store.rejects import Rejects
 from inspector.store.results import Results
 from inspector.store.retention import Retention
@@ -58,11 +58,11 @@ class Store:
         self, data_dir: Path, synchronous: str = "NORMAL", autocheckpoint: bool = True
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.rejects_dir = self.data_dir / REJECTS_DIR
+        self.rejects_dir.mkdir(parents=True, exist_ok=True)  # and the data directory
         self.path = self.data_dir / DB_FILE
         self._conn = Connection(self.path, synchronous, autocheckpoint)
         self._pictures = Pictures(self._conn, self.data_dir)
-        self.rejects_dir = self._pictures.rejects_dir
         self._clock = StationClock(self._conn)
         self.results = Results(self._conn)
         self.explanations = Explanations(self._conn)

@@ -6,8 +6,8 @@ explanation is stored. A job whose explainer died is claimable again: at once wh
 process of this host that has ended, else when its lease expires.
 
 Example:
-    >>> job = jobs.claim()                                 # doctest: +SKIP
-    >>> jobs.finish(job.id, "One bubble, upper left.", "template")
+    >>> job = jobs.claim()                                            # doctest: +SKIP
+    >>> jobs.finish(job.id, "One bubble, upper left.", "template")    # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ its pictures (a 5 MP PNG takes ~0.1 s), so the daemon returns as soon as the row
 
 Example:
     >>> pictures = Pictures(conn, data_dir)                              # doctest: +SKIP
-    >>> image_path, map_path = pictures.paths_for("f1", "fail", image, amap, False)
-    >>> pictures.save_later(row_id, job_id, image_path, image, map_path, amap)
-    >>> pictures.flush()                                                   # doctest: +SKIP
+    >>> paths = pictures.paths_for("f1", "fail", image, amap, False)     # doctest: +SKIP
+    >>> pictures.save_later(row_id, job_id, paths[0], image, paths[1], amap)  # doctest: +SKIP
+    >>> pictures.flush()  # every queued picture is on disk              # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ class Pictures:
         self._conn = conn
         self.data_dir = Path(data_dir)
         self.rejects_dir = self.data_dir / REJECTS_DIR
-        self.rejects_dir.mkdir(parents=True, exist_ok=True)
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
 

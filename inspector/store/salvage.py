@@ -5,8 +5,7 @@ aside; the daemon then salvages from it what it can still read, so the outbox it
 published from the fresh store.
 
 Example:
-    >>> salvage_unpublished(conn, clock, Path("inspector.db.damaged-20261125T093000Z"))
-    ...                                                                  # doctest: +SKIP
+    >>> salvage_unpublished(conn, clock, Path("inspector.db.damaged-x"))   # doctest: +SKIP
     41
 """
 
