@@ -75,13 +75,12 @@ def explain(
     link = outbox = None
     if cfg.mqtt.enabled:
         from inspector.comms.mqtt import MqttLink
-        from inspector.explain.outbox import ExplanationOutbox
+        from inspector.comms.outbox import OutboxPublisher
 
         link = MqttLink(
             cfg.mqtt, cfg.station.line, cfg.station.station, role="explainer", will=False
         )
-        outbox = ExplanationOutbox(store, link)
-        link.on_ack_signal = outbox.wake  # (re)connected: publish what waits
+        outbox = OutboxPublisher(store, link, topic="explanation")
         link.start()
         outbox.start()
 

@@ -32,11 +32,11 @@ def export(
     """
     from inspector.config.station import load_config
     from inspector.offline.feedback import export_dataset
-    from inspector.store.db import Store
+    from inspector.store.db import DB_FILE, Store
 
     with user_errors():
         cfg = load_config(config)
-        if not (cfg.data_dir / "inspector.db").is_file():
+        if not (cfg.data_dir / DB_FILE).is_file():
             raise FileNotFoundError(f"{cfg.data_dir} holds no results yet")
         store = Store(cfg.data_dir)
         try:

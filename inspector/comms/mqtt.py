@@ -2,8 +2,9 @@
 
 Topics under ``{prefix}/{line}/{station}/`` (prefix ``inspector/v1``), JSON payloads in UTF-8:
 
-- ``result`` QoS 1, one per frame, drained in order from the store's outbox; the broker's
-  PUBACK marks a row delivered. A result may be repeated after a crash (same ``frame_id``).
+- ``result`` QoS 1, one per frame, drained in order from the store by the outbox
+  (``inspector.comms.outbox``); the broker's PUBACK marks a row delivered. A result may be
+  repeated after a crash (same ``frame_id``).
 - ``alarm`` QoS 1: rejects and station faults, with a severity.
 - ``status`` QoS 1 retained: ``online`` / ``degraded`` / ``offline``; the will sets offline.
   The daemon also reads it: a status someone else publishes while it runs is overwritten.
@@ -12,7 +13,7 @@ Topics under ``{prefix}/{line}/{station}/`` (prefix ``inspector/v1``), JSON payl
   allows one will per connection and ``status`` has the other.
 - ``heartbeat`` QoS 0: counters and rates.
 - ``trigger`` subscribed QoS 1: ``{"cell_id": "...", "product": "..."}`` from the PLC.
-- ``explanation`` QoS 1: published by the explainer through the same class.
+- ``explanation`` QoS 1: published by the explainer through the same class and outbox.
 - ``feedback`` subscribed QoS 1: ``{"cell_id", "label", "note", "user"}`` from an HMI: a
   technician's label of a reject (``inspector.offline.feedback``).
 """
@@ -96,9 +97,9 @@ class _PahoLog(logging.LoggerAdapter):
 class MqttLink:
     """One paho client for a station: publishes JSON, tracks PUBACKs, receives triggers.
 
-    ``publish_result(row_id, payload)`` reports ``on_delivered(row_id)`` (from a queue the
-    caller drains with ``delivered()``) once the broker acknowledges it. Everything else is
-    fire-and-forget at its QoS; paho keeps QoS 1 messages through a reconnect.
+    ``publish_row(name, row_id, payload)`` (an outbox row) reports ``row_id`` in
+    ``delivered()`` once the broker acknowledges it; a link serves one outbox. Everything
+    else is fire-and-forget at its QoS; paho keeps QoS 1 messages through a reconnect.
 
     Example:
         >>> link = MqttLink(cfg.mqtt, "line1", "st1", role="daemon")   # doctest: +SKIP
@@ -128,7 +129,7 @@ class MqttLink:
         self._sent_status: collections.deque[bytes] = collections.deque(maxlen=8)
         self._last_correction = -1e9
         self._acks: queue.SimpleQueue[tuple[int, float]] = queue.SimpleQueue()
-        self._pending: dict[int, int] = {}  # mid -> result row id
+        self._pending: dict[int, int] = {}  # mid -> outbox row id
         self._early: dict[int, float] = {}  # mids acknowledged before publish() returned
         self._lock = threading.Lock()
         self.on_ack_signal: Callable[[], None] | None = None
@@ -254,10 +255,11 @@ class MqttLink:
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         return self.client.publish(self.topic(name), data, qos=qos, retain=retain)
 
-    def publish_result(self, row_id: int, payload: dict) -> int:
-        """Hand one outbox row to the client; its PUBACK shows up in ``delivered()``."""
+    def publish_row(self, name: str, row_id: int, payload: dict) -> int:
+        """Hand one outbox row to the client on topic ``name`` (QoS 1); its PUBACK shows up in
+        ``delivered()``. Returns the message id."""
         sent = time.monotonic()
-        info = self.publish_json("result", payload, qos=1)
+        info = self.publish_json(name, payload, qos=1)
         with self._lock:
             acked = self._early.pop(info.mid, None)
             # an older entry is the ack of an earlier message with this id (ids wrap at 65535)
@@ -268,12 +270,13 @@ class MqttLink:
         return info.mid
 
     def in_flight(self) -> int:
-        """Results handed to the client and not yet acknowledged."""
+        """Outbox rows handed to the client and not yet acknowledged."""
         with self._lock:
             return len(self._pending)
 
     def delivered(self) -> list[tuple[int, float]]:
-        """``(row_id, monotonic time of PUBACK)`` of results acknowledged since the last call."""
+        """``(row_id, monotonic time of PUBACK)`` of outbox rows acknowledged since the last
+        call."""
         out = []
         while True:
             try:
@@ -379,11 +382,9 @@ class MqttLink:
             }
             self.publish_json("heartbeat", payload, qos=0)
 
-    def publish_explanation(
-        self, cell_id: str, frame_id: str, text: str, backend: str
-    ) -> mqtt.MQTTMessageInfo:
-        """Publish an explanation of a reject (QoS 1)."""
-        payload = {
+    def explanation_payload(self, cell_id: str, frame_id: str, text: str, backend: str) -> dict:
+        """The ``explanation`` message of a reject, stamped now."""
+        return {
             "schema": EXPLANATION_SCHEMA,
             "line": self.line,
             "station": self.station,
@@ -393,6 +394,12 @@ class MqttLink:
             "text": text,
             "backend": backend,
         }
+
+    def publish_explanation(
+        self, cell_id: str, frame_id: str, text: str, backend: str
+    ) -> mqtt.MQTTMessageInfo:
+        """Publish an explanation of a reject (QoS 1) outside the outbox."""
+        payload = self.explanation_payload(cell_id, frame_id, text, backend)
         return self.publish_json("explanation", payload, qos=1)
 
     # --- triggers ------------------------------------------------------------------------
@@ -481,112 +488,3 @@ class AvailabilityLink:
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
-
-
-class OutboxPublisher:
-    """Drains the store's unpublished results in order, a window at a time, and marks PUBACKs.
-
-    Rows are handed to the client only while it is connected; rows handed before an outage
-    are re-sent by paho itself on reconnect (same order), the rest follow from the store.
-    A restart starts again from the oldest unpublished row.
-    """
-
-    def __init__(
-        self,
-        store,
-        link: MqttLink,
-        window: int = 100,
-        on_delivered: Callable[[int, float], None] | None = None,
-    ) -> None:
-        self.store = store
-        self.link = link
-        self.window = window
-        self.on_delivered = on_delivered
-        self._wake = threading.Event()
-        self._acked = threading.Event()
-        self._stop = threading.Event()
-        self._last_handed = 0
-        self._behind = True  # the store may hold rows not yet handed (old ones at start)
-        self._hand_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
-        link.on_ack_signal = self._wake.set  # acks only: no new rows to look for
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        """New rows in the store: look for them and drain now."""
-        with self._hand_lock:
-            self._behind = True
-        self._wake.set()
-
-    def offer(self, row_id: int, payload: dict) -> None:
-        """A result just stored: publish it at once when nothing older waits, else drain.
-
-        Saves the drain thread's wake-up and query on the common path (connected, caught up).
-        """
-        with self._hand_lock:
-            if row_id <= self._last_handed:  # the drain thread was quicker
-                return
-            if (
-                not self._behind
-                and self.link.connected.is_set()
-                and self.link.in_flight() < self.window
-            ):
-                self.link.publish_result(row_id, payload)
-                self._last_handed = row_id
-                return
-            self._behind = True
-        self._wake.set()
-
-    def _step(self) -> None:
-        self._mark(self.link.delivered())
-        with self._hand_lock:
-            if not self.link.connected.is_set():
-                self._behind = True
-                return
-            room = self.window - self.link.in_flight()
-            if room <= 0 or not self._behind:  # caught up: offer() publishes new rows itself
-                return
-            rows = self.store.unpublished(after_id=self._last_handed, limit=room)
-            for row in rows:
-                self.link.publish_result(row["id"], row["payload"])
-                self._last_handed = row["id"]
-            self._behind = len(rows) >= room
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(0.5)
-            self._wake.clear()
-            try:
-                self._step()
-            except Exception:
-                log.exception("outbox step failed; retrying")
-                time.sleep(0.5)
-
-    def flush(self, timeout: float) -> bool:
-        """Wait until every stored result is acknowledged (True) or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        while self.store.backlog() > 0:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            self._acked.clear()
-            self.wake()
-            self._acked.wait(min(left, 0.1))
-        return True
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(5)
-        self._mark(self.link.delivered())
-
-    def _mark(self, acks: list[tuple[int, float]]) -> None:
-        if not acks:
-            return
-        self.store.mark_published_many([row_id for row_id, _ in acks])
-        if self.on_delivered:
-            for row_id, t in acks:
-                self.on_delivered(row_id, t)
-        self._acked.set()

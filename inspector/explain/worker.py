@@ -1,10 +1,11 @@
 """The explainer worker: takes reject jobs from the store in order, one at a time, explains them.
 
-A job's explanation is stored (``finish_job``) before it is published on the ``explanation``
-topic. A backend that fails gives the job back with exponential back-off (``fail_job``); on
-its last attempt the template backend explains it from the facts, so no reject is left
-without an explanation. A language model's explanation that contradicts the measured facts
-(a wrong count, a defect where none was found) is replaced by the template's at once.
+A job's explanation is stored (``finish_job``) before the outbox publishes it on the
+``explanation`` topic (``inspector.comms.outbox``). A backend that fails gives the job back
+with exponential back-off (``fail_job``); on its last attempt the template backend explains
+it from the facts, so no reject is left without an explanation. A language model's
+explanation that contradicts the measured facts (a wrong count, a defect where none was
+found) is replaced by the template's at once.
 
 Example:
     >>> worker = ExplainWorker(store, TemplateBackend(), ExplainerConfig())  # doctest: +SKIP
@@ -121,7 +122,8 @@ class ExplainWorker:
         backend: the configured backend.
         cfg: retry and polling settings.
         recipe: the station bundle's recipe (pixel pitch, product); optional.
-        publish: called after an explanation is stored, e.g. ``MqttLink.publish_explanation``.
+        publish: called as ``publish(cell_id, frame_id, text, backend)`` after an explanation
+            is stored, e.g. to wake the outbox that publishes it.
     """
 
     def __init__(

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from inspector.comms.inbound import json_object
 from inspector.sources.base import CELL_ID
-from inspector.store.db import LABELS
+from inspector.store.feedback import LABELS
 
 MAX_NOTE_CHARS = 1000
 USER = re.compile(r"^[\w.@:+-]{1,64}$")  # a user name as the broker or a login gives it

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.comms.mqtt import RESULT_SCHEMA, MqttLink, OutboxPublisher
+from inspector.comms.mqtt import RESULT_SCHEMA, MqttLink
+from inspector.comms.outbox import OutboxPublisher
 from inspector.config.station import Config
 from inspector.offline.feedback import FeedbackError, PassedSampler, parse_feedback
 from inspector.runtime.products import ProductPool, UnknownProduct

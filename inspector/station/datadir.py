@@ -33,8 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from inspector.store.db import DB_FILE
+
 LOCK_FILE = "inspector.lock"
-DB_FILE = "inspector.db"  # the name inspector.store.db uses
 
 
 class DataDirError(Exception):

@@ -201,7 +201,7 @@ def test_a_60_s_broker_outage_loses_nothing_and_shows_the_backlog(
 
     assert collector.session_present[-1] is persistence
     store = Store(cfg.data_dir)
-    order = [r[0] for r in store._db.execute("SELECT frame_id FROM results ORDER BY id")]
+    order = [r[0] for r in store._conn.rows("SELECT frame_id FROM results ORDER BY id")]
     store.close()
     first_seen = list(dict.fromkeys(r["frame_id"] for r in received))
     assert first_seen == order, "each result once per frame_id, in the order stored, none lost"

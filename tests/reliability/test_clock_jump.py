@@ -29,7 +29,7 @@ def run_under_wrong_clock(data_dir: Path) -> dict[str, Path]:
     picture = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
     ids = [store.record(result(f"Y2K-{i}"), None, None) for i in range(5)]
     ids.append(store.record(result("Y2K-REJECT", "fail"), picture, picture.astype(np.float32)))
-    store.mark_published_many(ids)
+    store.results.mark_published(ids)
     job = store.claim_job()
     store.finish_job(job.id, "two bubbles, upper left", "template")
     files = {k: store.reject("Y2K-REJECT")[k] for k in ("image_path", "map_path")}
@@ -69,7 +69,7 @@ def test_results_old_by_both_clocks_are_deleted_and_logged_unpublished_ones_neve
     run_under_wrong_clock(tmp_path)
     store = Store(tmp_path)
     published = [store.record(result(f"OLD-{i}"), None, None) for i in range(3)]
-    store.mark_published_many(published)
+    store.results.mark_published(published)
     store.record(result("OLD-UNPUBLISHED"), None, None)
     store.close()
     now = time.time()
@@ -86,7 +86,7 @@ def test_results_old_by_both_clocks_are_deleted_and_logged_unpublished_ones_neve
     caplog.set_level("INFO", logger="inspector")
     store = Store(tmp_path)
     assert store.apply_retention(MAX_AGE, 10**12) == 3
-    left = {r["payload"]["frame_id"] for r in store.unpublished()}
+    left = {r["payload"]["frame_id"] for r in store.results.unpublished()}
     assert left == {"OLD-UNPUBLISHED"}, "never deleted before the broker has it"
     store.close()
     with sqlite3.connect(tmp_path / "inspector.db") as db:

@@ -63,7 +63,7 @@ def a_database(data_dir: Path, rows: int = 3000) -> Path:
         store.record({"frame_id": f"F{i}", "cell_id": f"C{i}", "verdict": "pass"}, None, None)
         for i in range(rows)
     ]
-    store.mark_published_many(ids)
+    store.results.mark_published(ids)
     for cell in UNPUBLISHED:
         store.record({"frame_id": f"F-{cell}", "cell_id": cell, "verdict": "pass"}, None, None)
     store.close()
@@ -123,7 +123,8 @@ def test_a_damaged_database_is_moved_aside_with_an_alarm_and_results_flow_again(
     assert aside.read_bytes() == damaged_bytes, "kept as it was, for salvage"
     assert result["verdict"] == "pass"
     store = Store(cfg.data_dir)
-    assert [r["cell_id"] for r in store.unpublished()] == [], "published from the fresh store"
+    unpublished = store.results.unpublished()
+    assert [r["cell_id"] for r in unpublished] == [], "published from the fresh store"
     assert store.backlog() == 0
     store.close()
 

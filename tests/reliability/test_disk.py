@@ -51,7 +51,7 @@ def explain_all(data_dir: Path) -> int:
     try:
         while (job := store.claim_job()) is not None:
             store.finish_job(job.id, "foreign particle", "test")
-            store.mark_explanations_published([job.frame_id])
+            store.explanations.mark_published([r["id"] for r in store.explanations.unpublished()])
             n += 1
     finally:
         store.close()

@@ -99,7 +99,7 @@ def test_explanations_made_while_the_broker_is_down_are_published_when_it_return
         assert got[0]["cell_id"] == "cell-f0" and got[0]["text"] == store.explanation("f0")["text"]
         wait_until(
             data,
-            lambda: not store.unpublished_explanations(),
+            lambda: not store.explanations.unpublished(),
             timeout=30,
             what="explanations marked published",
         )

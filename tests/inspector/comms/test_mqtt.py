@@ -1,4 +1,4 @@
-"""The MQTT link against a real Mosquitto: status and will, outbox order, PUBACK, auth."""
+"""The MQTT link against a real Mosquitto: status and will, PUBACK, auth, TLS."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from inspector.comms.mqtt import MqttLink, OutboxPublisher, TriggerError, parse_trigger
+from inspector.comms.mqtt import MqttLink, TriggerError, parse_trigger
+from inspector.comms.outbox import OutboxPublisher
 from inspector.config.station import MqttConfig
 from inspector.store.db import Store
 from tests.broker import Broker, Collector
@@ -62,38 +63,6 @@ def test_status_is_retained_online_and_offline_after_a_clean_stop(broker: Broker
         late.wait_for("status", where=lambda p: p["state"] == "offline")
     finally:
         late.close()
-
-
-def test_results_stored_while_the_broker_is_away_drain_in_order_and_are_marked(
-    tmp_path: Path,
-) -> None:
-    broker = Broker(tmp_path / "broker")  # not started yet: the broker is away
-    store = Store(tmp_path / "data")
-    link = link_for(broker)
-    outbox = OutboxPublisher(store, link, window=4)
-    # the subscriber's durable session exists before the outage, so no result can beat it
-    collector = Collector(broker.start(), ROOT)
-    broker.stop()
-    link.start()
-    outbox.start()
-    try:
-        for i in range(20):
-            store.record(
-                {"frame_id": f"f{i:02d}", "cell_id": f"c{i}", "verdict": "pass"}, None, None
-            )
-        outbox.wake()
-        assert store.backlog() == 20
-        broker.start()
-        assert outbox.flush(30), "every result acknowledged"
-        results = collector.wait_for("result", 20)
-        assert [r["frame_id"] for r in results] == [f"f{i:02d}" for i in range(20)]
-        assert store.unpublished() == []
-    finally:
-        collector.close()
-        outbox.stop()
-        link.stop()
-        store.close()
-        broker.stop()
 
 
 @pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="needs mosquitto_passwd")
@@ -174,7 +143,7 @@ def test_a_reused_message_id_does_not_count_an_old_ack_for_a_new_result(tmp_path
         alarm.wait_for_publish(10)  # its PUBACK is kept, as no result waits for it
         broker.stop()
         link.client._last_mid = alarm.mid - 1  # ids wrap at 65535: the next message reuses it
-        assert link.publish_result(7, {"frame_id": "f7"}) == alarm.mid
+        assert link.publish_row("result", 7, {"frame_id": "f7"}) == alarm.mid
         assert link.delivered() == [], "the broker never acknowledged this result"
         assert link.in_flight() == 1
     finally:

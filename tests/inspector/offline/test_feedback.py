@@ -54,9 +54,9 @@ def test_a_label_goes_to_the_newest_reject_of_a_cell(store: Store) -> None:
 def test_retention_keeps_labelled_rejects(store: Store) -> None:
     for i in range(2):
         row = reject(store, f"f-{i}", f"C-{i}")
-        store.mark_published_many([row])
+        store.results.mark_published([row])
         store.finish_job(store.claim_job().id, "text", "template")
-    store.mark_explanations_published(["f-0", "f-1"])
+    store.explanations.mark_published([r["id"] for r in store.explanations.unpublished()])
     store.add_feedback("confirmed", "anna", "web", frame_id="f-0")
     assert store.apply_retention(max_age_s=-1, max_bytes=10**12) == 1
     assert store.reject("f-0") is not None and store.reject("f-1") is None

@@ -38,11 +38,13 @@ def store(tmp_path: Path):
 
 def test_results_wait_in_the_outbox_in_order_until_acknowledged(store: Store) -> None:
     rows = [store.record(result(f"f{i}"), None, None) for i in range(5)]
-    assert [r["payload"]["frame_id"] for r in store.unpublished()] == [f"f{i}" for i in range(5)]
-    store.mark_published_many([rows[1]])
-    store.mark_published_many([rows[3], rows[0]])
-    assert [r["id"] for r in store.unpublished()] == [rows[2], rows[4]]
-    assert [r["id"] for r in store.unpublished(after_id=rows[2])] == [rows[4]]
+    assert [r["payload"]["frame_id"] for r in store.results.unpublished()] == [
+        f"f{i}" for i in range(5)
+    ]
+    store.results.mark_published([rows[1]])
+    store.results.mark_published([rows[3], rows[0]])
+    assert [r["id"] for r in store.results.unpublished()] == [rows[2], rows[4]]
+    assert [r["id"] for r in store.results.unpublished(after_id=rows[2])] == [rows[4]]
     assert store.backlog() == 2
 
 
@@ -60,7 +62,7 @@ def test_the_outbox_survives_a_crash(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(tmp_path)], check=True, cwd=REPO)
     assert (tmp_path / "inspector.db-wal").exists(), "the writer left its WAL behind"
     second = Store(tmp_path)
-    assert [r["payload"]["frame_id"] for r in second.unpublished()] == ["a", "b"]
+    assert [r["payload"]["frame_id"] for r in second.results.unpublished()] == ["a", "b"]
     second.close()
 
 
@@ -101,6 +103,66 @@ def test_a_job_whose_worker_died_is_claimable_again_after_its_lease(store: Store
     assert store.claim_job() is None
 
 
+def explain_all(store: Store, text: str = "text") -> list[str]:
+    """Finish every due job with ``text``; the frame ids in the order explained."""
+    done = []
+    while (job := store.claim_job()) is not None:
+        store.finish_job(job.id, text, "template")
+        done.append(job.frame_id)
+    return done
+
+
+def test_explanations_wait_in_their_outbox_in_order_until_acknowledged(store: Store) -> None:
+    for frame_id in ("e0", "e1", "e2"):
+        store.record(result(frame_id, "fail"), None, None)
+    explain_all(store)
+    rows = store.explanations.unpublished()
+    assert [r["payload"]["frame_id"] for r in rows] == ["e0", "e1", "e2"]
+    assert rows[0]["payload"] == {
+        "cell_id": "cell-e0", "frame_id": "e0", "text": "text", "backend": "template"
+    }
+    store.explanations.mark_published([rows[1]["id"]])
+    assert [r["id"] for r in store.explanations.unpublished()] == [rows[0]["id"], rows[2]["id"]]
+    assert [r["id"] for r in store.explanations.unpublished(after_id=rows[0]["id"])] == [
+        rows[2]["id"]
+    ]
+    store.record(result("e0", "fail"), None, None)  # the same frame explained again
+    explain_all(store, "again")
+    again = store.explanations.unpublished()
+    assert [r["payload"]["frame_id"] for r in again] == ["e2", "e0"], "after the older ones"
+    assert again[-1]["id"] > rows[2]["id"] and store.explanation("e0")["text"] == "again"
+
+
+def test_explanations_of_an_older_release_get_ids_in_the_order_they_were_stored(
+    tmp_path: Path,
+) -> None:
+    Store(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "inspector.db")
+    db.executescript(  # the table as the release before ids left it: keyed by frame_id
+        """
+        DROP TABLE explanations;
+        CREATE TABLE explanations (frame_id TEXT PRIMARY KEY, text TEXT NOT NULL,
+            backend TEXT NOT NULL, created REAL NOT NULL, published_at REAL);
+        INSERT INTO explanations VALUES ('c', 'third', 'template', 3, NULL);
+        INSERT INTO explanations VALUES ('a', 'first', 'template', 1, 1.5);
+        INSERT INTO explanations VALUES ('b', 'second', 'template', 2, NULL);
+        """
+    )
+    db.close()
+    store = Store(tmp_path)
+    try:
+        rows = store.explanations.unpublished()
+        assert [r["payload"]["frame_id"] for r in rows] == ["c", "b"]
+        assert rows[0]["id"] < rows[1]["id"] and store.explanation("a")["text"] == "first"
+        store.record(result("d", "fail"), None, None)
+        explain_all(store)
+        assert [r["payload"]["frame_id"] for r in store.explanations.unpublished()] == [
+            "c", "b", "d"
+        ]
+    finally:
+        store.close()
+
+
 def test_rejects_filter_and_chat_history_keeps_turns_in_order(store: Store) -> None:
     store.record(result("p1", "fail", product="pouch", ts="2026-01-01T00:00:00.000Z"), None, None)
     store.record(result("u1", "fail", product="ultra", ts="2026-02-01T00:00:00.000Z"), None, None)
@@ -124,7 +186,7 @@ def test_retention_never_deletes_unpublished_results_or_unexplained_rejects(
     store.record(result("old-unpub"), None, None)
     explained = store.record(result("old-explained", "fail"), big, None)
     unexplained = store.record(result("old-unexplained", "fail"), big, None)
-    store.mark_published_many([published_pass, explained, unexplained])
+    store.results.mark_published([published_pass, explained, unexplained])
     job = store.claim_job()
     assert job.frame_id == "old-explained"
     store.finish_job(job.id, "text", "template")
@@ -132,11 +194,11 @@ def test_retention_never_deletes_unpublished_results_or_unexplained_rejects(
     # everything is "old"; the explanation still waits for the broker's PUBACK
     assert store.apply_retention(max_age_s=-1, max_bytes=10**12) == 1
     assert store.reject("old-explained") is not None
-    store.mark_explanations_published(["old-explained"])
+    store.explanations.mark_published([r["id"] for r in store.explanations.unpublished()])
 
     deleted = store.apply_retention(max_age_s=-1, max_bytes=10**12)
     assert deleted == 1
-    left = {r["payload"]["frame_id"] for r in store.unpublished()}
+    left = {r["payload"]["frame_id"] for r in store.results.unpublished()}
     assert left == {"old-unpub"}
     assert store.reject("old-unexplained") is not None
     assert store.reject("old-explained") is None and not explained_png.exists()
@@ -145,11 +207,11 @@ def test_retention_never_deletes_unpublished_results_or_unexplained_rejects(
 def test_retention_by_disk_size_removes_the_oldest_deletable_first(store: Store) -> None:
     noise = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
     ids = [store.record(result(f"r{i}", "fail"), noise, None) for i in range(4)]
-    store.mark_published_many(ids)
+    store.results.mark_published(ids)
     for _ in ids:
         job = store.claim_job()
         store.finish_job(job.id, "x", "template")
-        store.mark_explanations_published([job.frame_id])
+        store.explanations.mark_published([r["id"] for r in store.explanations.unpublished()])
     keep_one = store.disk_bytes() - sum(
         os.path.getsize(store.reject(f"r{i}")["image_path"]) for i in range(3)
     )
@@ -192,7 +254,7 @@ def test_a_database_error_while_saving_pictures_does_not_stop_later_rejects(
 ) -> None:
     image = np.zeros((32, 32), np.uint8)
     amap = np.zeros((32, 32), np.float32)
-    real = store._files_saved
+    real = store._pictures._saved
     calls: list[int] = []
 
     def full_once(row_id, *args):  # the first update meets a full disk
@@ -201,7 +263,7 @@ def test_a_database_error_while_saving_pictures_does_not_stop_later_rejects(
             raise sqlite3.OperationalError("database or disk is full")
         return real(row_id, *args)
 
-    monkeypatch.setattr(store, "_files_saved", full_once)
+    monkeypatch.setattr(store._pictures, "_saved", full_once)
     store.record(result("bad1", "fail"), image, amap, defer_files=True)
     store.record(result("bad2", "fail"), image, amap, defer_files=True)
     store.flush_files()  # returns: the writer thread lived through the error
