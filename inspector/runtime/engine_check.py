@@ -44,6 +44,7 @@ from pathlib import Path
 import typer
 
 from inspector.config.station import Config, ConfigError, load_config
+from inspector.core.timestamps import utc_iso
 
 log = logging.getLogger("inspector.runtime.engine_check")
 
@@ -187,7 +188,7 @@ def publish_alarm(cfg: Config, kind: str, severity: str, message: str, **extra: 
     """Publish one alarm on the station's ``alarm`` topic; True once the broker has it."""
     if not cfg.mqtt.enabled:
         return False
-    from inspector.comms.mqtt import ALARM_SCHEMA, MqttLink, utc_now
+    from inspector.comms.mqtt import ALARM_SCHEMA, MqttLink
 
     link = MqttLink(cfg.mqtt, cfg.station.line, cfg.station.station, role="engine", will=False)
     link.start()
@@ -199,7 +200,7 @@ def publish_alarm(cfg: Config, kind: str, severity: str, message: str, **extra: 
             "schema": ALARM_SCHEMA,
             "line": cfg.station.line,
             "station": cfg.station.station,
-            "ts": utc_now(),
+            "ts": utc_iso(),
             "kind": kind,
             "severity": severity,
             "message": message,

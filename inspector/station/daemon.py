@@ -24,13 +24,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inspector.comms.mqtt import RESULT_SCHEMA, MqttLink, OutboxPublisher
 from inspector.config.station import Config
+from inspector.core.timestamps import utc_iso
 from inspector.offline.feedback import FeedbackError, PassedSampler, parse_feedback
 from inspector.runtime.products import ProductPool, UnknownProduct
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id, safe_text
@@ -80,10 +80,6 @@ class Outcome:
     amap: np.ndarray | None
     t_grab: float
     alarmed: bool = False
-
-
-def _iso(ts) -> str:
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _plain_meta(meta: dict) -> dict:
@@ -521,7 +517,7 @@ class Daemon:
             "station": self.cfg.station.station,
             "cell_id": f.cell_id,
             "frame_id": new_cell_id(self.cfg.station.station, f.timestamp),  # the time of ts
-            "ts": _iso(f.timestamp),
+            "ts": utc_iso(f.timestamp),
             "product": g.product,
             "model_id": g.predictor.model_id if g.predictor is not None else None,
             "backend": g.predictor.backend.name if g.predictor is not None else None,

@@ -34,6 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspector.core.timestamps import utc_iso
+
 log = logging.getLogger("inspector.store.db")
 
 DB_FILE = "inspector.db"
@@ -162,10 +164,6 @@ class Job:
     image_path: Path | None
     map_path: Path | None
     attempts: int
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _write_files(
@@ -347,7 +345,7 @@ class Store:
                     result.get("product"),
                     result.get("station"),
                     str(result["verdict"]),
-                    str(result.get("ts") or _now_iso()),
+                    str(result.get("ts") or utc_iso()),
                     now,
                     payload,
                     str(image_path) if image_path else None,
@@ -793,7 +791,7 @@ class Store:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO chat (frame_id, role, text, ts) VALUES (?,?,?,?)",
-                (frame_id, role, text, _now_iso()),
+                (frame_id, role, text, utc_iso()),
             )
 
     # --- feedback: technicians' labels of rejects -----------------------------------------
@@ -824,7 +822,7 @@ class Store:
             where, key = "cell_id = ?", cell_id
         else:
             raise ValueError("feedback needs a frame_id or a cell_id")
-        ts = _now_iso()
+        ts = utc_iso()
         with self._tx() as db:
             row = db.execute(
                 f"SELECT id, frame_id, cell_id FROM results WHERE {where} AND verdict='fail'"
