@@ -32,7 +32,8 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 
 from inspector.comms.inbound import json_object
-from inspector.config.station import ConfigError, MqttConfig
+from inspector.config.mqtt import MqttConfig
+from inspector.config.station import ConfigError
 from inspector.core.timestamps import utc_iso
 from inspector.sources.base import CELL_ID, PRODUCT
 

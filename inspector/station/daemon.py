@@ -33,6 +33,7 @@ from inspector.config.station import Config
 from inspector.core.timestamps import utc_iso
 from inspector.offline.feedback import FeedbackError, PassedSampler, parse_feedback
 from inspector.runtime.products import ProductPool, UnknownProduct
+from inspector.sources import create_source
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id, safe_text
 from inspector.sources.bit_depth import bit_depth_problem, check_bit_depth
 from inspector.station.batcher import STOP, next_batch
@@ -52,7 +53,6 @@ log = logging.getLogger("inspector.station.daemon")
 
 _OVERFLOW = object()  # wakes the trigger stage to answer overflowed triggers
 
-MAX_BACKOFF_S = 30.0
 FLUSH_TIMEOUT_S = 10.0
 STAGES_TIMEOUT_S = 40.0  # for all stages to finish at a stop; then the outbox flush
 
@@ -91,13 +91,6 @@ def _plain_meta(meta: dict) -> dict:
         for k, v in meta.items()
         if k != "source" and isinstance(v, str | int | float | bool)
     }
-
-
-def create_configured_source(cfg: Config) -> Source:
-    """The source the config names (via ``inspector.sources.create_source``)."""
-    from inspector.sources import create_source
-
-    return create_source(cfg.source, cfg.data_dir)
 
 
 class Daemon:
@@ -183,7 +176,7 @@ class Daemon:
         self.drift = DriftCheck.from_config(predictor.recipe.score_reference, cfg.drift)
         self.telemetry = Telemetry(predictor.model_id, predictor.backend.name, self.drift)
         self.passed_sample = PassedSampler(cfg.feedback.keep_passed_every)
-        self.source = source if source is not None else create_configured_source(cfg)
+        self.source = source if source is not None else create_source(cfg.source)
         recipe = getattr(predictor, "recipe", None)
         if recipe is not None:  # refuse to inspect frames the recipe would mis-scale
             check_bit_depth(self.source.bit_depth, recipe.bit_depth, cfg.bundle)
@@ -333,8 +326,7 @@ class Daemon:
             return reason
 
     def _grab_stage(self, opened: bool) -> None:
-        first = getattr(self.cfg.source, "reconnect_backoff_s", 1.0)
-        longest = getattr(self.cfg.source, "reconnect_backoff_max_s", MAX_BACKOFF_S)
+        first, longest = self.cfg.source.reconnect_backoff()
         backoff = first
         # a source that beats while it waits is "busy" between frames: stuck inside one file,
         # it stops beating and the stall check (watchdog, status) sees the grab stage hang

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from inspector.config.source import SourceConfig
 from inspector.sources import (
     HotFolderSourceConfig,
     PylonSourceConfig,
-    SourceConfig,
     VideoSourceConfig,
     create_source,
 )
@@ -53,4 +53,4 @@ def test_hotfolder_suffixes_are_normalised() -> None:
 
 def test_create_source_builds_the_configured_kind(tmp_path: Path) -> None:
     cfg = ADAPTER.validate_python({"kind": "hotfolder", "folder": str(tmp_path)})
-    assert create_source(cfg, tmp_path).name == "hotfolder"
+    assert create_source(cfg).name == "hotfolder"
