@@ -18,6 +18,6 @@ from pydantic import Field
 from inspector.sources import SOURCE_KINDS
 
 SourceConfig = Annotated[
-    Union[tuple(kind.config for kind in SOURCE_KINDS.values())],  # noqa: UP007 - built from rows
+    Union[tuple(kind.config for kind in SOURCE_KINDS.values())],  # noqa: UP007 - a | b cannot range over rows
     Field(discriminator="kind"),
 ]
