@@ -144,11 +144,9 @@ class Recipe(_Strict):
     inspect_mm_per_px: float | None = Field(None, gt=0.0)  # tile at this pitch (needs the above)
     tile_overlap: float = Field(0.25, ge=0.0, lt=0.9)  # share of a tile its neighbours overlap
     bit_depth: int | None = Field(None, ge=1, le=16)
-    # the runtime that scores this bundle by default; calibration records the one it used
-    backend: Literal[
-        "torch", "onnxruntime", "onnxruntime-int8", "onnxruntime-int8-static", "openvino",
-        "openvino-int8", "tensorrt",
-    ] = "torch"
+    # the runtime that scores this bundle by default; calibration records the one it used.
+    # A name of inspector's backend registry, checked where the bundle is run.
+    backend: str = "torch"
     n_reference_images: int = Field(0, ge=0)
     encoder_sha256: str
     created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))

@@ -8,6 +8,7 @@ import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import fail, user_errors
+from inspector.runtime.backends import backend_names_text
 from models.recipe import CALIBRATION_MARGIN
 
 
@@ -32,8 +33,7 @@ def calibrate(
     ),
     backend: str | None = typer.Option(
         None,
-        help="torch, onnxruntime, onnxruntime-int8, onnxruntime-int8-static, openvino, "
-        "openvino-int8 or tensorrt (default: the bundle's recipe). "
+        help=f"{backend_names_text()} (default: the bundle's recipe). "
         "The one the line will use; it is recorded in recipe.yaml with the thresholds.",
     ),
     margin: float = typer.Option(

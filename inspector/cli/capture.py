@@ -31,12 +31,12 @@ def capture(
     import cv2
 
     from inspector.config.station import load_config
-    from inspector.station.daemon import create_configured_source
+    from inspector.sources import create_source
 
     with user_errors():
         cfg = load_config(config)
         out.mkdir(parents=True, exist_ok=True)
-        source = create_configured_source(cfg)
+        source = create_source(cfg.source)
         source.open()
     frames: queue.Queue = queue.Queue(maxsize=4)
 

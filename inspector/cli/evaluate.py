@@ -8,6 +8,7 @@ import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import user_errors
+from inspector.runtime.backends import backend_names_text
 
 
 def _fmt(value: float | None) -> str:
@@ -38,8 +39,7 @@ def evaluate(
     ),
     backend: str | None = typer.Option(
         None,
-        help="torch, onnxruntime, onnxruntime-int8, onnxruntime-int8-static, openvino, "
-        "openvino-int8 or tensorrt (default: recipe.yaml's backend, "
+        help=f"{backend_names_text()} (default: recipe.yaml's backend, "
         "the one 'inspector calibrate' fitted the thresholds with).",
     ),
     batch_size: int = typer.Option(8, min=1, help="Images per backend call."),

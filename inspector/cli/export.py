@@ -12,6 +12,7 @@ import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import fail, user_errors
+from inspector.runtime.backends import BACKENDS, backend_names_text
 
 export_app = typer.Typer(
     help="Export a bundle's detector for fast inference (ONNX Runtime, OpenVINO, TensorRT).",
@@ -42,6 +43,9 @@ def steps(total: int) -> Iterator[Callable[[str], None]]:
         bar.close()
 
 
+STATIC_INT8 = [name for name, spec in BACKENDS.items() if spec.int8 == "static"]  # --int8-static
+
+
 @export_app.command("onnx")
 def onnx(
     bundle: Path = typer.Option(..., help="Model bundle folder; the graph is written into it."),
@@ -52,7 +56,7 @@ def onnx(
         False,
         "--int8-static",
         help="Also write model.int8-static.onnx: static int8 (QDQ) calibrated on normal images "
-        "(--calibration-dir); runs in onnxruntime-int8-static and openvino-int8.",
+        f"(--calibration-dir); runs in {backend_names_text(STATIC_INT8, 'and')}.",
     ),
     calibration_dir: Path | None = typer.Option(
         None,

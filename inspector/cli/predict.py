@@ -10,6 +10,7 @@ import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import fail, user_errors
+from inspector.runtime.backends import backend_names_text
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
@@ -60,8 +61,7 @@ def predict(
     out: Path = typer.Option(..., help="Folder for the JSON, overlay PNG and map of each image."),
     backend: str | None = typer.Option(
         None,
-        help="torch, onnxruntime, onnxruntime-int8, onnxruntime-int8-static, openvino, "
-        "openvino-int8 or tensorrt (default: the bundle's recipe).",
+        help=f"{backend_names_text()} (default: the bundle's recipe).",
     ),
     save_map: bool = typer.Option(False, help="Also save the float32 map (frame size) as .npy."),
     batch_size: int = typer.Option(8, min=1, help="Images per backend call."),

@@ -41,10 +41,10 @@ def serve(
     web.host or --host says otherwise.
     """
     from inspector.config.station import load_config
+    from inspector.config.web import WebConfig
     from inspector.store.db import Store
     from inspector.web.app import create_app
     from inspector.web.chat import ExplainerChat
-    from inspector.web.config import WebConfig
     from inspector.web.server import serve_app
 
     with user_errors():

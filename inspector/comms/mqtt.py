@@ -29,12 +29,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 
 from inspector.comms.inbound import json_object
-from inspector.config.station import ConfigError, MqttConfig
+from inspector.config.mqtt import MqttConfig
+from inspector.config.station import ConfigError
+from inspector.core.timestamps import utc_iso
 from inspector.sources.base import CELL_ID, PRODUCT
 
 log = logging.getLogger("inspector.comms.mqtt")
@@ -49,11 +50,6 @@ TOPICS = (
 )
 ONLINE, OFFLINE = b"online", b"offline"  # the availability payloads
 SEVERITIES = ("info", "warning", "critical")
-
-
-def utc_now() -> str:
-    """ISO-8601 UTC time with milliseconds, e.g. ``2026-11-25T09:30:00.123Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class TriggerError(ValueError):
@@ -309,7 +305,7 @@ class MqttLink:
             "station": self.station,
             "state": state,
             "detail": detail,
-            "ts": utc_now(),
+            "ts": utc_iso(),
         }
         return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -362,7 +358,7 @@ class MqttLink:
             "schema": ALARM_SCHEMA,
             "line": self.line,
             "station": self.station,
-            "ts": utc_now(),
+            "ts": utc_iso(),
             "kind": kind,
             "severity": severity,
             "message": message,
@@ -377,7 +373,7 @@ class MqttLink:
                 "schema": HEARTBEAT_SCHEMA,
                 "line": self.line,
                 "station": self.station,
-                "ts": utc_now(),
+                "ts": utc_iso(),
                 **counters,
             }
             self.publish_json("heartbeat", payload, qos=0)
@@ -390,7 +386,7 @@ class MqttLink:
             "station": self.station,
             "cell_id": cell_id,
             "frame_id": frame_id,
-            "ts": utc_now(),
+            "ts": utc_iso(),
             "text": text,
             "backend": backend,
         }

@@ -20,12 +20,12 @@ time wins; the reason lists every time and every candidate left out, and why. On
 that give the maps calibration saw are candidates: fp32 ones for a bundle calibrated in fp32,
 only the calibrated one for an int8 bundle (int8 maps differ between runtimes).
 
-The decision goes to ``DATA_DIR/engine.env`` (``INSPECTOR_BACKEND=...``, read by the daemon's
+The choice goes to ``DATA_DIR/engine.env`` (``INSPECTOR_BACKEND=...``, read by the daemon's
 unit as an ``EnvironmentFile``) and, with the reason, to ``DATA_DIR/engine-check.json``.
 
 Example:
-    >>> decision = EngineCheck(load_config("inspector.yaml")).run()   # doctest: +SKIP
-    >>> decision.backend, decision.fallback                           # doctest: +SKIP
+    >>> choice = EngineCheck(load_config("inspector.yaml")).run()   # doctest: +SKIP
+    >>> choice.backend, choice.fallback                               # doctest: +SKIP
     ('onnxruntime', True)
 """
 
@@ -44,6 +44,8 @@ from pathlib import Path
 import typer
 
 from inspector.config.station import Config, ConfigError, load_config
+from inspector.core.timestamps import utc_iso
+from inspector.runtime.backends import AUTO, BACKENDS, backend_spec
 
 log = logging.getLogger("inspector.runtime.engine_check")
 
@@ -69,7 +71,7 @@ class Runtime:
 
 
 @dataclass
-class Decision:
+class EngineChoice:
     """Which backend the daemon runs and why; written to ``engine-check.json``."""
 
     backend: str
@@ -88,9 +90,9 @@ class ExportFailed(RuntimeError):
     """``inspector export ...`` did not produce what it should have."""
 
 
-AUTO = "auto"
-FP32_FAMILY = ("tensorrt", "openvino", "onnxruntime")  # agree to ~1e-4 (TensorRT FP16 ~1e-3)
-INT8_BACKENDS = ("onnxruntime-int8", "onnxruntime-int8-static", "openvino-int8")
+# the fp32 runtimes agree to ~1e-4 (TensorRT FP16 ~1e-3); auto tries the registry's last first
+FP32_FAMILY = tuple(name for name, spec in reversed(BACKENDS.items()) if spec.auto)
+INT8_BACKENDS = tuple(name for name, spec in BACKENDS.items() if spec.int8)
 TIMING_REPS = 5
 
 
@@ -187,7 +189,7 @@ def publish_alarm(cfg: Config, kind: str, severity: str, message: str, **extra: 
     """Publish one alarm on the station's ``alarm`` topic; True once the broker has it."""
     if not cfg.mqtt.enabled:
         return False
-    from inspector.comms.mqtt import ALARM_SCHEMA, MqttLink, utc_now
+    from inspector.comms.mqtt import ALARM_SCHEMA, MqttLink
 
     link = MqttLink(cfg.mqtt, cfg.station.line, cfg.station.station, role="engine", will=False)
     link.start()
@@ -199,7 +201,7 @@ def publish_alarm(cfg: Config, kind: str, severity: str, message: str, **extra: 
             "schema": ALARM_SCHEMA,
             "line": cfg.station.line,
             "station": cfg.station.station,
-            "ts": utc_now(),
+            "ts": utc_iso(),
             "kind": kind,
             "severity": severity,
             "message": message,
@@ -249,12 +251,21 @@ class EngineCheck:
         return tensors_id(self.bundle, load_recipe(self.bundle))
 
     def wanted(self) -> str:
-        """The configured backend, else the bundle recipe's."""
+        """The configured backend, else the bundle recipe's.
+
+        Raises:
+            ValueError: the recipe names no backend there is (the message lists them).
+        """
         if self.cfg.backend:
             return self.cfg.backend
         from models.recipe import load_recipe
 
-        return load_recipe(self.bundle).backend
+        name = load_recipe(self.bundle).backend
+        try:
+            backend_spec(name)
+        except ValueError as exc:
+            raise ValueError(f"{self.bundle}: recipe.yaml: {exc}") from None
+        return name
 
     def onnx_problem(self, current_id: str) -> str | None:
         """Why ``model.onnx`` cannot be used as it is, or None when it is current.
@@ -303,45 +314,45 @@ class EngineCheck:
             return str(exc)
         return None
 
-    # --- the decision --------------------------------------------------------------------
+    # --- the choice ----------------------------------------------------------------------
 
-    def ensure_onnx(self, decision: Decision) -> None:
-        problem = self.onnx_problem(decision.model_id)
+    def ensure_onnx(self, choice: EngineChoice) -> None:
+        problem = self.onnx_problem(choice.model_id)
         if problem is None:
             return
         log.info("exporting ONNX: %s", problem)
         self.export("onnx", self.bundle)
-        decision.actions.append(f"exported ONNX ({problem})")
-        if (after := self.onnx_problem(decision.model_id)) is not None:
+        choice.actions.append(f"exported ONNX ({problem})")
+        if (after := self.onnx_problem(choice.model_id)) is not None:
             raise ExportFailed(f"'inspector export onnx' left the bundle unusable: {after}")
 
-    def ensure_engine(self, decision: Decision, runtime: Runtime, problem: str) -> None:
+    def ensure_engine(self, choice: EngineChoice, runtime: Runtime, problem: str) -> None:
         """Build the engine for this machine; ``ExportFailed`` when that is impossible."""
         if runtime.problem:
             raise ExportFailed(runtime.problem)
         log.info("building the TensorRT engine: %s", problem)
         self.export("tensorrt", self.bundle)
-        decision.actions.append(f"built the TensorRT engine ({problem})")
-        if (after := self.engine_problem(runtime, decision.model_id)) is not None:
+        choice.actions.append(f"built the TensorRT engine ({problem})")
+        if (after := self.engine_problem(runtime, choice.model_id)) is not None:
             raise ExportFailed(f"the new engine is still unusable: {after}")
 
-    def unavailable(self, name: str, decision: Decision) -> str | None:
+    def unavailable(self, name: str, choice: EngineChoice) -> str | None:
         """Why candidate ``name`` cannot run here (building its engine if it can), or None."""
         import importlib.util
 
         if name == "tensorrt":
             runtime = self.probe()
-            decision.gpu, decision.tensorrt = runtime.gpu, runtime.tensorrt
-            problem = runtime.problem or self.engine_problem(runtime, decision.model_id)
+            choice.gpu, choice.tensorrt = runtime.gpu, runtime.tensorrt
+            problem = runtime.problem or self.engine_problem(runtime, choice.model_id)
             if problem is not None:
                 try:
-                    self.ensure_engine(decision, runtime, problem)
+                    self.ensure_engine(choice, runtime, problem)
                 except ExportFailed as exc:
                     return str(exc)
             return None
         if name.startswith("openvino") and importlib.util.find_spec("openvino") is None:
             return "not installed (pip install 'battery-inspector[openvino]')"
-        if name in ("onnxruntime-int8-static", "openvino-int8"):
+        if backend_spec(name).int8 == "static":
             from inspector.runtime.backends.onnxruntime_backend import (
                 ONNX_INT8_STATIC_FILE,
                 check_export_current,
@@ -351,12 +362,12 @@ class EngineCheck:
             if not path.is_file():
                 return f"{ONNX_INT8_STATIC_FILE} is missing"
             try:
-                check_export_current(path, self.bundle, decision.model_id)
+                check_export_current(path, self.bundle, choice.model_id)
             except ValueError as exc:
                 return str(exc)
         return None
 
-    def decide_fastest(self, decision: Decision) -> Decision:
+    def decide_fastest(self, choice: EngineChoice) -> EngineChoice:
         """``backend: auto``: time every candidate that runs here and keep the fastest.
 
         Raises:
@@ -364,74 +375,74 @@ class EngineCheck:
         """
         from models.recipe import load_recipe
 
-        self.ensure_onnx(decision)
+        self.ensure_onnx(choice)
         calibrated_with = load_recipe(self.bundle).backend
         batch = self.cfg.pipeline.max_batch
         for name in candidates_for(calibrated_with):
-            problem = self.unavailable(name, decision)
+            problem = self.unavailable(name, choice)
             if problem is None:
                 try:
-                    decision.timings_ms[name] = self.timer(name, self.bundle, batch)
+                    choice.timings_ms[name] = self.timer(name, self.bundle, batch)
                 except Exception as exc:  # noqa: BLE001 - any failure rules the candidate out
                     problem = f"failed to run: {exc}"
             if problem is not None:
-                decision.skipped[name] = problem
-        if not decision.timings_ms:
-            left = "; ".join(f"{k}: {v}" for k, v in decision.skipped.items())
+                choice.skipped[name] = problem
+        if not choice.timings_ms:
+            left = "; ".join(f"{k}: {v}" for k, v in choice.skipped.items())
             raise ExportFailed(f"no backend runs on this box ({left})")
-        ranked = sorted(decision.timings_ms.items(), key=lambda kv: kv[1])
-        decision.backend = ranked[0][0]
+        ranked = sorted(choice.timings_ms.items(), key=lambda kv: kv[1])
+        choice.backend = ranked[0][0]
         times = ", ".join(f"{k} {v:.1f} ms" for k, v in ranked)
         reason = (
-            f"fastest here: {decision.backend} ({times} per image, median of {TIMING_REPS} "
+            f"fastest here: {choice.backend} ({times} per image, median of {TIMING_REPS} "
             f"batches of {batch}; maps as calibrated with {calibrated_with})"
         )
-        if decision.skipped:
-            reason += "; left out: " + "; ".join(f"{k}: {v}" for k, v in decision.skipped.items())
-        decision.reason = reason
-        return decision
+        if choice.skipped:
+            reason += "; left out: " + "; ".join(f"{k}: {v}" for k, v in choice.skipped.items())
+        choice.reason = reason
+        return choice
 
-    def decide(self) -> Decision:
+    def decide(self) -> EngineChoice:
         """Export what the wanted backend needs; fall back to ONNX Runtime if TensorRT fails.
 
         Raises:
             ExportFailed: not even the ONNX Runtime fallback is usable.
         """
         wanted = self.wanted()
-        decision = Decision(backend=wanted, wanted=wanted, model_id=self.model_id())
+        choice = EngineChoice(backend=wanted, wanted=wanted, model_id=self.model_id())
         if wanted == "torch":
-            decision.reason = "PyTorch backend: nothing to build"
-            return decision
+            choice.reason = "PyTorch backend: nothing to build"
+            return choice
         if wanted == AUTO:
-            return self.decide_fastest(decision)
+            return self.decide_fastest(choice)
         if wanted == "tensorrt":
             runtime = self.probe()
-            decision.gpu, decision.tensorrt = runtime.gpu, runtime.tensorrt
-            problem = runtime.problem or self.engine_problem(runtime, decision.model_id)
+            choice.gpu, choice.tensorrt = runtime.gpu, runtime.tensorrt
+            problem = runtime.problem or self.engine_problem(runtime, choice.model_id)
             if problem is None:
-                decision.reason = "TensorRT engine fits this GPU, TensorRT version and model"
-                return decision
+                choice.reason = "TensorRT engine fits this GPU, TensorRT version and model"
+                return choice
         # TensorRT builds from the ONNX graph, and ONNX Runtime is the fallback: both need it.
-        self.ensure_onnx(decision)
-        if wanted.startswith("openvino") and (problem := self.unavailable(wanted, decision)):
+        self.ensure_onnx(choice)
+        if wanted.startswith("openvino") and (problem := self.unavailable(wanted, choice)):
             if wanted == "openvino-int8":  # no other runtime gives its int8 maps
                 raise ExportFailed(f"openvino-int8 cannot run here: {problem}")
-            decision.backend, decision.fallback = "onnxruntime", True
-            decision.reason = f"openvino cannot run here, running onnxruntime: {problem}"
-            return decision
+            choice.backend, choice.fallback = "onnxruntime", True
+            choice.reason = f"openvino cannot run here, running onnxruntime: {problem}"
+            return choice
         if wanted != "tensorrt":  # onnxruntime*, openvino*: the recipe's, as calibrated
-            decision.reason = f"{wanted} backend: model.onnx is current"
-            return decision
+            choice.reason = f"{wanted} backend: model.onnx is current"
+            return choice
         try:
-            self.ensure_engine(decision, runtime, problem)
+            self.ensure_engine(choice, runtime, problem)
         except ExportFailed as exc:
-            decision.backend, decision.fallback = "onnxruntime", True
-            decision.reason = f"no usable TensorRT engine, running ONNX Runtime: {exc}"
-            return decision
-        decision.reason = "TensorRT engine rebuilt for this GPU and TensorRT version"
-        return decision
+            choice.backend, choice.fallback = "onnxruntime", True
+            choice.reason = f"no usable TensorRT engine, running ONNX Runtime: {exc}"
+            return choice
+        choice.reason = "TensorRT engine rebuilt for this GPU and TensorRT version"
+        return choice
 
-    def record(self, decision: Decision) -> None:
+    def record(self, choice: EngineChoice) -> None:
         """Write ``engine.env`` (for the daemon's unit) and ``engine-check.json``."""
         data_dir = Path(self.cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -447,34 +458,34 @@ class EngineCheck:
         env = (
             "# written by inspector-engine.service (inspector/runtime/engine_check.py); "
             "do not edit\n"
-            f"# {decision.reason}\n"
-            f"{ENV_VAR}={decision.backend}\n"
+            f"# {choice.reason}\n"
+            f"{ENV_VAR}={choice.backend}\n"
         )
         for name, text in (
             (ENV_FILE, env),
-            (STATE_FILE, json.dumps(asdict(decision), indent=2) + "\n"),
+            (STATE_FILE, json.dumps(asdict(choice), indent=2) + "\n"),
         ):
             tmp = data_dir / (name + ".tmp")
             tmp.write_text(text)
             os.replace(tmp, data_dir / name)
 
-    def run(self) -> Decision:
-        """Decide, record, and raise the alarm on a fallback. Returns the decision."""
-        decision = self.decide()
-        self.record(decision)
-        if decision.fallback:
-            log.warning("alarm engine_fallback: %s", decision.reason)
+    def run(self) -> EngineChoice:
+        """Decide, record, and raise the alarm on a fallback. Returns the choice."""
+        choice = self.decide()
+        self.record(choice)
+        if choice.fallback:
+            log.warning("alarm engine_fallback: %s", choice.reason)
             self.alarm(
                 "engine_fallback",
                 "warning",
-                decision.reason,
-                backend=decision.backend,
-                gpu=(decision.gpu or {}).get("name"),
-                tensorrt=decision.tensorrt,
+                choice.reason,
+                backend=choice.backend,
+                gpu=(choice.gpu or {}).get("name"),
+                tensorrt=choice.tensorrt,
             )
         else:
-            log.info("backend %s: %s", decision.backend, decision.reason)
-        return decision
+            log.info("backend %s: %s", choice.backend, choice.reason)
+        return choice
 
 
 def main(
@@ -492,11 +503,11 @@ def main(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
         cfg = load_config(config)
-        decision = EngineCheck(cfg).run()
+        choice = EngineCheck(cfg).run()
     except (ConfigError, ExportFailed, FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
-    typer.echo(f"backend {decision.backend}: {decision.reason}")
+    typer.echo(f"backend {choice.backend}: {choice.reason}")
 
 
 if __name__ == "__main__":

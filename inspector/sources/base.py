@@ -1,4 +1,4 @@
-"""The one interface every frame source implements, and the frame it yields."""
+"""The one interface every frame source implements, its config's base, and the frame it yields."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
+from pydantic import Field
+
+from inspector.core.config_base import ConfigSection
 
 #: The cell ids the station accepts (triggers, file names): what docs/mqtt.md documents.
 CELL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 #: Product names a trigger or a file name may carry.
 PRODUCT = re.compile(r"^[\w .:\-]{1,64}$")
 _UNSAFE = set("<>\"'`")
+RECONNECT_BACKOFF_S = (1.0, 30.0)  # first and longest wait before reopening a lost source
 
 
 def safe_text(text: str) -> str:
@@ -31,6 +36,35 @@ def safe_text(text: str) -> str:
         'C1__b__x_'
     """
     return "".join("_" if c in _UNSAFE or not c.isprintable() else c for c in text)
+
+
+class SourceSection(ConfigSection):
+    """The ``source`` section of one kind of source; ``kind`` (a ``Literal``) names it.
+
+    Each kind derives its config from this and registers it in ``inspector.sources``.
+    """
+
+    kind: str
+
+    def reconnect_backoff(self) -> tuple[float, float]:
+        """The first and the longest wait (s) before the daemon reopens this source once lost.
+
+        The wait doubles from the first up to the longest; a source that delivers again
+        starts from the first.
+        """
+        return RECONNECT_BACKOFF_S
+
+    @property
+    def takes_ids_from_triggers(self) -> bool:
+        """Whether each frame is grabbed for a trigger that names its cell (no pairing)."""
+        return False
+
+
+def cell_id_prefix_field() -> Any:
+    """The ``cell_id_prefix`` key every kind of source has (last in its section)."""
+    return Field(
+        default="cell", description="Prefix of the ids given to frames that arrive without one."
+    )
 
 
 class SourceError(RuntimeError):
@@ -97,13 +131,14 @@ class Source(ABC):
     def close(self) -> None:
         """Release the device; makes a blocked ``frames()`` return. Safe to call twice."""
 
-    def ack(self, frame: Frame, ok: bool) -> None:
+    def ack(self, frame: Frame, ok: bool) -> bool:
         """Tell the source the daemon is done with ``frame``; ``ok`` False for an error verdict.
 
         Called once per frame after its result is stored. Sources that keep something per
-        frame (the hot folder's file) finish it here; the default does nothing.
+        frame (the hot folder's file) finish it here. Returns whether the frame's file was
+        filed away (the daemon notes it in the store); the default keeps nothing: False.
         """
-        return None
+        return False
 
     def watch_liveness(self, beat: Callable[[], None]) -> bool:
         """Offer to call ``beat()`` at least once a second while ``frames()`` waits for work.

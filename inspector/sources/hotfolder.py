@@ -37,9 +37,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
+from pydantic import Field, field_validator
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from inspector.sources.base import (
@@ -48,12 +50,16 @@ from inspector.sources.base import (
     Frame,
     Source,
     SourceError,
+    SourceSection,
+    cell_id_prefix_field,
     new_cell_id,
     safe_text,
 )
-from inspector.sources.config import HotFolderSourceConfig
+from models.image_io import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
+
+KIND = "hotfolder"
 
 
 class _StopIsNoError(logging.Filter):
@@ -83,6 +89,72 @@ NAME_MAX = 255  # bytes in one file name on Linux file systems
 
 #: What tells one file from another under the same name: device, inode, size, mtime.
 Identity = tuple[int, int, int, int]
+
+
+class HotFolderSourceConfig(SourceSection):
+    """A folder an ultrasound scanner writes image files into.
+
+    ``cell_id_pattern`` is a regular expression searched in the file name with a named group
+    ``cell_id`` (and optionally ``product``); a name it does not match gets a new unique id,
+    an id that is not a valid cell id (see ``docs/mqtt.md``) gets an ``error`` result.
+    Only regular files are taken (no links, pipes or devices), up to ``max_file_mb``.
+    Processed files go to ``done_dir`` / ``failed_dir`` (default ``done/`` and ``failed/``
+    inside the watched folder, which is watched without its subfolders).
+    """
+
+    kind: Literal[KIND] = KIND
+    folder: Path = Field(description="The folder the scanner writes into.")
+    cell_id_pattern: str | None = Field(
+        default=None, description="Regular expression with a `(?P<cell_id>...)` group."
+    )
+    suffixes: list[str] = Field(
+        default_factory=lambda: sorted(IMAGE_SUFFIXES), description="File types taken."
+    )
+    done_dir: Path | None = Field(default=None, description="Where inspected files go.")
+    failed_dir: Path | None = Field(
+        default=None, description="Where unreadable files and error frames go."
+    )
+    settle_s: float = Field(
+        default=0.5, gt=0, description="a file is complete when unchanged this long"
+    )
+    corrupt_after_s: float = Field(
+        default=10.0, gt=0, description="an unreadable file unchanged this long is corrupt"
+    )
+    polling: bool = Field(default=False, description="poll instead of OS events (network shares)")
+    max_file_mb: float = Field(
+        default=512.0,
+        gt=0,
+        description="A larger file is not read: it gets an error result and goes to failed/.",
+    )
+    cell_id_prefix: str = cell_id_prefix_field()
+
+    @field_validator("cell_id_pattern")
+    @classmethod
+    def _pattern_has_cell_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if "cell_id" not in compiled.groupindex:
+            raise ValueError("needs a named group (?P<cell_id>...)")
+        return value
+
+    @field_validator("suffixes")
+    @classmethod
+    def _dotted_lower(cls, value: list[str]) -> list[str]:
+        return [s.lower() if s.startswith(".") else f".{s.lower()}" for s in value]
+
+    @property
+    def done_path(self) -> Path:
+        """Where files go once the daemon has a verdict for them."""
+        return self.done_dir or self.folder / "done"
+
+    @property
+    def failed_path(self) -> Path:
+        """Where unreadable files (and frames that got an ``error`` verdict) go."""
+        return self.failed_dir or self.folder / "failed"
 
 
 @dataclass
@@ -127,7 +199,7 @@ class HotFolderSource(Source):
     ``incomplete``, ``taken``, ``corrupt``, ``done``, ``failed``): for logs, metrics and tests.
     """
 
-    name = "hotfolder"
+    name = KIND
 
     def __init__(
         self,

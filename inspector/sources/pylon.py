@@ -28,19 +28,95 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from inspector.sources.base import Frame, Source, SourceError, new_cell_id
+from inspector.sources.base import (
+    Frame,
+    Source,
+    SourceError,
+    SourceSection,
+    cell_id_prefix_field,
+    new_cell_id,
+)
 from inspector.sources.bit_depth import pixel_format_bits
-from inspector.sources.config import PylonSourceConfig
 
 log = logging.getLogger(__name__)
+
+KIND = "pylon"
 
 _POLL_MS = 100  # how often a waiting frames() looks at close() and overdue triggers
 _MAX_GAP_FRAMES = 100  # error frames for one gap in the block ids, at most
 _BIT_DEPTH = {"Mono8": 8, "Mono10": 10, "Mono12": 12}
+
+
+PixelFormat = Literal[
+    "Mono8",
+    "Mono10",
+    "Mono12",
+    "BGR8",
+    "RGB8",
+    "BayerRG8",
+    "BayerBG8",
+    "BayerGB8",
+    "BayerGR8",
+]
+
+
+class PylonSourceConfig(SourceSection):
+    """A Basler camera through pypylon.
+
+    ``serial`` or ``user_id`` selects the camera (neither: the first one found). ``trigger``:
+    ``software`` (the daemon triggers one frame per MQTT trigger message), ``hardware``
+    (FrameStart on ``trigger_line``) or ``free_run``.
+    """
+
+    kind: Literal[KIND] = KIND
+    serial: str | None = Field(default=None, description="Camera serial number.")
+    user_id: str | None = Field(default=None, description="Camera user id (DeviceUserID).")
+    pixel_format: PixelFormat = Field(default="Mono8", description="PixelFormat set on the camera.")
+    trigger: Literal["software", "hardware", "free_run"] = Field(
+        default="software",
+        description="software: a frame per MQTT trigger; hardware: FrameStart on trigger_line.",
+    )
+    trigger_line: str = Field(default="Line1", description="hardware only: the TriggerSource.")
+    trigger_activation: Literal["RisingEdge", "FallingEdge"] = Field(
+        default="RisingEdge", description="hardware only: the edge that triggers."
+    )
+    exposure_us: float | None = Field(
+        default=None, gt=0, description="ExposureTime in µs; null: the camera's setting."
+    )
+    frame_rate: float | None = Field(
+        default=None, gt=0, description="free run only: AcquisitionFrameRate in Hz"
+    )
+    width: int | None = Field(default=None, gt=0, description="Width in px; null: the camera's.")
+    height: int | None = Field(default=None, gt=0, description="Height in px; null: the camera's.")
+    buffers: int = Field(default=16, ge=2, le=1024, description="MaxNumBuffer")
+    grab_timeout_ms: int = Field(
+        default=2000, gt=0, description="a triggered frame not here by then is an error frame"
+    )
+    reconnect_backoff_s: float = Field(
+        default=1.0, gt=0, description="First wait before re-opening a lost camera."
+    )
+    reconnect_backoff_max_s: float = Field(
+        default=30.0, gt=0, description="Longest wait between re-open attempts (back-off)."
+    )
+    emulation_images: Path | None = Field(
+        default=None, description="emulated camera only: folder of images it serves"
+    )
+    cell_id_prefix: str = cell_id_prefix_field()
+
+    def reconnect_backoff(self) -> tuple[float, float]:
+        """``reconnect_backoff_s`` up to ``reconnect_backoff_max_s``."""
+        return self.reconnect_backoff_s, self.reconnect_backoff_max_s
+
+    @property
+    def takes_ids_from_triggers(self) -> bool:
+        """A software-triggered camera grabs each frame for a trigger that names its cell."""
+        return self.trigger == "software"
 
 
 def _pylon() -> tuple[Any, Any]:
@@ -61,7 +137,7 @@ class _Trigger:
 class PylonSource(Source):
     """One Basler camera, picked by serial number or user id (else the first one found)."""
 
-    name = "pylon"
+    name = KIND
 
     def __init__(self, cfg: PylonSourceConfig) -> None:
         self.cfg = cfg

@@ -18,20 +18,64 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
+from pydantic import Field, model_validator
 
-from inspector.sources.base import Frame, Source, SourceError, new_cell_id
-from inspector.sources.config import VideoSourceConfig
+from inspector.sources.base import (
+    RECONNECT_BACKOFF_S,
+    Frame,
+    Source,
+    SourceError,
+    SourceSection,
+    cell_id_prefix_field,
+    new_cell_id,
+)
 
 log = logging.getLogger(__name__)
+
+KIND = "video"
+
+
+class VideoSourceConfig(SourceSection):
+    """A video file, device or stream (RTSP/HTTP) read with OpenCV's VideoCapture.
+
+    ``url`` is a file path, a stream URL or a device number ("0"). Every ``every_nth`` frame
+    is inspected. A stream that stops raises ``SourceError`` (the daemon reconnects); a file
+    ends at its last frame unless ``loop`` is set.
+    """
+
+    kind: Literal[KIND] = KIND
+    url: str = Field(description="File path, stream URL or device number.")
+    every_nth: int = Field(default=1, ge=1, description="Inspect every n-th frame.")
+    loop: bool = Field(default=False, description="Start a file again at its end.")
+    grayscale: bool = Field(default=False, description="Convert colour frames to gray.")
+    open_timeout_ms: int = Field(default=10000, gt=0, description="Give up opening after this.")
+    read_timeout_ms: int = Field(
+        default=10000, gt=0, description="A stream silent this long has stopped."
+    )
+    reconnect_backoff_s: float = Field(
+        default=1.0, gt=0, description="Wait before re-opening a stopped stream."
+    )
+    cell_id_prefix: str = cell_id_prefix_field()
+
+    @model_validator(mode="after")
+    def _url_not_blank(self) -> VideoSourceConfig:
+        if not self.url.strip():
+            raise ValueError("url must not be empty")
+        return self
+
+    def reconnect_backoff(self) -> tuple[float, float]:
+        """``reconnect_backoff_s`` up to the common longest wait."""
+        return self.reconnect_backoff_s, RECONNECT_BACKOFF_S[1]
 
 
 class VideoSource(Source):
     """Frames from a video file, capture device or network stream."""
 
-    name = "video"
+    name = KIND
 
     def __init__(self, cfg: VideoSourceConfig) -> None:
         self.cfg = cfg

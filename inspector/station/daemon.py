@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,8 +31,10 @@ import numpy as np
 from inspector.comms.mqtt import RESULT_SCHEMA, MqttLink
 from inspector.comms.outbox import OutboxPublisher
 from inspector.config.station import Config
+from inspector.core.timestamps import utc_iso
 from inspector.offline.feedback import FeedbackError, PassedSampler, parse_feedback
 from inspector.runtime.products import ProductPool, UnknownProduct
+from inspector.sources import create_source
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id, safe_text
 from inspector.sources.bit_depth import bit_depth_problem, check_bit_depth
 from inspector.station.batcher import STOP, next_batch
@@ -53,7 +54,6 @@ log = logging.getLogger("inspector.station.daemon")
 
 _OVERFLOW = object()  # wakes the trigger stage to answer overflowed triggers
 
-MAX_BACKOFF_S = 30.0
 FLUSH_TIMEOUT_S = 10.0
 STAGES_TIMEOUT_S = 40.0  # for all stages to finish at a stop; then the outbox flush
 
@@ -83,10 +83,6 @@ class Outcome:
     alarmed: bool = False
 
 
-def _iso(ts) -> str:
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _plain_meta(meta: dict) -> dict:
     """The source's plain facts about a frame; its ``source`` name is the payload's ``kind``.
     Text from outside (a file name) comes without control characters, quotes or angle
@@ -96,13 +92,6 @@ def _plain_meta(meta: dict) -> dict:
         for k, v in meta.items()
         if k != "source" and isinstance(v, str | int | float | bool)
     }
-
-
-def create_configured_source(cfg: Config) -> Source:
-    """The source the config names (via ``inspector.sources.create_source``)."""
-    from inspector.sources import create_source
-
-    return create_source(cfg.source, cfg.data_dir)
 
 
 class Daemon:
@@ -188,7 +177,7 @@ class Daemon:
         self.drift = DriftCheck.from_config(predictor.recipe.score_reference, cfg.drift)
         self.telemetry = Telemetry(predictor.model_id, predictor.backend.name, self.drift)
         self.passed_sample = PassedSampler(cfg.feedback.keep_passed_every)
-        self.source = source if source is not None else create_configured_source(cfg)
+        self.source = source if source is not None else create_source(cfg.source)
         recipe = getattr(predictor, "recipe", None)
         if recipe is not None:  # refuse to inspect frames the recipe would mis-scale
             check_bit_depth(self.source.bit_depth, recipe.bit_depth, cfg.bundle)
@@ -338,8 +327,7 @@ class Daemon:
             return reason
 
     def _grab_stage(self, opened: bool) -> None:
-        first = getattr(self.cfg.source, "reconnect_backoff_s", 1.0)
-        longest = getattr(self.cfg.source, "reconnect_backoff_max_s", MAX_BACKOFF_S)
+        first, longest = self.cfg.source.reconnect_backoff()
         backoff = first
         # a source that beats while it waits is "busy" between frames: stuck inside one file,
         # it stops beating and the stall check (watchdog, status) sees the grab stage hang
@@ -522,7 +510,7 @@ class Daemon:
             "station": self.cfg.station.station,
             "cell_id": f.cell_id,
             "frame_id": new_cell_id(self.cfg.station.station, f.timestamp),  # the time of ts
-            "ts": _iso(f.timestamp),
+            "ts": utc_iso(f.timestamp),
             "product": g.product,
             "model_id": g.predictor.model_id if g.predictor is not None else None,
             "backend": g.predictor.backend.name if g.predictor is not None else None,

@@ -8,7 +8,8 @@ Example:
 
 from __future__ import annotations
 
-from inspector.store.connection import Connection, now_iso
+from inspector.core.timestamps import utc_iso
+from inspector.store.connection import Connection
 
 
 class Chat:
@@ -29,5 +30,5 @@ class Chat:
         with self._conn.tx() as db:
             db.execute(
                 "INSERT INTO chat (frame_id, role, text, ts) VALUES (?,?,?,?)",
-                (frame_id, role, text, now_iso()),
+                (frame_id, role, text, utc_iso()),
             )

@@ -17,7 +17,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 # explanations are an outbox as results are: their id orders them and is never reused
@@ -109,11 +108,6 @@ _ADDED_COLUMNS = (
     # explanations stored before the outbox were published at once: do not send them again
     ("explanations", "published_at", "REAL", "created"),
 )
-
-
-def now_iso() -> str:
-    """The current UTC time as the ``ts`` columns hold it, e.g. ``2026-11-25T09:30:00.123Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Connection:

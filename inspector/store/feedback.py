@@ -9,7 +9,8 @@ Example:
 
 from __future__ import annotations
 
-from inspector.store.connection import Connection, now_iso
+from inspector.core.timestamps import utc_iso
+from inspector.store.connection import Connection
 from inspector.store.rejects import reject_dict
 
 LABELS = ("confirmed", "false_reject")  # what a technician may say about a reject
@@ -47,7 +48,7 @@ class Feedback:
             where, key = "cell_id = ?", cell_id
         else:
             raise ValueError("feedback needs a frame_id or a cell_id")
-        ts = now_iso()
+        ts = utc_iso()
         with self._conn.tx() as db:
             row = db.execute(
                 f"SELECT id, frame_id, cell_id FROM results WHERE {where} AND verdict='fail'"

@@ -18,7 +18,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from inspector.store.connection import Connection, now_iso
+from inspector.core.timestamps import utc_iso
+from inspector.store.connection import Connection
 
 
 class Results:
@@ -53,7 +54,7 @@ class Results:
                 result.get("product"),
                 result.get("station"),
                 str(result["verdict"]),
-                str(result.get("ts") or now_iso()),
+                str(result.get("ts") or utc_iso()),
                 time.time(),
                 payload,
                 str(image_path) if image_path else None,

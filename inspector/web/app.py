@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from inspector.web.config import WebConfig
+from inspector.config.web import WebConfig
 from inspector.web.deps import ChatFn, RejectStore, WebState
 from inspector.web.guard import guard
 from inspector.web.routers import auth, chat, feedback, health, pictures, rejects, static

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 
-from inspector.web.config import Credentials
+from inspector.config.web import Credentials
 
 COOKIE_NAME = "inspector_session"
 TOKEN_USER = "token"  # who a request is when it came in with the access token

@@ -19,8 +19,8 @@ from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 
+from inspector.config.web import Credentials, WebConfig
 from inspector.web.auth import Authenticator, Throttle
-from inspector.web.config import Credentials, WebConfig
 from inspector.web.pages import Pages, static_files
 from inspector.web.pictures import Pictures
 

@@ -321,8 +321,7 @@ def test_a_mono12_camera_with_a_recipe_without_bit_depth_is_refused_at_start(
 def test_the_emulated_camera_reports_its_pixel_format(monkeypatch) -> None:
     pytest.importorskip("pypylon", reason="pypylon is not installed")
     monkeypatch.setenv("PYLON_CAMEMU", "1")
-    from inspector.sources.config import PylonSourceConfig
-    from inspector.sources.pylon import PylonSource
+    from inspector.sources.pylon import PylonSource, PylonSourceConfig
 
     source = PylonSource(PylonSourceConfig(pixel_format="Mono12", trigger="free_run"))
     assert source.bit_depth == 12  # configured, before opening
@@ -486,7 +485,7 @@ def test_answers_carry_no_lone_space_token() -> None:
 
 
 def test_the_v0_template_is_chosen_by_the_chat_config(chat) -> None:
-    from inspector.explain.config import BatteryGPTSettings
+    from inspector.explain.writers.settings import BatteryGPTSettings
     from models.chat import answer_ids, build_prompt
 
     assert BatteryGPTSettings(template="vicuna_v0").template == "vicuna_v0"

@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from inspector.comms.mqtt import MqttLink
-from inspector.config.station import MqttConfig, TLSConfig
+from inspector.config.mqtt import MqttConfig, TLSConfig
 from inspector.station.daemon import Daemon
 from tests.broker import Broker, make_certificates
 from tests.inspector.daemon_helpers import TOPIC_ROOT, QueueSource, make_config, running

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from inspector.config.web import WebConfig
 from inspector.store.db import Store
 from inspector.web.app import create_app
 from inspector.web.auth import COOKIE_NAME
 from inspector.web.chat import template_chat
-from inspector.web.config import WebConfig
 from tests.inspector.web.conftest import store  # noqa: F401
 
 TOKEN = "tok-sec-81"

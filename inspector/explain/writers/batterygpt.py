@@ -15,7 +15,6 @@ from pathlib import Path
 import cv2
 import torch
 
-from inspector.explain.config import BatteryGPTSettings
 from inspector.explain.facts import Facts
 from inspector.explain.writers.base import (
     Backend,
@@ -24,6 +23,7 @@ from inspector.explain.writers.base import (
     RejectContext,
     system_prompt,
 )
+from inspector.explain.writers.settings import BatteryGPTSettings
 from models.chat import DEFAULT_TEMPLATE, BatteryChat, build_prompt
 from models.preprocess import preprocess
 

@@ -13,7 +13,6 @@ import os
 
 import httpx
 
-from inspector.explain.config import OpenAISettings
 from inspector.explain.writers.base import (
     Backend,
     BackendError,
@@ -21,6 +20,7 @@ from inspector.explain.writers.base import (
     RejectContext,
     system_prompt,
 )
+from inspector.explain.writers.settings import OpenAISettings
 
 IMAGE_REFUSED = (400, 415, 422)
 

@@ -9,7 +9,7 @@ import pytest
 
 from inspector.comms.mqtt import MqttLink, TriggerError, parse_trigger
 from inspector.comms.outbox import OutboxPublisher
-from inspector.config.station import MqttConfig
+from inspector.config.mqtt import MqttConfig
 from inspector.store.db import Store
 from tests.broker import Broker, Collector
 
@@ -105,7 +105,7 @@ def test_the_explainer_publishes_explanations_through_the_same_class(broker: Bro
 
 @pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl to make certificates")
 def test_results_travel_over_tls_with_the_configured_ca(tmp_path: Path) -> None:
-    from inspector.config.station import TLSConfig
+    from inspector.config.mqtt import TLSConfig
 
     broker = Broker(tmp_path / "broker", tls=True).start()
     store = Store(tmp_path / "data")

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from inspector.config.source import SourceConfig
 from inspector.sources import (
+    Frame,
     HotFolderSourceConfig,
     PylonSourceConfig,
-    SourceConfig,
     VideoSourceConfig,
     create_source,
 )
@@ -53,4 +54,24 @@ def test_hotfolder_suffixes_are_normalised() -> None:
 
 def test_create_source_builds_the_configured_kind(tmp_path: Path) -> None:
     cfg = ADAPTER.validate_python({"kind": "hotfolder", "folder": str(tmp_path)})
-    assert create_source(cfg, tmp_path).name == "hotfolder"
+    assert create_source(cfg).name == "hotfolder"
+
+
+def test_every_kind_says_how_the_daemon_backs_off_and_whether_triggers_name_its_cells() -> None:
+    cam = ADAPTER.validate_python(
+        {"kind": "pylon", "reconnect_backoff_s": 2, "reconnect_backoff_max_s": 8}
+    )
+    video = ADAPTER.validate_python({"kind": "video", "url": "a.mp4", "reconnect_backoff_s": 0.3})
+    folder = ADAPTER.validate_python({"kind": "hotfolder", "folder": "/scans"})
+    assert cam.reconnect_backoff() == (2.0, 8.0)
+    assert video.reconnect_backoff() == (0.3, 30.0)
+    assert folder.reconnect_backoff() == (1.0, 30.0)
+    assert cam.takes_ids_from_triggers
+    hardware = ADAPTER.validate_python({"kind": "pylon", "trigger": "hardware"})
+    assert not hardware.takes_ids_from_triggers
+    assert not video.takes_ids_from_triggers and not folder.takes_ids_from_triggers
+
+
+def test_a_source_that_keeps_nothing_per_frame_files_nothing(tmp_path: Path) -> None:
+    source = create_source(VideoSourceConfig(url=str(tmp_path / "a.mp4")))
+    assert source.ack(Frame("c1", None, error="x"), ok=False) is False

@@ -41,7 +41,7 @@ def camera(tmp_path: Path) -> Iterator:
         cfg = PylonSourceConfig(
             kind="pylon", serial=SERIAL, emulation_images=tmp_path / "images", **fields
         )
-        readers.append(Reader(create_source(cfg, tmp_path)))
+        readers.append(Reader(create_source(cfg)))
         return readers[-1]
 
     yield start
@@ -128,7 +128,7 @@ def test_hardware_trigger_waits_on_the_configured_line(camera, images) -> None:
 
 
 def test_an_unknown_camera_is_a_source_error_naming_what_is_there(tmp_path: Path) -> None:
-    source = create_source(PylonSourceConfig(kind="pylon", user_id="station-9"), tmp_path)
+    source = create_source(PylonSourceConfig(kind="pylon", user_id="station-9"))
     with pytest.raises(SourceError, match=r"no camera with user id 'station-9'; found: 0815-0000"):
         source.open()
 

@@ -37,7 +37,7 @@ def reading(tmp_path: Path) -> Iterator:
     readers: list[Reader] = []
 
     def start(**fields) -> Reader:
-        readers.append(Reader(create_source(VideoSourceConfig(kind="video", **fields), tmp_path)))
+        readers.append(Reader(create_source(VideoSourceConfig(kind="video", **fields))))
         return readers[-1]
 
     yield start
@@ -68,7 +68,7 @@ def test_a_looped_file_keeps_delivering_in_gray(reading, video: Path) -> None:
 
 
 def test_a_missing_file_is_a_source_error(tmp_path: Path) -> None:
-    source = create_source(VideoSourceConfig(kind="video", url=str(tmp_path / "no.avi")), tmp_path)
+    source = create_source(VideoSourceConfig(kind="video", url=str(tmp_path / "no.avi")))
     with pytest.raises(SourceError, match="does not exist"):
         source.open()
 
@@ -77,7 +77,7 @@ def test_an_unreachable_stream_is_a_source_error_without_the_password(tmp_path: 
     cfg = VideoSourceConfig(
         kind="video", url="rtsp://op:secret@127.0.0.1:9/scan", open_timeout_ms=2000
     )
-    source = create_source(cfg, tmp_path)
+    source = create_source(cfg)
     with pytest.raises(SourceError) as info:
         source.open()
     assert "op:***@127.0.0.1" in str(info.value) and "secret" not in str(info.value)

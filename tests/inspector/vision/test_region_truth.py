@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from inspector.config.web import WebConfig
 from inspector.sources.base import Frame
 from inspector.station.daemon import Daemon
 from inspector.store.db import Store
 from inspector.web.app import create_app
 from inspector.web.chat import ExplainerChat
-from inspector.web.config import WebConfig
 from models.recipe import load_recipe, save_recipe
 from tests.conftest import paste_foreign
 from tests.inspector.daemon_helpers import (

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from inspector.config.web import CredentialsError, WebConfig
 from inspector.store.db import Store
 from inspector.web.app import create_app
 from inspector.web.chat import template_chat
-from inspector.web.config import CredentialsError, WebConfig
 from tests.inspector.web.conftest import FRAME_SHAPE, HOSTILE_CELL
 
 TOKEN = "tok-3f9a1c"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from inspector.web.config import CredentialsError, WebConfig
+from inspector.config.web import CredentialsError, WebConfig
 
 
 def test_defaults_bind_localhost_and_read_the_token_from_the_environment() -> None:

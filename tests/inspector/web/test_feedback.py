@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from inspector.config.web import WebConfig
 from inspector.store.db import Store
 from inspector.web.app import create_app
 from inspector.web.chat import template_chat
-from inspector.web.config import WebConfig
 
 TOKEN = "tok-feedback-7"
 PASSWORD = "pw-feedback-7"

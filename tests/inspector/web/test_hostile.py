@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from markupsafe import escape
 from pydantic import SecretStr
 
+from inspector.config.web import WebConfig
 from inspector.store.db import Store
 from inspector.web.app import create_app
 from inspector.web.chat import template_chat
-from inspector.web.config import WebConfig
 
 AUTH = {"Authorization": "Bearer t"}
 MARKUP = st.sampled_from(["<script>x</script>", "<img src=x onerror=alert(1)>", '"><b>', "&amp;"])

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.explain.config import OpenAISettings
 from inspector.explain.facts import facts_from_map
 from inspector.explain.writers import BackendError, RejectContext
 from inspector.explain.writers.openai_backend import OpenAIBackend
+from inspector.explain.writers.settings import OpenAISettings
 from models.recipe import Thresholds
 from tests.conftest import textured
 

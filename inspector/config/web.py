@@ -1,4 +1,4 @@
-"""The ``web`` section of the station config: where the technicians' page listens and who may in.
+"""The ``web`` section: where the technicians' page listens and who may in.
 
 Secrets are best given by the name of an environment variable (``token_env``,
 ``password_env``) so they stay out of the config file; the systemd environment file sets them.
@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
+
+from inspector.core.config_base import ConfigSection
 
 DEFAULT_TOKEN_ENV = "INSPECTOR_WEB_TOKEN"
 
@@ -35,10 +37,8 @@ class Credentials:
     password: str | None
 
 
-class WebConfig(BaseModel):
+class WebConfig(ConfigSection):
     """Where the technicians' page listens, how people log in, how much a list shows."""
-
-    model_config = ConfigDict(extra="forbid")
 
     host: str = Field("127.0.0.1", description="Address to bind; 127.0.0.1 keeps it local.")
     port: int = Field(
