@@ -34,12 +34,7 @@ from models.backbones.base import Backbone
 log = logging.getLogger("models.chat")
 
 IMAGE_PLACEHOLDER = "<ImageHere>"
-N_MAP_TOKENS = 9
 N_BASE_TOKENS = 9
-VICUNA_SYSTEM = (
-    "A chat between a curious human and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the human's questions."
-)
 DEFAULT_STOP_STRINGS = ("</s>", "USER:", "###")
 
 

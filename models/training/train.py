@@ -101,10 +101,6 @@ class TrainResult:
     best_epoch: int | None = None  # 1-based epoch whose weights were kept (with patience)
     stopped_early: bool = False
 
-    @property
-    def final_loss(self) -> float | None:
-        return self.epoch_losses[-1] if self.epoch_losses else None
-
 
 def trainable_parameters(detector: BatteryDetector) -> list[torch.nn.Parameter]:
     """Freeze everything but the decoder's projections; return those."""

@@ -87,7 +87,7 @@ def test_int8_backend_stays_close_to_fp32(bundle, frames):
     fp32 = create_backend("onnxruntime", bundle)
     int8 = create_backend("onnxruntime-int8", bundle)
     assert int8.name == "onnxruntime-int8"
-    x = np.stack([Predictor(bundle, fp32).prepare(f) for f in frames])
+    x = np.concatenate([Predictor(bundle, fp32).prepare_frame(f).inputs for f in frames])
     maps32, _ = fp32.infer(x)
     maps8, _ = int8.infer(x)
     assert 0 < np.abs(maps32 - maps8).max() < 0.05
