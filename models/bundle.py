@@ -17,17 +17,19 @@ from tqdm import tqdm
 
 from models.backbones.base import Backbone
 from models.backbones.registry import DEFAULT_ARCH, create_backbone, empty_backbone
+from models.bundle_files import (
+    CHECKPOINT_FILE,
+    DECODER_FILE,
+    ENCODER_FILE,
+    MEMORY_FILE,
+    TEXT_FILE,
+)
 from models.decoder import TextDecoder
 from models.detector import BatteryDetector
 from models.memory_bank import CoresetSize, MemoryBank, embed
 from models.preprocess import preprocess
 from models.prompts import PromptSet
 from models.recipe import (
-    CHECKPOINT_FILE,
-    DECODER_FILE,
-    ENCODER_FILE,
-    MEMORY_FILE,
-    TEXT_FILE,
     Coreset,
     Prompts,
     Recipe,

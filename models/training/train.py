@@ -22,13 +22,11 @@ import torch
 from tqdm import tqdm
 
 from models.bundle import load_detector, save_tensors
+from models.bundle_files import CHECKPOINT_FILE, MEMORY_FILE, TEXT_FILE
 from models.data.metrics import pixel_auroc
 from models.data.poisson import SyntheticDefectSet
 from models.detector import BatteryDetector
 from models.recipe import (
-    CHECKPOINT_FILE,
-    MEMORY_FILE,
-    TEXT_FILE,
     Recipe,
     file_sha256,
     load_recipe,

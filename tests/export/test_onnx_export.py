@@ -86,7 +86,7 @@ def test_int8_quantises_only_the_encoder_blocks(exported):
 
 
 def test_big_models_keep_their_weights_in_one_external_file(tiny_bundle, tmp_path, monkeypatch):
-    monkeypatch.setattr(onnx_export, "PROTOBUF_LIMIT", 1000)  # pretend the tiny model is > 2 GB
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 500)  # pretend the model is > 2 GB
     detector = load_detector(tiny_bundle)
     path = export_detector(detector, tmp_path / "model.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]

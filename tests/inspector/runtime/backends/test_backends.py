@@ -9,16 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from export.graph import StaleExportError, exported_model_id
 from export.onnx_export import export_bundle
 from inspector.runtime.backends import BACKENDS, create_backend
-from inspector.runtime.backends.onnxruntime_backend import (
-    ONNX_FILE,
-    ONNX_INT8_FILE,
-    StaleExportError,
-    choose_providers,
-    exported_model_id,
-)
+from inspector.runtime.backends.onnxruntime_backend import choose_providers
 from inspector.runtime.predictor import Predictor
+from models.bundle_files import ONNX_FILE, ONNX_INT8_FILE
 from models.data.synth import render
 from models.recipe import load_recipe, model_id, save_recipe, tensors_id
 from tests.cli_helpers import run_inspector

@@ -7,11 +7,11 @@ import numpy as np
 import onnx
 import pytest
 
-from export.onnx_export import REPORT_FILE, export_bundle
+from export.onnx_export import export_bundle
 from export.quantize import calibration_inputs, encoder_weight_products
 from inspector.runtime.backends import BACKENDS, create_backend
-from inspector.runtime.backends.onnxruntime_backend import ONNX_FILE, ONNX_INT8_STATIC_FILE
 from inspector.runtime.predictor import Predictor
+from models.bundle_files import ONNX_FILE, ONNX_INT8_STATIC_FILE, REPORT_FILE
 from models.data.synth import render
 from tests.cli_helpers import run_inspector
 
