@@ -51,11 +51,11 @@ def chat(tiny_llm_dir: Path):
 def test_training_and_station_prompts_come_from_one_function(
     monkeypatch, chat, tiny_bundle: Path, frames
 ) -> None:
+    from inspector.explain.chat_teacher import detector_examples
     from inspector.explain.facts import facts_from_map
     from inspector.explain.writers import batterygpt
     from inspector.explain.writers.base import INITIAL_QUESTION, RejectContext
     from models.recipe import Thresholds
-    from models.training.chat_training import detector_examples
 
     made: list[str] = []
     original = batterygpt.chat_prompt
@@ -83,7 +83,7 @@ def test_training_and_station_prompts_come_from_one_function(
 def test_the_recipe_thresholds_decide_what_the_training_answers_say(
     tiny_bundle: Path, frames
 ) -> None:
-    from models.training.chat_training import detector_examples
+    from inspector.explain.chat_teacher import detector_examples
 
     detector, recipe = load_detector(tiny_bundle), load_recipe(tiny_bundle)
     verdicts = {}
