@@ -1,7 +1,8 @@
 """The BatteryGPT-style anomaly model: encoders, decoder, prompts, memory bank, bundles.
 
-Modules that the runtime needs without PyTorch (``recipe``, ``preprocess``, ``image_io``) do
-not import torch; everything else does.
+Modules that the runtime needs without PyTorch (``bundle_files``, ``recipe``, ``preprocess``,
+``image_io``) do not import torch; everything else does. ``models`` imports neither
+``inspector`` nor ``export`` (setup.cfg's import contracts).
 """
 
 import os

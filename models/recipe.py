@@ -9,6 +9,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
@@ -241,8 +242,6 @@ def image_set(paths: Iterable[str | Path]) -> ImageSet:
 
 def software_version() -> str:
     """The installed battery-inspector version (``unknown`` when not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("battery-inspector")
     except PackageNotFoundError:
