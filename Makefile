@@ -15,11 +15,14 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/inspector demo --frames 12
 
+# The import contracts (setup.cfg [importlinter]) are checked before the tests run.
 test: $(STAMP) broker browser
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # The tests start their own Mosquitto on a free port; they need the binary.
 broker:

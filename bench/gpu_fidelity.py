@@ -44,13 +44,15 @@ def vit_h_bundle(work: Path, n_refs: int = 8) -> Path:
     from models.bundle import create_bundle
     from models.data.synth import render
 
-    spec = clip_loader.ARCHS["vit-h-14"]
-    clip_loader.ARCHS["vit-h-14"] = clip_loader.ArchSpec(spec.name, spec.openclip_name, False)
+    spec = clip_loader.OPENCLIP_ARCHS["vit-h-14"]
+    clip_loader.OPENCLIP_ARCHS["vit-h-14"] = clip_loader.ArchSpec(
+        spec.name, spec.openclip_name, False
+    )
     try:
         refs = [render("pouch", seed, size=(448, 448))[0] for seed in range(n_refs)]
         create_bundle(work / "vit-h", "vit-h-14", "pouch cell", reference_images=refs)
     finally:
-        clip_loader.ARCHS["vit-h-14"] = spec
+        clip_loader.OPENCLIP_ARCHS["vit-h-14"] = spec
     return work / "vit-h"
 
 

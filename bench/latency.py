@@ -40,13 +40,14 @@ from inspector.runtime.backends import create_backend
 from models.backbones import clip_loader
 from models.backbones.openclip import OpenClipBackbone
 from models.bundle import _make_decoder, create_bundle, encode_references, save_tensors
+from models.bundle_files import ENCODER_FILE
 from models.data.datasets import load_test_split, train_images
 from models.data.metrics import image_auroc, pixel_auroc
 from models.data.synth import write_dataset
 from models.detector import BatteryDetector
 from models.image_io import read_image
 from models.preprocess import preprocess
-from models.recipe import ENCODER_FILE, Prompts, Recipe, file_sha256, save_recipe
+from models.recipe import Prompts, Recipe, file_sha256, save_recipe
 
 SECTION = "Latency and throughput (bench/latency.py)"
 

@@ -17,31 +17,32 @@ import importlib.util
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 
+from export.graph import EXTERNAL_DATA_BYTES, INPUT_NAME, MODEL_ID_KEY, OUTPUT_NAMES
 from export.parity import parity
-from inspector.runtime.backends.onnxruntime_backend import (
-    INPUT_NAME,
-    MODEL_ID_KEY,
+from export.quantize import quantize_int8, quantize_static_int8
+from models.bundle import load_detector
+from models.bundle_files import (
     ONNX_FILE,
     ONNX_INT8_FILE,
     ONNX_INT8_STATIC_FILE,
+    REPORT_FILE,
+    data_file,
 )
-from models.bundle import load_detector
 from models.detector import BatteryDetector
 from models.recipe import load_recipe, tensors_id
 
-REPORT_FILE = "export_report.json"
-OUTPUT_NAMES = ("anomaly_map", "score")
 DEFAULT_OPSET = 18
 MIN_OPSET = 17  # LayerNormalization is one op from opset 17 on
-PROTOBUF_LIMIT = 2**31 - 1  # a single ONNX protobuf cannot exceed 2 GB
 
 
 @contextlib.contextmanager
@@ -66,7 +67,7 @@ def export_detector(
     opset: int = DEFAULT_OPSET,
     metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Trace ``detector`` into ``path``; weights go to ``path.name + '.data'`` when over 2 GB.
+    """Trace ``detector`` into ``path``; weights go to ``data_file(path.name)`` when over 2 GB.
 
     Args:
         detector: the detector, on the CPU, in eval mode.
@@ -80,7 +81,7 @@ def export_detector(
     size = detector.image_size
     example = torch.zeros(2, 3, size, size)
     dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
-    big = _param_bytes(detector) > PROTOBUF_LIMIT // 2
+    big = _param_bytes(detector) > EXTERNAL_DATA_BYTES
     detector = detector.eval()
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         # The TorchScript exporter scatters >2 GB weights over one file per tensor; trace into
@@ -104,7 +105,7 @@ def export_detector(
             entry = model.metadata_props.add()
             entry.key, entry.value = key, str(value)
         tmp_out = Path(tmp) / path.name
-        data_name = path.name + ".data"
+        data_name = data_file(path.name)
         onnx.save_model(
             model,
             str(tmp_out),
@@ -139,8 +140,6 @@ def _declare_output_shapes(model: onnx.ModelProto, size: int) -> None:
 @contextlib.contextmanager
 def _quiet_export() -> Iterator[None]:
     """Silence the exporter's known, harmless warnings (legacy exporter, tracer constants)."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -185,8 +184,6 @@ def export_bundle(
     Returns:
         The report: file names, graph summary, max abs map and score differences, versions.
     """
-    import onnxruntime as ort
-
     step = step or (lambda _msg: None)
     bundle = Path(bundle)
     recipe = load_recipe(bundle)
@@ -209,51 +206,78 @@ def export_bundle(
         "onnx": onnx.__version__,
         "onnxruntime": ort.__version__,
     }
-    step("checking ONNX Runtime against PyTorch")
-    graph = graph_summary(onnx_path)
-    report["fp32"] = {
-        "file": ONNX_FILE,
-        "opset": graph["opset"],
-        "input_shape": graph["input_shape"],
-        "layer_norm_nodes": graph["ops"].get("LayerNormalization", 0),
-        **parity(detector, onnx_path, parity_batch),
-    }
-    if importlib.util.find_spec("openvino") is not None:
-        step("checking OpenVINO against PyTorch")
-        report["openvino"] = {
-            "file": ONNX_FILE,
-            **parity(detector, onnx_path, parity_batch, runtime="openvino"),
-        }
-    int8_path = bundle / ONNX_INT8_FILE
-    if int8:
-        from export.quantize import quantize_int8
-
-        step("quantising the encoder to int8")
-        quantize_int8(onnx_path, int8_path)
-        step("checking the int8 model against PyTorch")
-        report["int8"] = {"file": ONNX_INT8_FILE, **parity(detector, int8_path, parity_batch)}
-    elif int8_path.exists():
-        int8_path.unlink()  # an int8 file from an older export would no longer match
-    static_path = bundle / ONNX_INT8_STATIC_FILE
-    if calibration is not None:
-        from export.quantize import quantize_static_int8
-
-        step(f"quantising the encoder to static int8 ({len(calibration)} calibration images)")
-        done = quantize_static_int8(onnx_path, static_path, calibration)
-        step("checking the static int8 model against PyTorch")
-        report["int8_static"] = {
-            **done,
-            "calibration_images": len(calibration),
-            **parity(detector, static_path, parity_batch),
-        }
-        if "openvino" in report:  # OpenVINO's int8 kernels round differently: check them too
-            report["openvino_int8"] = {
-                "file": ONNX_INT8_STATIC_FILE,
-                **parity(detector, static_path, parity_batch, runtime="openvino"),
-            }
-    elif static_path.exists():
-        static_path.unlink()
+    check = _ParityCheck(detector, parity_batch, step)
+    report.update(check.fp32(onnx_path))
+    report.update(_export_int8(bundle, onnx_path, int8, check))
+    report.update(_export_int8_static(bundle, onnx_path, calibration, check))
     tmp = bundle / f".{REPORT_FILE}.tmp"
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(bundle / REPORT_FILE)
     return report
+
+
+class _ParityCheck:
+    """Each exported file against PyTorch on the same inputs: ONNX Runtime always, OpenVINO
+    where it is installed."""
+
+    def __init__(self, detector: BatteryDetector, batch: int, step: Callable[[str], None]) -> None:
+        self.detector, self.batch, self.step = detector, batch, step
+        self.openvino = importlib.util.find_spec("openvino") is not None
+
+    def __call__(self, path: Path, runtime: str = "onnxruntime") -> dict:
+        return parity(self.detector, path, self.batch, runtime=runtime)
+
+    def fp32(self, onnx_path: Path) -> dict:
+        """The ``fp32`` section (with the graph's summary) and, with OpenVINO, ``openvino``."""
+        self.step("checking ONNX Runtime against PyTorch")
+        graph = graph_summary(onnx_path)
+        out = {
+            "fp32": {
+                "file": ONNX_FILE,
+                "opset": graph["opset"],
+                "input_shape": graph["input_shape"],
+                "layer_norm_nodes": graph["ops"].get("LayerNormalization", 0),
+                **self(onnx_path),
+            }
+        }
+        if self.openvino:
+            self.step("checking OpenVINO against PyTorch")
+            out["openvino"] = {"file": ONNX_FILE, **self(onnx_path, "openvino")}
+        return out
+
+
+def _export_int8(bundle: Path, onnx_path: Path, int8: bool, check: _ParityCheck) -> dict:
+    """Write and check ``model.int8.onnx`` when asked; otherwise remove an older one, which
+    would no longer match."""
+    int8_path = bundle / ONNX_INT8_FILE
+    if not int8:
+        int8_path.unlink(missing_ok=True)
+        return {}
+    check.step("quantising the encoder to int8")
+    quantize_int8(onnx_path, int8_path)
+    check.step("checking the int8 model against PyTorch")
+    return {"int8": {"file": ONNX_INT8_FILE, **check(int8_path)}}
+
+
+def _export_int8_static(
+    bundle: Path, onnx_path: Path, calibration: np.ndarray | None, check: _ParityCheck
+) -> dict:
+    """Write and check ``model.int8-static.onnx`` when calibration images are given;
+    otherwise remove an older one."""
+    static_path = bundle / ONNX_INT8_STATIC_FILE
+    if calibration is None:
+        static_path.unlink(missing_ok=True)
+        return {}
+    check.step(f"quantising the encoder to static int8 ({len(calibration)} calibration images)")
+    done = quantize_static_int8(onnx_path, static_path, calibration)
+    check.step("checking the static int8 model against PyTorch")
+    out = {
+        "int8_static": {
+            **done,
+            "calibration_images": len(calibration),
+            **check(static_path),
+        }
+    }
+    if check.openvino:  # OpenVINO's int8 kernels round differently: check them too
+        out["openvino_int8"] = {"file": ONNX_INT8_STATIC_FILE, **check(static_path, "openvino")}
+    return out

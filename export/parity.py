@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 from models.data.synth import DEFECTS, render
@@ -38,15 +39,13 @@ def max_diffs(
 def _runner(onnx_path: str | Path, runtime: str):
     """``run(x) -> (maps, scores)`` for the graph in ``runtime`` on the CPU."""
     if runtime == "openvino":
-        import openvino as ov
+        import openvino as ov  # optional (the openvino extra)
 
         core = ov.Core()
         compiled = core.compile_model(
             core.read_model(str(onnx_path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
         )
         return lambda x: tuple(compiled(x).to_tuple())
-    import onnxruntime as ort
-
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {session.get_inputs()[0].name: x})
 

@@ -33,6 +33,23 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
+from onnx.external_data_helper import uses_external_data
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+
+from export.graph import EXTERNAL_DATA_BYTES
+from models.bundle_files import data_file
+from models.data.datasets import normal_images, pick_evenly
+from models.image_io import read_image
+from models.preprocess import preprocess
+from models.recipe import load_recipe
 
 ENCODER_BLOCK_PREFIXES = (
     "/encoder/resblocks.",
@@ -40,9 +57,11 @@ ENCODER_BLOCK_PREFIXES = (
     "/encoder/net/",  # models.backbones.efficientnet
 )
 QUANTISED_OPS = ("MatMul", "Gemm", "Conv")
-PROTOBUF_LIMIT = 2**31 - 1  # a single ONNX protobuf cannot exceed 2 GB
-EXTERNAL_DATA_BYTES = PROTOBUF_LIMIT // 2  # export/onnx_export.py's rule for the fp32 file
 CALIBRATION_PERCENTILE = 99.999
+CALIBRATION_METHODS = {
+    "percentile": CalibrationMethod.Percentile,
+    "minmax": CalibrationMethod.MinMax,
+}
 OUTLIER_RATIO = 64.0  # a channel 64x the median one leaves 1/16 of the uint8 steps to the rest
 _VIT_BLOCK = re.compile(r"resblocks\.(\d+)/")
 
@@ -62,8 +81,6 @@ def encoder_weight_products(model: onnx.ModelProto) -> list[str]:
 
 def weight_bytes(path: str | Path) -> int:
     """Bytes of the graph's initializers, whether stored inline or in an external file."""
-    from onnx.external_data_helper import uses_external_data
-
     model = onnx.load(str(path), load_external_data=False)
     total = 0
     for init in model.graph.initializer:
@@ -102,7 +119,7 @@ def _quantised_nodes(src: Path, keep_vit_ends: bool) -> list[str]:
 def _write_via_tmp(dst: Path, external: bool, write) -> Path:
     """Run ``write(tmp_path)`` in a scratch folder beside ``dst``, then move the result (and
     its ``.data`` file when ``external``) into place; a stale ``.data`` file is removed."""
-    data_name = dst.name + ".data"  # the name ONNX Runtime's quantiser gives it
+    data_name = data_file(dst.name)
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         tmp_out = Path(tmp) / dst.name
         logging.disable(logging.WARNING)  # advice to run shape pre-processing first
@@ -125,8 +142,6 @@ def quantize_int8(src: str | Path, dst: str | Path, per_channel: bool = True) ->
     Raises:
         ValueError: the graph has no encoder weight products to quantise.
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     src, dst = Path(src), Path(dst)
     nodes = _quantised_nodes(src, keep_vit_ends=False)
     external = needs_external_data(src)
@@ -145,22 +160,19 @@ def quantize_int8(src: str | Path, dst: str | Path, per_channel: bool = True) ->
     )
 
 
-def _calibration_reader(images: np.ndarray, input_name: str):
-    """A ``CalibrationDataReader`` handing the preprocessed images over one at a time."""
-    from onnxruntime.quantization import CalibrationDataReader
+class ImageCalibration(CalibrationDataReader):
+    """Hands the preprocessed images to ONNX Runtime's calibrator one at a time."""
 
-    class ImageCalibration(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it: Iterator[np.ndarray] = iter(images)
+    def __init__(self, images: np.ndarray, input_name: str) -> None:
+        self.images, self.input_name = images, input_name
+        self._it: Iterator[np.ndarray] = iter(images)
 
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self._it, None)
-            return None if x is None else {input_name: np.ascontiguousarray(x[None], np.float32)}
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        x = next(self._it, None)
+        return None if x is None else {self.input_name: np.ascontiguousarray(x[None], np.float32)}
 
-        def rewind(self) -> None:
-            self._it = iter(images)
-
-    return ImageCalibration()
+    def rewind(self) -> None:
+        self._it = iter(self.images)
 
 
 def channel_outliers(src: Path, nodes: Sequence[str], images: np.ndarray) -> dict[str, float]:
@@ -171,8 +183,6 @@ def channel_outliers(src: Path, nodes: Sequence[str], images: np.ndarray) -> dic
     ViTs). Per-tensor uint8 gives every channel the step of the largest, so the others round
     to a handful of levels.
     """
-    import onnxruntime as ort
-
     model = onnx.load(str(src))
     by_name = {n.name: n for n in model.graph.node}
     inputs = {name: by_name[name].input[0] for name in nodes}
@@ -238,48 +248,18 @@ def quantize_static_int8(
     Raises:
         ValueError: no images, an unknown method, or nothing to quantise.
     """
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
     src, dst = Path(src), Path(dst)
     if len(images) == 0:
         raise ValueError("static int8 needs calibration images (normal cells of the product)")
-    methods = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax}
-    if method not in methods:
-        raise ValueError(f"unknown calibration method {method!r}; one of {sorted(methods)}")
+    if method not in CALIBRATION_METHODS:
+        known = sorted(CALIBRATION_METHODS)
+        raise ValueError(f"unknown calibration method {method!r}; one of {known}")
     candidates = _quantised_nodes(src, keep_vit_ends=False)
-    nodes = _quantised_nodes(src, keep_vit_ends)
-    outliers: list[str] = []
-    if outlier_ratio is not None:
-        ratios = channel_outliers(src, nodes, images)
-        outliers = sorted(n for n, r in ratios.items() if r > outlier_ratio)
-        nodes = [n for n in nodes if n not in set(outliers)]
-    if not nodes:
-        raise ValueError(f"{src}: every encoder product has outlier channels; nothing to quantise")
+    nodes, outliers = _static_nodes(src, images, keep_vit_ends, outlier_ratio)
     external = needs_external_data(src)
-    input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
 
     def write(out: Path, how: str) -> None:
-        extra: dict[str, object] = {"MatMulConstBOnly": True}
-        if how == "percentile":
-            extra["CalibPercentile"] = CALIBRATION_PERCENTILE
-        quantize_static(
-            src,
-            out,
-            _calibration_reader(images, input_name),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_quantize=nodes,
-            use_external_data_format=external,
-            calibrate_method=methods[how],
-            extra_options=extra,
-        )
+        _quantize_static(src, out, images, nodes, external, how)
 
     used = method
     try:
@@ -300,6 +280,45 @@ def quantize_static_int8(
     }
 
 
+def _static_nodes(
+    src: Path, images: np.ndarray, keep_vit_ends: bool, outlier_ratio: float | None
+) -> tuple[list[str], list[str]]:
+    """The encoder products to quantise statically, and those kept fp32 for their outlier
+    channels (``channel_outliers`` over ``outlier_ratio``)."""
+    nodes = _quantised_nodes(src, keep_vit_ends)
+    outliers: list[str] = []
+    if outlier_ratio is not None:
+        ratios = channel_outliers(src, nodes, images)
+        outliers = sorted(n for n, r in ratios.items() if r > outlier_ratio)
+        nodes = [n for n in nodes if n not in set(outliers)]
+    if not nodes:
+        raise ValueError(f"{src}: every encoder product has outlier channels; nothing to quantise")
+    return nodes, outliers
+
+
+def _quantize_static(
+    src: Path, out: Path, images: np.ndarray, nodes: list[str], external: bool, method: str
+) -> None:
+    """ONNX Runtime's QDQ quantisation of ``nodes``, calibrated on ``images`` by ``method``."""
+    extra: dict[str, object] = {"MatMulConstBOnly": True}
+    if method == "percentile":
+        extra["CalibPercentile"] = CALIBRATION_PERCENTILE
+    input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
+    quantize_static(
+        src,
+        out,
+        ImageCalibration(images, input_name),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_quantize=nodes,
+        use_external_data_format=external,
+        calibrate_method=CALIBRATION_METHODS[method],
+        extra_options=extra,
+    )
+
+
 def calibration_inputs(bundle: str | Path, data: str | Path, limit: int = 32) -> np.ndarray:
     """Up to ``limit`` normal images of ``data`` (a folder, or a dataset's train/test ``good``),
     spread evenly and preprocessed as the bundle's predictor does.
@@ -307,11 +326,6 @@ def calibration_inputs(bundle: str | Path, data: str | Path, limit: int = 32) ->
     Raises:
         ImageError: no normal images there, or one cannot be read.
     """
-    from models.data.datasets import normal_images, pick_evenly
-    from models.image_io import read_image
-    from models.preprocess import preprocess
-    from models.recipe import load_recipe
-
     recipe = load_recipe(bundle)
     paths = pick_evenly(normal_images(data, include_train=True), limit)
     return np.stack(

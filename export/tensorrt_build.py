@@ -13,23 +13,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
-from inspector.runtime.backends.onnxruntime_backend import (
-    INPUT_NAME,
-    ONNX_FILE,
-    check_export_current,
-)
-from inspector.runtime.backends.tensorrt_backend import (
-    ENGINE_FILE,
-    SIDECAR_FILE,
-    describe_gpu,
-    import_tensorrt,
-)
+from export.engine import describe_gpu, engine_sidecar, import_tensorrt
+from export.graph import INPUT_NAME, check_export_current
+from models.bundle_files import ENGINE_FILE, ONNX_FILE, SIDECAR_FILE, TIMING_CACHE_FILE
 from models.recipe import load_recipe
-
-TIMING_CACHE_FILE = "tensorrt.timing-cache"
 
 
 def profile_shapes(max_batch: int, size: int, opt_batch: int | None = None) -> dict[str, tuple]:
@@ -41,36 +30,6 @@ def profile_shapes(max_batch: int, size: int, opt_batch: int | None = None) -> d
         "min": (1, 3, size, size),
         "opt": (opt, 3, size, size),
         "max": (max_batch, 3, size, size),
-    }
-
-
-def engine_sidecar(
-    *,
-    tensorrt_version: str,
-    gpu: dict[str, str],
-    size: int,
-    max_batch: int,
-    opt_batch: int,
-    precision: str,
-    fp32_layers: int,
-    bundle_model_id: str,
-) -> dict:
-    """What the engine was built for; ``check_engine_compatible`` reads it before loading.
-
-    ``bundle_model_id`` is the model id stored in the ONNX graph the engine was built from.
-    """
-    return {
-        "tensorrt": tensorrt_version,
-        "gpu": dict(gpu),
-        "input_name": INPUT_NAME,
-        "input_shape": [-1, 3, size, size],
-        "min_batch": 1,
-        "opt_batch": opt_batch,
-        "max_batch": max_batch,
-        "precision": precision,
-        "fp32_layers": fp32_layers,
-        "model_id": bundle_model_id,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

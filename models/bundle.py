@@ -17,17 +17,19 @@ from tqdm import tqdm
 
 from models.backbones.base import Backbone
 from models.backbones.registry import DEFAULT_ARCH, create_backbone, empty_backbone
+from models.bundle_files import (
+    CHECKPOINT_FILE,
+    DECODER_FILE,
+    ENCODER_FILE,
+    MEMORY_FILE,
+    TEXT_FILE,
+)
 from models.decoder import TextDecoder
 from models.detector import BatteryDetector
 from models.memory_bank import CoresetSize, MemoryBank, embed
 from models.preprocess import preprocess
 from models.prompts import PromptSet
 from models.recipe import (
-    CHECKPOINT_FILE,
-    DECODER_FILE,
-    ENCODER_FILE,
-    MEMORY_FILE,
-    TEXT_FILE,
     Coreset,
     Prompts,
     Recipe,
@@ -36,7 +38,6 @@ from models.recipe import (
     load_recipe,
     save_recipe,
 )
-from models.training.head_check import text_scale
 
 # new banks take 3/4 of each image's median patch distance off its patches
 # (models/memory_bank.py; measured in bench/RESULTS.md "Accuracy"); older recipes say 0
@@ -115,6 +116,18 @@ def build_detector(
     if bank is not None and fusion != "memory":  # both maps on the references' scale
         detector.text_scale = text_scale(detector, reference_images, bit_depth)
     return detector
+
+
+@torch.no_grad()
+def text_scale(detector: BatteryDetector, images: Sequence[np.ndarray], bit_depth) -> float:
+    """The decoder map's peak on normal ``images``: the scale that puts it where the bank's
+    leave-one-out scale puts the memory map (0.5 = the most abnormal normal patch seen)."""
+    peak = 0.0
+    for i in range(0, len(images), 8):
+        x = np.stack([preprocess(im, detector.image_size, bit_depth) for im in images[i : i + 8]])
+        taps = detector.encoder(torch.from_numpy(x).to(detector.text_embeddings.device))
+        peak = max(peak, float(detector.decoder_map(taps).max()))
+    return max(peak, 1e-6)
 
 
 def save_tensors(bundle: str | Path, detector: BatteryDetector, encoder: bool = False) -> None:
@@ -198,13 +211,7 @@ def create_bundle(
         taps=det.encoder.taps,
         fusion=det.fusion,
         median_weight=det.memory_bank.median_weight if det.memory_bank is not None else 0.0,
-        coreset=Coreset(
-            fraction=coreset.fraction,
-            minimum=coreset.minimum,
-            maximum=coreset.maximum,
-            kept=det.memory_bank.n_patches if det.memory_bank is not None else 0,
-            of_total=n_inputs * det.encoder.grid_size[0] * det.encoder.grid_size[1],
-        ),
+        coreset=_coreset_record(det, coreset, n_inputs),
         prompts=Prompts(
             normal_states=prompts.normal_states,
             abnormal_states=prompts.abnormal_states,
@@ -221,6 +228,19 @@ def create_bundle(
     )
     save_recipe(out, recipe)
     return recipe
+
+
+def _coreset_record(det: BatteryDetector, coreset: CoresetSize, n_inputs: int) -> Coreset:
+    """The recipe's record of the bank's coreset: its bounds, and how many patches it kept of
+    how many the ``n_inputs`` reference inputs gave."""
+    grid = det.encoder.grid_size
+    return Coreset(
+        fraction=coreset.fraction,
+        minimum=coreset.minimum,
+        maximum=coreset.maximum,
+        kept=det.memory_bank.n_patches if det.memory_bank is not None else 0,
+        of_total=n_inputs * grid[0] * grid[1],
+    )
 
 
 @torch.no_grad()

@@ -34,12 +34,7 @@ from models.backbones.base import Backbone
 log = logging.getLogger("models.chat")
 
 IMAGE_PLACEHOLDER = "<ImageHere>"
-N_MAP_TOKENS = 9
 N_BASE_TOKENS = 9
-VICUNA_SYSTEM = (
-    "A chat between a curious human and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the human's questions."
-)
 DEFAULT_STOP_STRINGS = ("</s>", "USER:", "###")
 
 
@@ -243,8 +238,8 @@ def default_llm_dtype(device: str) -> str:
 
 def _dtype_keyword() -> str:
     """``from_pretrained`` takes ``dtype`` since transformers 4.56, ``torch_dtype`` before."""
-    import transformers
-    from packaging.version import Version
+    import transformers  # the optional llm extra: only the chat loads it
+    from packaging.version import Version  # comes with transformers
 
     return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
@@ -314,7 +309,7 @@ class BatteryChat:
         Without ``chat_weights`` the projection and prompt learner are untrained (random):
         the words then come from the facts in the prompt alone.
         """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # the optional llm extra
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         llm_path = Path(llm_path)

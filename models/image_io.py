@@ -16,6 +16,26 @@ class ImageError(ValueError):
     """An image or frame that cannot be inspected; the message says why."""
 
 
+def decode_image(data: bytes | np.ndarray) -> np.ndarray:
+    """Decode an image file's bytes unchanged (bit depth kept); colour comes back BGR, alpha
+    is dropped. Every image file the station reads is decoded here, under OpenCV's cap of
+    ``MAX_PIXELS`` (``models/__init__.py``): a huge image is refused before it is allocated.
+
+    Raises:
+        ImageError: larger than ``MAX_PIXELS``, or not an image (corrupt or truncated).
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    try:
+        image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    except cv2.error:
+        raise ImageError(f"image larger than {MAX_PIXELS:,} pixels") from None
+    if image is None:
+        raise ImageError("not a readable image (corrupt or truncated)")
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read a file unchanged (bit depth kept); colour comes back BGR, alpha is dropped.
 
@@ -25,16 +45,10 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
-    data = np.fromfile(path, dtype=np.uint8)
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    except cv2.error:
-        raise ImageError(f"{path}: image larger than {MAX_PIXELS:,} pixels") from None
-    if image is None:
-        raise ImageError(f"{path}: not a readable image")
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
+        return decode_image(np.fromfile(path, dtype=np.uint8))
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
 
 
 def list_images(folder: str | Path) -> list[Path]:

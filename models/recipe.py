@@ -9,18 +9,15 @@ import hashlib
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-RECIPE_FILE = "recipe.yaml"
-ENCODER_FILE = "encoder.safetensors"
-DECODER_FILE = "decoder.safetensors"
-TEXT_FILE = "text_embeddings.safetensors"
-MEMORY_FILE = "memory_bank.safetensors"
-CHECKPOINT_FILE = "train_checkpoint.pt"  # models/training/train.py's; belongs to one bundle state
+from models.bundle_files import DECODER_FILE, MEMORY_FILE, RECIPE_FILE, TEXT_FILE
+
 SCHEMA_VERSION = 2  # 2: backbone families, PatchCore bank, normalisation in the graph
 THRESHOLD_DECIMALS = 4  # thresholds are stored and published to this many decimals, as scores
 CALIBRATION_MARGIN = 0.005  # default score units between the highest passing normal peak and
@@ -243,8 +240,6 @@ def image_set(paths: Iterable[str | Path]) -> ImageSet:
 
 def software_version() -> str:
     """The installed battery-inspector version (``unknown`` when not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("battery-inspector")
     except PackageNotFoundError:

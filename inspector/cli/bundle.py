@@ -74,10 +74,11 @@ def create(
     from inspector.vision.roi import parse_roi
     from inspector.vision.tiling import cut_frame
     from models.bundle import create_bundle
+    from models.bundle_files import RECIPE_FILE
     from models.data.datasets import pick_evenly
     from models.image_io import list_images, read_image
     from models.memory_bank import CoresetSize
-    from models.recipe import RECIPE_FILE, record_step
+    from models.recipe import record_step
 
     with user_errors():
         if (out / RECIPE_FILE).exists() and not force:

@@ -52,9 +52,9 @@ def calibrate(
     the dataset has labelled defects, the escape rate at that point. Calibrate with the
     backend the line will use, on normal images the bundle has not seen.
     """
-    from inspector.offline.calibration import CALIBRATION_FILE
     from inspector.offline.calibration import calibrate as run_calibration
     from inspector.runtime.predictor import Predictor
+    from models.bundle_files import CALIBRATION_FILE
     from models.data.datasets import GOOD, defect_samples, normal_folders, normal_images
     from models.recipe import record_step
 

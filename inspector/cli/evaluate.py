@@ -19,7 +19,7 @@ def _calibrated_backend(bundle: Path) -> str | None:
     """The backend ``calibration.json`` says the thresholds were fitted with, if it says."""
     import json
 
-    from inspector.offline.calibration import CALIBRATION_FILE
+    from models.bundle_files import CALIBRATION_FILE
 
     try:
         return json.loads((bundle / CALIBRATION_FILE).read_text(encoding="utf-8")).get("backend")

@@ -78,7 +78,8 @@ def onnx(
     int8 files keep norms, cosines, softmax and the memory bank in fp32; calibrate the
     thresholds again with the int8 backend before using it at the line.
     """
-    from export.onnx_export import REPORT_FILE, export_bundle
+    from export.onnx_export import export_bundle
+    from models.bundle_files import REPORT_FILE
 
     with user_errors():
         if int8_static and calibration_dir is None:

@@ -52,10 +52,11 @@ def train(
     """
     from inspector.runtime.predictor import canvas_scale
     from inspector.vision.tiling import cut_frame
+    from models.bundle_files import CHECKPOINT_FILE
     from models.data.datasets import train_images
     from models.image_io import read_image
     from models.recipe import load_recipe, record_step
-    from models.training.train import CHECKPOINT_FILE, TrainConfig, train_bundle
+    from models.training.train import TrainConfig, train_bundle
 
     with user_errors():
         paths = train_images(data)

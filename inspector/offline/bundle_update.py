@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspector.offline.calibration import (
-    CALIBRATION_FILE,
     DEFAULT_MARGIN,
     RateEstimate,
     calibrate,
     wilson,
 )
 from inspector.offline.evaluation import run_predictor
+from models.bundle_files import CALIBRATION_FILE
 from models.data.datasets import GOOD, Sample, defect_samples, is_mvtec, train_images
 from models.image_io import ImageError, list_images, read_image
 from models.recipe import Thresholds, load_recipe, model_id, record_step, save_recipe

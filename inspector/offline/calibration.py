@@ -45,6 +45,7 @@ from inspector.offline.evaluation import ImageResult, run_predictor
 from inspector.runtime.predictor import Predictor
 from inspector.station.drift import reference_from_scores
 from inspector.vision.decision import find_regions
+from models.bundle_files import CALIBRATION_FILE
 from models.data.datasets import Sample
 from models.recipe import (
     CALIBRATION_MARGIN,
@@ -54,7 +55,6 @@ from models.recipe import (
     save_recipe,
 )
 
-CALIBRATION_FILE = "calibration.json"
 PIXEL_QUANTILE = 0.995
 DEFAULT_MARGIN = CALIBRATION_MARGIN
 DECIMALS = THRESHOLD_DECIMALS

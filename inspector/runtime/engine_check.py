@@ -46,13 +46,19 @@ import typer
 from inspector.config.station import Config, ConfigError, load_config
 from inspector.core.timestamps import utc_iso
 from inspector.runtime.backends import AUTO, BACKENDS, backend_spec
+from models.bundle_files import (
+    ENGINE_FILE,
+    ONNX_FILE,
+    ONNX_INT8_STATIC_FILE,
+    REPORT_FILE,
+    SIDECAR_FILE,
+)
 
 log = logging.getLogger("inspector.runtime.engine_check")
 
 ENV_FILE = "engine.env"
 STATE_FILE = "engine-check.json"
 ENV_VAR = "INSPECTOR_BACKEND"
-REPORT_FILE = "export_report.json"  # export/onnx_export.py's; importing it would import torch
 UNIT_DATA_DIR = Path("/var/lib/inspector")  # where inspector.service reads engine.env from
 ONNX_EXPORT_TIMEOUT_S = 20 * 60
 TENSORRT_BUILD_TIMEOUT_S = 40 * 60
@@ -136,12 +142,7 @@ def time_backend(name: str, bundle: Path, batch: int, reps: int = TIMING_REPS) -
 
 def probe_runtime() -> Runtime:
     """This machine's GPU and TensorRT version, or the reason TensorRT cannot run here."""
-    from inspector.runtime.backends.tensorrt_backend import (
-        NoGpuError,
-        TensorRTMissingError,
-        describe_gpu,
-        import_tensorrt,
-    )
+    from export.engine import NoGpuError, TensorRTMissingError, describe_gpu, import_tensorrt
 
     try:
         gpu = describe_gpu()
@@ -273,7 +274,7 @@ class EngineCheck:
         The graph's own metadata says which model it is; the export report, written last,
         says the export (with its parity check) finished for that same model.
         """
-        from inspector.runtime.backends.onnxruntime_backend import ONNX_FILE, exported_model_id
+        from export.graph import exported_model_id
 
         if not (self.bundle / ONNX_FILE).is_file():
             return f"{ONNX_FILE} is missing"
@@ -293,12 +294,7 @@ class EngineCheck:
 
     def engine_problem(self, runtime: Runtime, current_id: str) -> str | None:
         """Why the TensorRT engine cannot run here, or None when it fits this machine."""
-        from inspector.runtime.backends.tensorrt_backend import (
-            ENGINE_FILE,
-            SIDECAR_FILE,
-            EngineMismatchError,
-            check_engine_compatible,
-        )
+        from export.engine import EngineMismatchError, check_engine_compatible
 
         if not (self.bundle / ENGINE_FILE).is_file():
             return f"{ENGINE_FILE} is missing"
@@ -353,10 +349,7 @@ class EngineCheck:
         if name.startswith("openvino") and importlib.util.find_spec("openvino") is None:
             return "not installed (pip install 'battery-inspector[openvino]')"
         if backend_spec(name).int8 == "static":
-            from inspector.runtime.backends.onnxruntime_backend import (
-                ONNX_INT8_STATIC_FILE,
-                check_export_current,
-            )
+            from export.graph import check_export_current
 
             path = self.bundle / ONNX_INT8_STATIC_FILE
             if not path.is_file():

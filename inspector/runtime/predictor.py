@@ -126,25 +126,10 @@ class Predictor:
                 backend or self.recipe.backend, self.bundle, **backend_options
             )
 
-    @property
-    def whole_frame(self) -> bool:
-        """True when the recipe has neither ROI nor tiling (one squashed input per frame)."""
-        return self.recipe.roi is None and not self.recipe.tiled
-
-    def canvas_scale(self) -> float | None:
-        """Canvas px per frame px for tiling (None: the ROI is fitted to one input)."""
-        return canvas_scale(self.recipe)
-
     def prepare_frame(self, frame: np.ndarray, channel_order: str = "bgr") -> Prepared:
         """The model inputs of one frame; raises ``ImageError`` for frames it cannot inspect
         (unreadable, or no cell found by ``roi: auto``)."""
         return prepare_frame(self.recipe, frame, channel_order)
-
-    def prepare(self, frame: np.ndarray, channel_order: str = "bgr") -> np.ndarray:
-        """The single model input ``[3, S, S]`` of a whole-frame recipe's frame."""
-        if not self.whole_frame:
-            raise ValueError("this bundle inspects a ROI or tiles: use prepare_frame")
-        return self.prepare_frame(frame, channel_order).inputs[0]
 
     def infer(self, prepared: Sequence[Prepared]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Tile maps and scores per frame; all frames' tiles go through the backend together,

@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 from pydantic import Field, field_validator
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -55,7 +54,7 @@ from inspector.sources.base import (
     new_cell_id,
     safe_text,
 )
-from models.image_io import IMAGE_SUFFIXES
+from models.image_io import IMAGE_SUFFIXES, ImageError, decode_image
 
 log = logging.getLogger(__name__)
 
@@ -521,14 +520,11 @@ def _decode(
         return None, "empty file", None, identity
     digest = hashlib.sha256(raw).hexdigest()
     try:
-        image = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    except (cv2.error, MemoryError) as exc:
+        return decode_image(raw), "", digest, identity
+    except ImageError as exc:
+        return None, str(exc), digest, identity
+    except MemoryError as exc:
         return None, f"not a readable image ({type(exc).__name__})", digest, identity
-    if image is None:
-        return None, "not a readable image (corrupt or truncated)", digest, identity
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image, "", digest, identity
 
 
 def _free_name(target: Path) -> Path:

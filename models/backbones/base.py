@@ -38,10 +38,6 @@ class Backbone(nn.Module, ABC):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
-    @property
-    def n_taps(self) -> int:
-        return len(self.tap_widths)
-
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``[0, 1]`` RGB -> the input statistics the weights were trained with."""
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)

@@ -35,7 +35,7 @@ class ArchSpec:
     needs_weights: bool
 
 
-ARCHS: dict[str, ArchSpec] = {
+OPENCLIP_ARCHS: dict[str, ArchSpec] = {
     "tiny": ArchSpec("tiny", "battery-tiny", needs_weights=False),
     "vit-h-14": ArchSpec("vit-h-14", "ViT-H-14", needs_weights=True),
 }
@@ -44,9 +44,10 @@ ARCHS: dict[str, ArchSpec] = {
 def arch_spec(arch: str) -> ArchSpec:
     """Look up an architecture by name, with the valid names in the error."""
     try:
-        return ARCHS[arch]
+        return OPENCLIP_ARCHS[arch]
     except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHS)}") from None
+        known = sorted(OPENCLIP_ARCHS)
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {known}") from None
 
 
 def default_weights_path(arch: str) -> Path:

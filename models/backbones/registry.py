@@ -18,7 +18,6 @@ from models.backbones.base import Backbone
 from models.prompts import PromptSet
 
 DEFAULT_ARCH = "effnet-lite0"  # the best measured pretrained backbone (bench/RESULTS.md)
-TEST_ONLY_ARCHS = frozenset({"tiny"})
 
 
 @dataclass(frozen=True)

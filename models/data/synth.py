@@ -20,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 KINDS = ("pouch", "ultrasound")
 DEFECTS: dict[str, tuple[str, ...]] = {
@@ -308,8 +309,6 @@ def write_dataset(
     ``n_test_defect`` images are made per defect type. Layout: ``train/good``, ``test/good``,
     ``test/<defect>``, ``ground_truth/<defect>/<name>_mask.png``.
     """
-    from tqdm import tqdm
-
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if size is not None and not all(MIN_SIDE <= s <= MAX_SIDE for s in size):

@@ -1,55 +1,32 @@
-"""Train the chat's prompt learner and image projection on what the chat will be shown.
+"""Train the chat's prompt learner and image projection on examples of what it will be shown.
 
-Examples come from the bundle itself: its normal images and Poisson synthetic defects of them
-(``models.data.poisson.SyntheticDefectSet``, as the decoder trains), each run through the bundle's
-own detector. The detector's map (smoothed, fused, with its non-zero floor), read with the
-recipe's thresholds, gives the region facts; the prompt is the station's own
-(``inspector.explain.writers.batterygpt.chat_prompt``: the system prompt with those facts,
-the chat template, the initial question, sometimes a follow-up after the first answer), and
-the answer is the one the template backend writes from the same facts. The language model and
-the image encoder stay frozen; the loss is the LM's cross-entropy on the answer tokens, which
-are tokenised in context as FastChat does (``models.chat.answer_ids``).
+An ``Example`` is a model input, the bundle's own detector map of it, a prompt and the answer
+to learn. ``detector_maps`` makes the inputs and maps: the bundle's normal images and Poisson
+synthetic defects of them (``models.data.poisson.SyntheticDefectSet``, as the decoder trains),
+each run through the bundle's detector. The prompts and answers are the explainer's words, so
+the caller writes them (``inspector.explain.chat_teacher``: the station's prompt and the
+template writer's answer from the map's facts). The language model and the image encoder
+stay frozen; the loss is the LM's cross-entropy on the answer tokens, which are tokenised in
+context as FastChat does (``models.chat.answer_ids``).
 
-    python -m models.training.chat_training --bundle bundles/pouch --images data/pouch/train/good \\
-        --llm /models/vicuna-7b-v1.5 --out bundles/pouch/chat.safetensors --steps 2000
+Example:
+    >>> maps = list(detector_maps(detector, frames, n=4))          # doctest: +SKIP
+    >>> losses = train_chat(chat, examples, steps=100)             # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import typer
 from tqdm import tqdm
 
-from models.chat import (
-    DEFAULT_TEMPLATE,
-    IMAGE_PLACEHOLDER,
-    TEMPLATES,
-    BatteryChat,
-    answer_ids,
-    save_chat_weights,
-)
+from models.chat import IMAGE_PLACEHOLDER, BatteryChat, answer_ids
 from models.data.poisson import SyntheticDefectSet
 from models.detector import BatteryDetector
-from models.preprocess import resize_map
-from models.recipe import Recipe
-
-log = logging.getLogger("models.training.chat_training")
-
-FOLLOW_UPS = (
-    "How many defects are there?",
-    "Where is the defect?",
-    "How big is it?",
-    "What shape is it?",
-    "How strong is the anomaly score?",
-)
-EXAMPLES_SEED = 104729  # not the decoder's training seed: other synthetic defects
 
 
 @dataclass
@@ -64,62 +41,29 @@ class Example:
 
 
 @torch.no_grad()
-def detector_examples(
+def detector_maps(
     detector: BatteryDetector,
     images: Sequence[np.ndarray],
-    recipe: Recipe,
-    n: int = 256,
-    seed: int = EXAMPLES_SEED,
-    template: str = DEFAULT_TEMPLATE,
-    follow_ups: float = 0.3,
-) -> list[Example]:
-    """``n`` examples from the bundle's own images, maps, facts, prompt and answers.
+    n: int,
+    seed: int,
+    bit_depth: int | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+    """``n`` model inputs from ``images`` (half with a synthetic defect), each with the
+    detector's map ``[S, S]`` (on the CPU) and image score.
 
     Args:
         detector: the bundle's detector (its map is what the chat sees at the station).
-        images: normal frames as read from disk; half the examples get a synthetic defect.
-        recipe: the bundle's recipe: thresholds (calibrated ones, ideally), bit depth, pitch.
-        n: how many examples.
-        seed: seed of the synthetic defects and of the questions.
-        template: the chat template the station will use.
-        follow_ups: share of examples asking a follow-up after the first answer.
+        images: normal frames as read from disk.
+        n: how many inputs.
+        seed: seed of the synthetic defects.
+        bit_depth: the recipe's bit depth of the frames (None: from their dtype).
     """
-    from inspector.explain.facts import facts_from_map
-    from inspector.explain.writers.base import INITIAL_QUESTION, RejectContext
-    from inspector.explain.writers.batterygpt import chat_prompt
-    from inspector.explain.writers.template import TemplateBackend
-
-    if not recipe.thresholds.calibrated:
-        log.warning("the recipe's thresholds are not calibrated: answers follow the defaults")
-    data = SyntheticDefectSet(images, detector.image_size, n, seed, bit_depth=recipe.bit_depth)
-    frame_shape = images[0].shape[:2]
+    data = SyntheticDefectSet(images, detector.image_size, n, seed, bit_depth=bit_depth)
     device = detector.text_embeddings.device
-    rng = np.random.default_rng([seed, 1])
-    teacher = TemplateBackend()
-    examples = []
     for i in range(n):
         x, _, _ = data[i]
         amap, score = detector(x[None].to(device))
-        amap = amap[0].float().cpu()
-        facts = facts_from_map(
-            resize_map(amap.numpy(), frame_shape),
-            recipe.thresholds,
-            recipe.pixel_pitch_mm,
-            recipe.product,
-            float(score[0]),
-        )
-        ctx = RejectContext(facts)
-        history, question = [], INITIAL_QUESTION
-        if rng.random() < follow_ups:
-            history = [
-                {"role": "user", "text": INITIAL_QUESTION},
-                {"role": "assistant", "text": teacher.explain(ctx)},
-            ]
-            question = FOLLOW_UPS[int(rng.integers(len(FOLLOW_UPS)))]
-        prompt = chat_prompt(facts, history, question, template)
-        answer = teacher.reply(ctx, history, question)
-        examples.append(Example(x, amap, prompt, answer, facts.verdict))
-    return examples
+        yield x, amap[0].float().cpu(), float(score[0])
 
 
 def example_loss(chat: BatteryChat, ex: Example) -> torch.Tensor:
@@ -154,7 +98,8 @@ def train_chat(
 
     Args:
         chat: the chat to train in place (LM and encoder frozen).
-        examples: from ``detector_examples``; cycled through in a seeded random order.
+        examples: cycled through in a seeded random order (the explainer's
+            ``inspector.explain.chat_teacher`` writes them on ``detector_maps``).
     """
     if not examples:
         raise ValueError("chat training needs at least one example")
@@ -183,48 +128,3 @@ def train_chat(
     chat.forget_images()
     return losses
 
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-
-@app.command()
-def main(
-    bundle: Path = typer.Option(..., help="bundle whose detector makes the maps (and encoder 2)"),
-    images: Path = typer.Option(
-        ..., help="normal images of the product: MVTec layout (train/good) or a folder"
-    ),
-    llm: Path = typer.Option(..., help="local folder of the causal LM (e.g. Vicuna v1.5)"),
-    out: Path = typer.Option(..., help="where to write the trained weights (.safetensors)"),
-    steps: int = typer.Option(1000, min=1),
-    batch_size: int = typer.Option(4, min=1),
-    lr: float = typer.Option(1e-3, min=0.0),
-    examples: int = typer.Option(256, min=1, help="examples made from the images"),
-    template: str = typer.Option(DEFAULT_TEMPLATE, help=f"one of {', '.join(TEMPLATES)}"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-) -> None:
-    """Train the chat's prompt learner and projection on the bundle's own maps and facts."""
-    from models.bundle import load_detector
-    from models.data.datasets import train_images
-    from models.image_io import read_image
-    from models.recipe import load_recipe
-
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    try:
-        frames = [read_image(p) for p in train_images(images)]
-        detector = load_detector(bundle, dev)
-        made = detector_examples(
-            detector, frames, load_recipe(bundle), examples, template=template
-        )
-        chat = BatteryChat.from_pretrained(llm, detector.encoder, device=dev, template=template)
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
-    fails = sum(ex.verdict == "fail" for ex in made)
-    typer.echo(f"{len(made)} examples from {len(frames)} image(s): {fails} with defect regions")
-    losses = train_chat(chat, made, steps, batch_size, lr)
-    save_chat_weights(chat.vision, out)
-    typer.echo(f"wrote {out} (loss {losses[0]:.3f} -> {np.mean(losses[-10:]):.3f})")
-
-
-if __name__ == "__main__":
-    app()

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.bundle import text_scale
 from models.data.metrics import pixel_auroc
 from models.data.poisson import SyntheticDefectSet
 from models.detector import BatteryDetector
-from models.preprocess import preprocess
 
 HELD_OUT_SEED = 7919  # any seed training does not use
 HELD_OUT_SAMPLES = 32
@@ -42,18 +42,6 @@ class HeadCheck:
             else "the trained head did NOT improve on the memory bank alone: fusion 'memory' kept"
         )
         return f"{verdict} (held-out synthetic defects, pixel AUROC: {figures})"
-
-
-@torch.no_grad()
-def text_scale(detector: BatteryDetector, images: Sequence[np.ndarray], bit_depth) -> float:
-    """The decoder map's peak on normal ``images``: the scale that puts it where the bank's
-    leave-one-out scale puts the memory map (0.5 = the most abnormal normal patch seen)."""
-    peak = 0.0
-    for i in range(0, len(images), 8):
-        x = np.stack([preprocess(im, detector.image_size, bit_depth) for im in images[i : i + 8]])
-        taps = detector.encoder(torch.from_numpy(x).to(detector.text_embeddings.device))
-        peak = max(peak, float(detector.decoder_map(taps).max()))
-    return max(peak, 1e-6)
 
 
 @torch.no_grad()

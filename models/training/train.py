@@ -22,13 +22,11 @@ import torch
 from tqdm import tqdm
 
 from models.bundle import load_detector, save_tensors
+from models.bundle_files import CHECKPOINT_FILE, MEMORY_FILE, TEXT_FILE
 from models.data.metrics import pixel_auroc
 from models.data.poisson import SyntheticDefectSet
 from models.detector import BatteryDetector
 from models.recipe import (
-    CHECKPOINT_FILE,
-    MEMORY_FILE,
-    TEXT_FILE,
     Recipe,
     file_sha256,
     load_recipe,
@@ -100,10 +98,6 @@ class TrainResult:
     held_out_auroc: list[float] = field(default_factory=list)  # per epoch, with patience
     best_epoch: int | None = None  # 1-based epoch whose weights were kept (with patience)
     stopped_early: bool = False
-
-    @property
-    def final_loss(self) -> float | None:
-        return self.epoch_losses[-1] if self.epoch_losses else None
 
 
 def trainable_parameters(detector: BatteryDetector) -> list[torch.nn.Parameter]:
@@ -218,134 +212,180 @@ def train_bundle(
     if len(images) < 1:
         raise ValueError("training needs at least one normal image")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    recipe = load_recipe(bundle)
-    detector = load_detector(bundle, device)
-    params = trainable_parameters(detector)
-    detector.decoder.use_all_taps()  # an untrained OpenCLIP decoder scores with its last tap
-    torch.manual_seed(cfg.seed)
-    data = SyntheticDefectSet(
-        images,
-        size=detector.image_size,
-        length=cfg.samples_per_epoch,
-        seed=cfg.seed,
-        bit_depth=recipe.bit_depth,
-        on_part=cfg.on_part,
-    )
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
-    settings = {k: v for k, v in asdict(cfg).items() if k in _RESUME_KEYS}
-    settings["samples_per_epoch"] = len(data)
-
-    n_micro = math.ceil(len(data) / cfg.batch_size)
-    steps_per_epoch = math.ceil(n_micro / cfg.accumulate)
-    start_epoch, start_step, losses, resumed = 0, 0, [], None
-    held_out = None
-    if cfg.patience is not None:
-        held_out = SyntheticDefectSet(
-            images, detector.image_size, cfg.held_out, EARLY_STOP_SEED,
-            bit_depth=recipe.bit_depth, on_part=cfg.on_part,
-        )
-    # early stopping: held-out AUROC per epoch and the best epoch's projections
-    best: dict = {"aurocs": [], "epoch": None, "auroc": None, "proj": None, "stopped": False}
-    ckpt_path = bundle / CHECKPOINT_FILE
-    origin = bundle_origin(bundle, recipe)
-    ckpt = load_checkpoint(bundle)
-    if ckpt is not None:
-        _check_resumable(ckpt, ckpt_path, origin, settings, len(images))
-        detector.decoder.proj.load_state_dict(ckpt["proj"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch, start_step, losses = ckpt["epoch"], ckpt["step"], list(ckpt["losses"])
-        best = ckpt.get("best", best)
-        resumed = (start_epoch, start_step)
-
-    def checkpoint(epoch: int, step: int, partial_loss: float) -> None:
-        _save_checkpoint(
-            ckpt_path,
-            {
-                "version": CHECKPOINT_VERSION,
-                "origin": origin,
-                "settings": settings,
-                "n_images": len(images),
-                "epoch": epoch,
-                "step": step,
-                "proj": _proj_state(detector),
-                "optimizer": optimizer.state_dict(),
-                "losses": losses,
-                "partial_loss": partial_loss,
-                "best": best,
-            },
-        )
-
-    total = cfg.epochs * steps_per_epoch
-    done = min(total, start_epoch * steps_per_epoch + start_step)
+    run = _Run(bundle, images, cfg, device)
+    total = cfg.epochs * run.steps_per_epoch
+    done = min(total, run.start_epoch * run.steps_per_epoch + run.start_step)
     if done < total:  # a step will run, resumed or not
-        _mark_uncalibrated(bundle, recipe)
+        _mark_uncalibrated(bundle, run.recipe)
     bar = tqdm(total=total, initial=done, desc="train", unit="step", disable=not progress)
-    grid = detector.encoder.grid_size
-    epoch, step = start_epoch, start_step
-    partial = ckpt.get("partial_loss", 0.0) if ckpt is not None else 0.0
     try:
-        for epoch in range(start_epoch, cfg.epochs):
-            data.set_epoch(epoch)
-            order = np.random.default_rng([cfg.seed, epoch, 1]).permutation(len(data))
-            micro = _batches(order, cfg.batch_size)
-            first = start_step if epoch == start_epoch else 0
-            epoch_loss = partial if epoch == start_epoch else 0.0
-            for k in range(first, steps_per_epoch):
-                step = k  # the resume point until this step's update is made
-                group = micro[k * cfg.accumulate : (k + 1) * cfg.accumulate]
-                n_group = sum(len(b) for b in group)
-                optimizer.zero_grad(set_to_none=True)
-                step_loss = 0.0
-                for idx in group:
-                    xs, ys, _ = zip(*(data[int(i)] for i in idx), strict=True)
-                    x, y = torch.stack(xs).to(device), torch.stack(ys).to(device)
-                    with torch.no_grad():
-                        taps = detector.encoder(x)
-                    logits = detector.decoder(taps, detector.text_embeddings)
-                    loss = decoder_loss(logits, y, grid, cfg.gamma) * (len(idx) / n_group)
-                    loss.backward()
-                    step_loss += float(loss.detach())
-                optimizer.step()
-                step, partial = k + 1, epoch_loss + step_loss
-                epoch_loss = partial
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{step_loss:.4f}")
-                if step % cfg.checkpoint_every == 0 and step < steps_per_epoch:
-                    checkpoint(epoch, step, partial)
-                if on_step is not None:
-                    on_step(epoch * steps_per_epoch + step, step_loss)
-            losses.append(epoch_loss / steps_per_epoch)
-            step, partial = 0, 0.0
-            stop = held_out is not None and _early_stop(detector, held_out, best, epoch, cfg)
-            checkpoint(cfg.epochs if stop else epoch + 1, 0, 0.0)
-            save_tensors(bundle, detector)
-            if stop:
-                break
+        run.train(bar, on_step)
     except KeyboardInterrupt:
-        checkpoint(epoch, step, partial)
-        save_tensors(bundle, detector)
+        run.checkpoint(run.epoch, run.step, run.partial)
+        save_tensors(bundle, run.detector)
         bar.close()
         raise
     bar.close()
-    detector.eval()
-    if best["proj"] is not None:  # keep the epoch that scored best on held-out defects
-        detector.decoder.proj.load_state_dict(best["proj"])
-        save_tensors(bundle, detector)
-    head = check_head(detector, images, recipe.bit_depth, cfg.on_part)
-    recipe = load_recipe(bundle)
-    recipe.text_scale, recipe.fusion = head.text_scale, head.fusion
-    save_recipe(bundle, recipe)
+    head = run.finish(images)
     return TrainResult(
-        epochs_done=max(cfg.epochs, start_epoch),
+        epochs_done=max(cfg.epochs, run.start_epoch),
         steps_done=max(total, done),
-        epoch_losses=losses,
-        resumed_from=resumed,
+        epoch_losses=run.losses,
+        resumed_from=run.resumed,
         steps_run=total - done,
         head=head,
-        held_out_auroc=list(best["aurocs"]),
-        best_epoch=None if best["epoch"] is None else best["epoch"] + 1,
-        stopped_early=bool(best.get("stopped")),
+        held_out_auroc=list(run.best["aurocs"]),
+        best_epoch=None if run.best["epoch"] is None else run.best["epoch"] + 1,
+        stopped_early=bool(run.best.get("stopped")),
     )
+
+
+class _Run:
+    """One call of ``train_bundle``: the detector, data and optimizer, where training resumes
+    (``start_epoch``, ``start_step``) and where it is (``epoch``, ``step``, ``partial`` loss),
+    all written to the checkpoint so that an interrupted run goes on from there."""
+
+    def __init__(
+        self, bundle: Path, images: Sequence[np.ndarray], cfg: TrainConfig, device: torch.device
+    ) -> None:
+        self.bundle, self.cfg, self.device, self.n_images = bundle, cfg, device, len(images)
+        self.recipe = load_recipe(bundle)
+        self.detector = load_detector(bundle, device)
+        params = trainable_parameters(self.detector)
+        # an untrained OpenCLIP decoder scores with its last tap
+        self.detector.decoder.use_all_taps()
+        torch.manual_seed(cfg.seed)
+        size, bit_depth = self.detector.image_size, self.recipe.bit_depth
+        self.data = SyntheticDefectSet(
+            images,
+            size=size,
+            length=cfg.samples_per_epoch,
+            seed=cfg.seed,
+            bit_depth=bit_depth,
+            on_part=cfg.on_part,
+        )
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        self.settings = {k: v for k, v in asdict(cfg).items() if k in _RESUME_KEYS}
+        self.settings["samples_per_epoch"] = len(self.data)
+        n_micro = math.ceil(len(self.data) / cfg.batch_size)
+        self.steps_per_epoch = math.ceil(n_micro / cfg.accumulate)
+        self.held_out = None
+        if cfg.patience is not None:
+            self.held_out = SyntheticDefectSet(
+                images, size, cfg.held_out, EARLY_STOP_SEED, bit_depth=bit_depth,
+                on_part=cfg.on_part,
+            )
+        # early stopping: held-out AUROC per epoch and the best epoch's projections
+        self.best: dict = {
+            "aurocs": [], "epoch": None, "auroc": None, "proj": None, "stopped": False
+        }
+        self.path = bundle / CHECKPOINT_FILE
+        self.origin = bundle_origin(bundle, self.recipe)
+        self.losses: list[float] = []
+        self.start_epoch, self.start_step, self.partial = 0, 0, 0.0
+        self.resumed: tuple[int, int] | None = None
+        self._resume()
+        self.epoch, self.step = self.start_epoch, self.start_step
+
+    def _resume(self) -> None:
+        """Continue from the bundle's checkpoint, if it has one made for this run."""
+        ckpt = load_checkpoint(self.bundle)
+        if ckpt is None:
+            return
+        _check_resumable(ckpt, self.path, self.origin, self.settings, self.n_images)
+        self.detector.decoder.proj.load_state_dict(ckpt["proj"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.start_epoch, self.start_step = ckpt["epoch"], ckpt["step"]
+        self.losses = list(ckpt["losses"])
+        self.best = ckpt.get("best", self.best)
+        self.resumed = (self.start_epoch, self.start_step)
+        self.partial = ckpt.get("partial_loss", 0.0)
+
+    def checkpoint(self, epoch: int, step: int, partial_loss: float) -> None:
+        _save_checkpoint(
+            self.path,
+            {
+                "version": CHECKPOINT_VERSION,
+                "origin": self.origin,
+                "settings": self.settings,
+                "n_images": self.n_images,
+                "epoch": epoch,
+                "step": step,
+                "proj": _proj_state(self.detector),
+                "optimizer": self.optimizer.state_dict(),
+                "losses": self.losses,
+                "partial_loss": partial_loss,
+                "best": self.best,
+            },
+        )
+
+    def train(self, bar: tqdm, on_step: Callable[[int, float], None] | None) -> None:
+        """The remaining epochs; after each, the checkpoint and the decoder tensors are
+        written, and with ``patience`` training may stop early."""
+        cfg = self.cfg
+        for epoch in range(self.start_epoch, cfg.epochs):
+            self.epoch = epoch
+            self.data.set_epoch(epoch)
+            self._epoch(epoch, bar, on_step)
+            stop = self.held_out is not None and _early_stop(
+                self.detector, self.held_out, self.best, epoch, cfg
+            )
+            self.checkpoint(cfg.epochs if stop else epoch + 1, 0, 0.0)
+            save_tensors(self.bundle, self.detector)
+            if stop:
+                break
+
+    def _epoch(self, epoch: int, bar: tqdm, on_step: Callable[[int, float], None] | None) -> None:
+        """The optimizer steps of one epoch (from the resume point in the first one)."""
+        cfg, per_epoch = self.cfg, self.steps_per_epoch
+        order = np.random.default_rng([cfg.seed, epoch, 1]).permutation(len(self.data))
+        micro = _batches(order, cfg.batch_size)
+        first = self.start_step if epoch == self.start_epoch else 0
+        epoch_loss = self.partial if epoch == self.start_epoch else 0.0
+        for k in range(first, per_epoch):
+            self.step = k  # the resume point until this step's update is made
+            step_loss = self._step(micro[k * cfg.accumulate : (k + 1) * cfg.accumulate])
+            self.step, self.partial = k + 1, epoch_loss + step_loss
+            epoch_loss = self.partial
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{step_loss:.4f}")
+            if self.step % cfg.checkpoint_every == 0 and self.step < per_epoch:
+                self.checkpoint(epoch, self.step, self.partial)
+            if on_step is not None:
+                on_step(epoch * per_epoch + self.step, step_loss)
+        self.losses.append(epoch_loss / per_epoch)
+        self.step, self.partial = 0, 0.0
+
+    def _step(self, group: list[np.ndarray]) -> float:
+        """One optimizer step, gradients accumulated over ``group``'s micro-batches; its loss."""
+        det, grid = self.detector, self.detector.encoder.grid_size
+        n_group = sum(len(b) for b in group)
+        self.optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for idx in group:
+            xs, ys, _ = zip(*(self.data[int(i)] for i in idx), strict=True)
+            x, y = torch.stack(xs).to(self.device), torch.stack(ys).to(self.device)
+            with torch.no_grad():
+                taps = det.encoder(x)
+            logits = det.decoder(taps, det.text_embeddings)
+            loss = decoder_loss(logits, y, grid, self.cfg.gamma) * (len(idx) / n_group)
+            loss.backward()
+            step_loss += float(loss.detach())
+        self.optimizer.step()
+        return step_loss
+
+    def finish(self, images: Sequence[np.ndarray]) -> HeadCheck:
+        """Keep the epoch that scored best on held-out defects (with ``patience``), then choose
+        the decoder's scale and the fusion and record them in the recipe."""
+        self.detector.eval()
+        if self.best["proj"] is not None:
+            self.detector.decoder.proj.load_state_dict(self.best["proj"])
+            save_tensors(self.bundle, self.detector)
+        head = check_head(self.detector, images, self.recipe.bit_depth, self.cfg.on_part)
+        recipe = load_recipe(self.bundle)
+        recipe.text_scale, recipe.fusion = head.text_scale, head.fusion
+        save_recipe(self.bundle, recipe)
+        return head
 
 
 def _early_stop(

@@ -14,6 +14,7 @@ from export.onnx_export import export_bundle, export_detector, graph_summary, mh
 from export.parity import parity_inputs
 from export.quantize import encoder_weight_products
 from models.bundle import load_detector
+from models.bundle_files import BUNDLE_FILES
 from tests.cli_helpers import run_inspector
 
 
@@ -86,7 +87,7 @@ def test_int8_quantises_only_the_encoder_blocks(exported):
 
 
 def test_big_models_keep_their_weights_in_one_external_file(tiny_bundle, tmp_path, monkeypatch):
-    monkeypatch.setattr(onnx_export, "PROTOBUF_LIMIT", 1000)  # pretend the tiny model is > 2 GB
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 500)  # pretend the model is > 2 GB
     detector = load_detector(tiny_bundle)
     path = export_detector(detector, tmp_path / "model.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]
@@ -134,3 +135,10 @@ def test_export_of_a_missing_bundle_is_one_line(tmp_path):
 def test_opset_below_17_is_refused(tiny_bundle):
     proc = run_inspector("export", "onnx", "--bundle", str(tiny_bundle), "--opset", "16")
     assert proc.returncode == 2 and "--opset" in proc.stderr
+
+
+def test_an_exported_bundle_holds_only_files_the_bundle_list_names(exported):
+    bundle, _ = exported
+    held = {p.name for p in bundle.iterdir()}
+    assert {"recipe.yaml", "model.onnx", "model.int8.onnx", "export_report.json"} <= held
+    assert held <= set(BUNDLE_FILES), held - set(BUNDLE_FILES)

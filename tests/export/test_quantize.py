@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx.external_data_helper import uses_external_data
 
-from export import onnx_export, quantize
+from export import graph, onnx_export, quantize
 from export.onnx_export import export_bundle, export_detector
 from export.quantize import (
     calibration_inputs,
@@ -17,8 +17,8 @@ from export.quantize import (
     quantize_static_int8,
     weight_bytes,
 )
-from inspector.runtime.backends.onnxruntime_backend import ONNX_FILE
 from models.bundle import load_detector
+from models.bundle_files import ONNX_FILE
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,8 @@ def run(path, x):
 
 
 def test_int8_follows_the_fp32_files_size_rule():
-    assert quantize.EXTERNAL_DATA_BYTES == onnx_export.PROTOBUF_LIMIT // 2
+    limit = graph.PROTOBUF_LIMIT // 2
+    assert quantize.EXTERNAL_DATA_BYTES == onnx_export.EXTERNAL_DATA_BYTES == limit
 
 
 @pytest.mark.parametrize("kind", ["dynamic", "static"])

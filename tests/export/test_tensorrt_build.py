@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from export.tensorrt_build import engine_sidecar, profile_shapes
-from inspector.runtime.backends.onnxruntime_backend import exported_model_id
-from inspector.runtime.backends.tensorrt_backend import EngineMismatchError, check_engine_compatible
+from export.engine import EngineMismatchError, check_engine_compatible, engine_sidecar
+from export.graph import exported_model_id
+from export.tensorrt_build import profile_shapes
 from models.recipe import tensors_id
 from tests.cli_helpers import run_inspector
 
@@ -80,8 +80,8 @@ def test_a_stale_onnx_export_is_refused_before_tensorrt_is_needed(
 ):
     """Retrained after the export: the engine would run the old graph under the new id."""
     import export.tensorrt_build as build
+    from export.graph import StaleExportError
     from export.onnx_export import export_bundle
-    from inspector.runtime.backends.onnxruntime_backend import StaleExportError
 
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
@@ -109,9 +109,9 @@ def test_a_stale_onnx_export_is_refused_before_tensorrt_is_needed(
 def test_input_name_is_defined_once():
     import export.onnx_export as onnx_export
     import export.tensorrt_build as build
-    from inspector.runtime.backends import onnxruntime_backend
+    from export import engine, graph
 
-    assert onnx_export.INPUT_NAME is build.INPUT_NAME is onnxruntime_backend.INPUT_NAME
+    assert onnx_export.INPUT_NAME is build.INPUT_NAME is engine.INPUT_NAME is graph.INPUT_NAME
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")

@@ -126,10 +126,10 @@ def test_a_folder_without_a_model_is_a_clear_error(encoder, tmp_path: Path) -> N
 
 @pytest.fixture(scope="module")
 def examples(tiny_bundle: Path, reference_dir: Path):
+    from inspector.explain.chat_teacher import detector_examples
     from models.bundle import load_detector
     from models.image_io import list_images, read_image
     from models.recipe import load_recipe
-    from models.training.chat_training import detector_examples
 
     frames = [read_image(p) for p in list_images(reference_dir)]
     return detector_examples(load_detector(tiny_bundle), frames, load_recipe(tiny_bundle), n=4)
@@ -155,7 +155,7 @@ def test_the_training_command_writes_weights_the_chat_loads(
 ) -> None:
     from typer.testing import CliRunner
 
-    from models.training.chat_training import app
+    from inspector.explain.chat_teacher import app
 
     out = tmp_path / "chat.safetensors"
     args = ["--bundle", str(tiny_bundle), "--llm", str(tiny_llm_dir), "--out", str(out)]
@@ -175,7 +175,7 @@ def test_the_training_command_says_what_is_missing(
 ) -> None:
     from typer.testing import CliRunner
 
-    from models.training.chat_training import app
+    from inspector.explain.chat_teacher import app
 
     args = ["--bundle", str(tiny_bundle), "--llm", str(tmp_path), "--out", str(tmp_path / "c")]
     args += ["--images", str(reference_dir), "--examples", "1"]

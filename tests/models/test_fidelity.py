@@ -51,11 +51,11 @@ def chat(tiny_llm_dir: Path):
 def test_training_and_station_prompts_come_from_one_function(
     monkeypatch, chat, tiny_bundle: Path, frames
 ) -> None:
+    from inspector.explain.chat_teacher import detector_examples
     from inspector.explain.facts import facts_from_map
     from inspector.explain.writers import batterygpt
     from inspector.explain.writers.base import INITIAL_QUESTION, RejectContext
     from models.recipe import Thresholds
-    from models.training.chat_training import detector_examples
 
     made: list[str] = []
     original = batterygpt.chat_prompt
@@ -83,7 +83,7 @@ def test_training_and_station_prompts_come_from_one_function(
 def test_the_recipe_thresholds_decide_what_the_training_answers_say(
     tiny_bundle: Path, frames
 ) -> None:
-    from models.training.chat_training import detector_examples
+    from inspector.explain.chat_teacher import detector_examples
 
     detector, recipe = load_detector(tiny_bundle), load_recipe(tiny_bundle)
     verdicts = {}
@@ -176,7 +176,8 @@ def _outlier_bundle(tiny_bundle: Path, out: Path, value: float) -> Path:
     outlier channels), so every tap carries activations in the thousands."""
     from safetensors.torch import load_file, save_file
 
-    from models.recipe import ENCODER_FILE, file_sha256
+    from models.bundle_files import ENCODER_FILE
+    from models.recipe import file_sha256
 
     shutil.copytree(tiny_bundle, out)
     enc = load_file(out / ENCODER_FILE)
@@ -196,8 +197,9 @@ def test_no_l2_norm_in_the_onnx_graph_squares_a_value_fp16_cannot_hold(
     import onnx
     import onnxruntime as ort
 
+    from export.graph import INPUT_NAME
     from export.onnx_export import export_bundle
-    from inspector.runtime.backends.onnxruntime_backend import INPUT_NAME, ONNX_FILE
+    from models.bundle_files import ONNX_FILE
     from models.preprocess import preprocess
 
     bundle = _outlier_bundle(tiny_bundle, tmp_path / "outliers", 3000.0)

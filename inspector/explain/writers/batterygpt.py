@@ -3,7 +3,7 @@
 The frame and its anomaly map become 19 input embeddings (``models.chat``); the region facts
 go into the system prompt, so the model's words are grounded in what was measured.
 ``chat_prompt`` is the one place the prompt is written: chat training
-(``models.training.chat_training``) builds its prompts with it too, so the model is trained on
+(``inspector.explain.chat_teacher``) builds its prompts with it too, so the model is trained on
 exactly the text it is asked with.
 """
 

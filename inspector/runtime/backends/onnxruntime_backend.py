@@ -11,60 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from export.graph import check_export_current, export_flag
 from inspector.runtime.backends.base import Backend
-from models.recipe import load_recipe, tensors_id
-
-ONNX_FILE = "model.onnx"  # written by export/onnx_export.py
-ONNX_INT8_FILE = "model.int8.onnx"  # dynamic: weights int8, activations scaled per call
-ONNX_INT8_STATIC_FILE = "model.int8-static.onnx"  # static QDQ, calibrated on normal images
-INPUT_NAME = "images"  # the graph's input: named by onnx_export, profiled by tensorrt_build
-MODEL_ID_KEY = "model_id"  # metadata_props key holding models.recipe.model_id at export
-
-
-class StaleExportError(ValueError):
-    """The exported graph belongs to an older state of the bundle's tensors."""
-
-
-def exported_model_id(path: str | Path) -> str | None:
-    """The bundle's ``model_id`` stored in an exported graph's metadata (None when absent).
-
-    Big graphs keep their weights in an external file, which is not read here.
-
-    Raises:
-        OSError: the file cannot be read.
-        ValueError: it is not an ONNX model.
-    """
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except OSError:
-        raise
-    except Exception as exc:  # protobuf's DecodeError
-        raise ValueError(f"{path}: not an ONNX model ({exc})") from None
-    return {p.key: p.value for p in model.metadata_props}.get(MODEL_ID_KEY)
-
-
-def check_export_current(path: Path, bundle: Path, current: str | None = None) -> str:
-    """The model id ``path`` was exported from; ``StaleExportError`` unless it is the bundle's
-    current one (``current``, else computed)."""
-    exported = exported_model_id(path)
-    current = current or tensors_id(bundle, load_recipe(bundle))
-    if exported != current:
-        flag = export_flag(path.name)
-        raise StaleExportError(
-            f"{path.name} was exported from model {exported}, but the bundle is now "
-            f"{current}: run 'inspector export onnx --bundle {bundle}{flag}' again"
-        )
-    return exported
-
-
-def export_flag(file_name: str) -> str:
-    """The ``inspector export onnx`` option that writes ``file_name`` (with its leading space)."""
-    return {
-        ONNX_INT8_FILE: " --int8",
-        ONNX_INT8_STATIC_FILE: " --int8-static --calibration-dir NORMAL_IMAGES",
-    }.get(file_name, "")
+from models.bundle_files import ONNX_FILE, ONNX_INT8_FILE, ONNX_INT8_STATIC_FILE
 
 
 def cpu_threads() -> int:

@@ -16,13 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from export.graph import check_export_current
 from inspector.runtime.backends.base import Backend
-from inspector.runtime.backends.onnxruntime_backend import (
-    ONNX_FILE,
-    ONNX_INT8_STATIC_FILE,
-    check_export_current,
-    cpu_threads,
-)
+from inspector.runtime.backends.onnxruntime_backend import cpu_threads
+from models.bundle_files import ONNX_FILE, ONNX_INT8_STATIC_FILE
 
 
 class OpenVinoMissingError(ImportError):

@@ -2,48 +2,27 @@
 
 No PyTorch: device buffers come from CUDA Python (``cuda.bindings.runtime`` or the older
 ``cuda.cudart``). An engine runs only on the GPU model and TensorRT version it was built
-with; ``check_engine_compatible`` compares the engine's JSON sidecar with this machine and
-refuses a mismatch with a message that says how to rebuild.
+with; ``export.engine.check_engine_compatible`` compares the engine's JSON sidecar with this
+machine and refuses a mismatch with a message that says how to rebuild.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
+from export.engine import (
+    EngineMismatchError,
+    TensorRTMissingError,
+    check_engine_compatible,
+    describe_gpu,
+    import_tensorrt,
+)
 from inspector.runtime.backends.base import Backend
+from models.bundle_files import ENGINE_FILE, SIDECAR_FILE
 from models.recipe import load_recipe, tensors_id
-
-ENGINE_FILE = "model.plan"  # written by export/tensorrt_build.py
-SIDECAR_FILE = "model.plan.json"
-
-
-class EngineMismatchError(ValueError):
-    """The engine was built for another GPU, TensorRT version or model state."""
-
-
-class TensorRTMissingError(ImportError, ValueError):
-    """The ``tensorrt`` package (or CUDA Python) is not installed (a user-fixable error)."""
-
-
-class NoGpuError(ValueError):
-    """This machine has no NVIDIA GPU that TensorRT could use."""
-
-
-def import_tensorrt():
-    """``import tensorrt`` with an error that says what to install."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise TensorRTMissingError(
-            "TensorRT is not installed: 'pip install tensorrt' on a machine with an NVIDIA GPU "
-            f"and driver, or use --backend onnxruntime ({exc})"
-        ) from None
-    return trt
 
 
 def _cudart():
@@ -57,71 +36,6 @@ def _cudart():
                 "CUDA Python is not installed: 'pip install cuda-python' for the TensorRT backend"
             ) from None
     return cudart
-
-
-def describe_gpu(index: int | None = None) -> dict[str, str]:
-    """Name and compute capability of the GPU CUDA calls device 0 (via ``nvidia-smi``).
-
-    Returns ``{"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}``.
-    """
-    if index is None:
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
-        index = int(visible) if visible.isdigit() else 0
-    try:
-        out = subprocess.run(
-            [
-                "nvidia-smi",
-                "-i",
-                str(index),
-                "--query-gpu=name,compute_cap",
-                "--format=csv,noheader",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise NoGpuError(f"no NVIDIA GPU found for TensorRT (nvidia-smi: {exc})") from None
-    name, cc = (part.strip() for part in out.strip().splitlines()[0].rsplit(",", 1))
-    return {"name": name, "compute_capability": cc}
-
-
-def check_engine_compatible(
-    sidecar: dict, gpu: dict[str, str], tensorrt_version: str, current_model_id: str, bundle: str
-) -> None:
-    """Refuse an engine that this GPU, TensorRT version or bundle state cannot use.
-
-    Args:
-        sidecar: the engine's ``model.plan.json``.
-        gpu: this machine's ``describe_gpu()``.
-        tensorrt_version: ``tensorrt.__version__`` here.
-        current_model_id: ``models.recipe.model_id`` of the bundle now.
-        bundle: the bundle path, for the rebuild command in the message.
-
-    Raises:
-        EngineMismatchError: saying what differs and to rebuild.
-    """
-    rebuild = f"rebuild it here with 'inspector export tensorrt --bundle {bundle}'"
-    built_gpu = sidecar.get("gpu", {})
-    problems = []
-    if sidecar.get("tensorrt") != tensorrt_version:
-        problems.append(
-            f"TensorRT {sidecar.get('tensorrt')} but this machine has {tensorrt_version}"
-        )
-    if built_gpu.get("compute_capability") != gpu.get("compute_capability") or built_gpu.get(
-        "name"
-    ) != gpu.get("name"):
-        problems.append(
-            f"GPU {built_gpu.get('name')} (sm {built_gpu.get('compute_capability')}) but this "
-            f"machine has {gpu.get('name')} (sm {gpu.get('compute_capability')})"
-        )
-    if sidecar.get("model_id") != current_model_id:
-        problems.append(f"model {sidecar.get('model_id')} but the bundle is now {current_model_id}")
-    if problems:
-        raise EngineMismatchError(
-            "the TensorRT engine was built for " + "; ".join(problems) + f": {rebuild}"
-        )
 
 
 def _check(result: tuple) -> object:

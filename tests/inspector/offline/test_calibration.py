@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.offline.calibration import CALIBRATION_FILE, calibrate, wilson
+from inspector.offline.calibration import calibrate, wilson
 from inspector.runtime.predictor import Predictor
+from models.bundle_files import CALIBRATION_FILE
 from models.data.datasets import Sample
 from models.recipe import load_recipe
 from tests.conftest import paste_foreign, textured

@@ -17,17 +17,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from export.graph import exported_model_id
 from inspector.config.station import parse_config
-from inspector.runtime.backends.onnxruntime_backend import exported_model_id
-from inspector.runtime.backends.tensorrt_backend import ENGINE_FILE, SIDECAR_FILE
 from inspector.runtime.engine_check import (
     ENV_FILE,
-    REPORT_FILE,
     STATE_FILE,
     EngineCheck,
     ExportFailed,
     Runtime,
 )
+from models.bundle_files import ENGINE_FILE, REPORT_FILE, SIDECAR_FILE
 from models.recipe import load_recipe, tensors_id
 from tests.broker import Collector, broker  # noqa: F401  (fixture)
 
@@ -72,7 +71,7 @@ class FakeTensorRT:
     """Stands in for ``inspector export tensorrt`` on a machine with ``runtime``'s GPU.
 
     It writes what the real build writes: an engine file and the sidecar of
-    ``export.tensorrt_build.engine_sidecar`` for this GPU, TensorRT version and model.
+    ``export.engine.engine_sidecar`` for this GPU, TensorRT version and model.
     """
 
     def __init__(self, runtime: Runtime, fail: str | None = None) -> None:
@@ -92,7 +91,7 @@ class FakeTensorRT:
 
 
 def write_engine(bundle: Path, runtime: Runtime, model: str | None = None) -> None:
-    from export.tensorrt_build import engine_sidecar
+    from export.engine import engine_sidecar
 
     (bundle / ENGINE_FILE).write_bytes(b"serialized engine")
     sidecar = engine_sidecar(
@@ -211,12 +210,6 @@ def test_unfinished_export_is_done_again(bundle: Path, tmp_path: Path) -> None:
     build = FakeTensorRT(H100)
     decision = check(tmp_path, bundle, "onnxruntime", H100, build).run()
     assert build.calls == ["onnx"] and f"{REPORT_FILE} is missing" in decision.actions[0]
-
-
-def test_report_file_name_matches_the_exporter() -> None:
-    from export.onnx_export import REPORT_FILE as EXPORTED
-
-    assert REPORT_FILE == EXPORTED
 
 
 def test_no_gpu_alarm_reaches_the_broker(bundle, tmp_path, broker) -> None:  # noqa: F811

@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import load_file
 
 from models.bundle import create_bundle
-from models.recipe import DECODER_FILE, ENCODER_FILE, TEXT_FILE, file_sha256, load_recipe
+from models.bundle_files import CHECKPOINT_FILE, DECODER_FILE, ENCODER_FILE, TEXT_FILE
+from models.recipe import file_sha256, load_recipe
 from models.training.train import (
-    CHECKPOINT_FILE,
     TrainConfig,
     bundle_origin,
     load_checkpoint,

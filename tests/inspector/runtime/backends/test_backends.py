@@ -9,16 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from export.graph import StaleExportError, exported_model_id
 from export.onnx_export import export_bundle
 from inspector.runtime.backends import BACKENDS, create_backend
-from inspector.runtime.backends.onnxruntime_backend import (
-    ONNX_FILE,
-    ONNX_INT8_FILE,
-    StaleExportError,
-    choose_providers,
-    exported_model_id,
-)
+from inspector.runtime.backends.onnxruntime_backend import choose_providers
 from inspector.runtime.predictor import Predictor
+from models.bundle_files import ONNX_FILE, ONNX_INT8_FILE
 from models.data.synth import render
 from models.recipe import load_recipe, model_id, save_recipe, tensors_id
 from tests.cli_helpers import run_inspector
@@ -87,7 +83,7 @@ def test_int8_backend_stays_close_to_fp32(bundle, frames):
     fp32 = create_backend("onnxruntime", bundle)
     int8 = create_backend("onnxruntime-int8", bundle)
     assert int8.name == "onnxruntime-int8"
-    x = np.stack([Predictor(bundle, fp32).prepare(f) for f in frames])
+    x = np.concatenate([Predictor(bundle, fp32).prepare_frame(f).inputs for f in frames])
     maps32, _ = fp32.infer(x)
     maps8, _ = int8.infer(x)
     assert 0 < np.abs(maps32 - maps8).max() < 0.05

@@ -7,11 +7,11 @@ import numpy as np
 import onnx
 import pytest
 
-from export.onnx_export import REPORT_FILE, export_bundle
+from export.onnx_export import export_bundle
 from export.quantize import calibration_inputs, encoder_weight_products
 from inspector.runtime.backends import BACKENDS, create_backend
-from inspector.runtime.backends.onnxruntime_backend import ONNX_FILE, ONNX_INT8_STATIC_FILE
 from inspector.runtime.predictor import Predictor
+from models.bundle_files import ONNX_FILE, ONNX_INT8_STATIC_FILE, REPORT_FILE
 from models.data.synth import render
 from tests.cli_helpers import run_inspector
 
@@ -37,7 +37,7 @@ def bundle(tmp_path_factory, tiny_bundle, reference_dir):
 @pytest.fixture(scope="module")
 def inputs(bundle, frames):
     predictor = Predictor(bundle, create_backend("onnxruntime", bundle))
-    return np.stack([predictor.prepare(f) for f in frames])
+    return np.concatenate([predictor.prepare_frame(f).inputs for f in frames])
 
 
 def test_openvino_backends_are_registered():
