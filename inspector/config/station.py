@@ -28,8 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from inspector.config.feedback import FeedbackConfig
 from inspector.explain.config import ExplainerConfig
-from inspector.offline.feedback import FeedbackConfig
 from inspector.sources.base import PRODUCT
 from inspector.sources.config import PylonSourceConfig, SourceConfig
 from inspector.station.drift import DriftConfig

@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from inspector.offline.feedback import FeedbackError, check_feedback
+from inspector.comms.inbound import FeedbackError, check_feedback
 from inspector.web import present
 from inspector.web.auth import COOKIE_NAME, Authenticator, Throttle
 from inspector.web.config import WebConfig
