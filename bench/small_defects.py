@@ -45,7 +45,7 @@ from inspector.offline.calibration import choose_thresholds, region_peaks  # noq
 from inspector.offline.evaluation import ImageResult, run_predictor  # noqa: E402
 from inspector.runtime.backends import BACKENDS as BACKEND_NAMES  # noqa: E402
 from inspector.runtime.predictor import TILE_BATCH, Predictor  # noqa: E402
-from inspector.vision.tiling import cut_frame  # noqa: E402
+from inspector.vision.tiling import inspection_tiler  # noqa: E402
 from models.bundle import DEFAULT_MEDIAN_WEIGHT, create_bundle, load_detector  # noqa: E402
 from models.data.datasets import Sample  # noqa: E402
 from models.data.synth import FRAME_PITCH_MM, SIZED_DEFECTS, pouch_frame  # noqa: E402
@@ -139,13 +139,7 @@ def build(mode: Mode, refs: list[np.ndarray], out: Path) -> tuple[Path, float]:
     """The mode's bundle (and its ONNX export); seconds to build the bundle."""
     from export.onnx_export import export_bundle
 
-    scale = FRAME_PITCH_MM / mode.pitch if mode.pitch else None
-    tiler = None
-    if mode.roi is not None or mode.pitch is not None:
-
-        def tiler(image, side):
-            return cut_frame(image, mode.roi, scale, side, 0.25)[0]
-
+    tiler = inspection_tiler(mode.roi, FRAME_PITCH_MM, mode.pitch, 0.25)
     t0 = time.perf_counter()
     create_bundle(
         out, ARCH, "pouch cell", reference_images=refs, pixel_pitch_mm=FRAME_PITCH_MM,

@@ -3,12 +3,42 @@ that it rejected (feedback), and print what it is and where it came from."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated
 
+import numpy as np
 import typer
 
 from inspector.cli.app import bundle_app
 from inspector.cli.errors import fail, user_errors
+from inspector.vision.roi import parse_roi
+from inspector.vision.tiling import inspection_tiler
+from models.data.datasets import pick_evenly
+from models.image_io import list_images, read_image
+from models.recipe import RECIPE_FILE, Recipe, load_recipe, model_id, record_step, tensors_id
+
+# how inspection cuts a frame (the references are cut the same way)
+RoiOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Region of interest; pixels outside are never scored: 'auto' (find the cell: "
+        "largest foreground object, deskewed), 'x,y,w,h' in frame px, or a JSON file of "
+        "[[x, y], ...] polygon points. Default: the whole frame.",
+    ),
+]
+InspectPitchOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Cut the ROI into model-input tiles at this pitch (mm per tile pixel; needs "
+        "--pixel-pitch-mm), e.g. 0.1 for defects down to about 0.5 mm. Default: the ROI "
+        "(or frame) is squashed into one model input.",
+    ),
+]
+TileOverlapOption = Annotated[
+    float, typer.Option(min=0.0, max=0.8, help="Share of a tile's side its neighbours overlap.")
+]
 
 
 @bundle_app.command("create")
@@ -43,22 +73,9 @@ def create(
     pixel_pitch_mm: float | None = typer.Option(
         None, min=0.0, help="Size of one frame pixel in mm, for defect areas in mm^2."
     ),
-    roi: str | None = typer.Option(
-        None,
-        help="Region of interest; pixels outside are never scored: 'auto' (find the cell: "
-        "largest foreground object, deskewed), 'x,y,w,h' in frame px, or a JSON file of "
-        "[[x, y], ...] polygon points. Default: the whole frame.",
-    ),
-    inspect_mm_per_px: float | None = typer.Option(
-        None,
-        min=0.0,
-        help="Cut the ROI into model-input tiles at this pitch (mm per tile pixel; needs "
-        "--pixel-pitch-mm), e.g. 0.1 for defects down to about 0.5 mm. Default: the ROI "
-        "(or frame) is squashed into one model input.",
-    ),
-    tile_overlap: float = typer.Option(
-        0.25, min=0.0, max=0.8, help="Share of a tile's side its neighbours overlap."
-    ),
+    roi: RoiOption = None,
+    inspect_mm_per_px: InspectPitchOption = None,
+    tile_overlap: TileOverlapOption = 0.25,
     median_weight: float = typer.Option(
         0.75,
         min=0.0,
@@ -71,49 +88,20 @@ def create(
     force: bool = typer.Option(False, help="Overwrite an existing bundle in --out."),
 ) -> None:
     """Create a model bundle: encoder, decoder, cached prompt embeddings, memory bank, recipe."""
-    from inspector.vision.roi import parse_roi
-    from inspector.vision.tiling import cut_frame
-    from models.bundle import create_bundle
-    from models.bundle_files import RECIPE_FILE
-    from models.data.datasets import pick_evenly
-    from models.image_io import list_images, read_image
-    from models.memory_bank import CoresetSize
-    from models.recipe import record_step
+    from models.bundle import create_bundle  # torch
+    from models.memory_bank import CoresetSize  # torch
 
     with user_errors():
-        if (out / RECIPE_FILE).exists() and not force:
-            raise fail(f"{out} already holds a bundle; pass --force to overwrite it")
-        if inspect_mm_per_px is not None and pixel_pitch_mm is None:
-            raise fail("--inspect-mm-per-px needs --pixel-pitch-mm (the frames' own pitch)")
+        _check_create(out, force, pixel_pitch_mm, inspect_mm_per_px)
         region = parse_roi(roi) if roi is not None else None
-        tiler = None
-        if region is not None or inspect_mm_per_px is not None:
-            scale = pixel_pitch_mm / inspect_mm_per_px if inspect_mm_per_px else None
-
-            def tiler(image, side):  # the references' ROI, cut as inspection cuts frames
-                return cut_frame(image, region, scale, side, tile_overlap)[0]
-        refs, paths = [], []
-        if reference_dir is not None:
-            paths = pick_evenly(list_images(reference_dir), shots)
-            if not paths:
-                raise fail(f"{reference_dir} contains no images")
-            refs = [read_image(p) for p in paths]
-        if arch == "tiny":
-            typer.echo(
-                "warning: 'tiny' has random weights: it is for tests only and detects nothing",
-                err=True,
-            )
-        elif not refs and not arch.startswith("vit"):
-            typer.echo(
-                f"warning: {arch} without reference images scores nothing until trained: "
-                "pass --reference-dir with a few normal images",
-                err=True,
-            )
-        coreset = CoresetSize(fraction=coreset_fraction, maximum=coreset_max)
+        paths, refs = _read_references(reference_dir, shots)
+        _warn_if_it_detects_nothing(arch, bool(refs))
         recipe = create_bundle(
             out, arch, product, weights, refs, seed, bit_depth, pixel_pitch_mm, progress=True,
-            image_size=image_size, coreset=coreset, roi=region,
-            inspect_mm_per_px=inspect_mm_per_px, tile_overlap=tile_overlap, tiler=tiler,
+            image_size=image_size,
+            coreset=CoresetSize(fraction=coreset_fraction, maximum=coreset_max), roi=region,
+            inspect_mm_per_px=inspect_mm_per_px, tile_overlap=tile_overlap,
+            tiler=inspection_tiler(region, pixel_pitch_mm, inspect_mm_per_px, tile_overlap),
             median_weight=median_weight,
         )
         params = {
@@ -124,6 +112,46 @@ def create(
             "median_weight": median_weight,
         }
         recipe = record_step(out, "bundle create", params, {"references": paths})
+    _print_created(out, recipe)
+
+
+def _check_create(
+    out: Path, force: bool, pixel_pitch_mm: float | None, inspect_mm_per_px: float | None
+) -> None:
+    """Refuse to overwrite a bundle unasked, and tiles without the frames' own pitch."""
+    if (out / RECIPE_FILE).exists() and not force:
+        raise fail(f"{out} already holds a bundle; pass --force to overwrite it")
+    if inspect_mm_per_px is not None and pixel_pitch_mm is None:
+        raise fail("--inspect-mm-per-px needs --pixel-pitch-mm (the frames' own pitch)")
+
+
+def _read_references(reference_dir: Path | None, shots: int) -> tuple[list[Path], list[np.ndarray]]:
+    """At most ``shots`` reference images of ``reference_dir``, spread evenly, and their paths."""
+    if reference_dir is None:
+        return [], []
+    paths = pick_evenly(list_images(reference_dir), shots)
+    if not paths:
+        raise fail(f"{reference_dir} contains no images")
+    return paths, [read_image(p) for p in paths]
+
+
+def _warn_if_it_detects_nothing(arch: str, has_references: bool) -> None:
+    """Warn when the bundle will detect nothing: random weights, or no bank and no training."""
+    if arch == "tiny":
+        typer.echo(
+            "warning: 'tiny' has random weights: it is for tests only and detects nothing",
+            err=True,
+        )
+    elif not has_references and not arch.startswith("vit"):
+        typer.echo(
+            f"warning: {arch} without reference images scores nothing until trained: "
+            "pass --reference-dir with a few normal images",
+            err=True,
+        )
+
+
+def _print_created(out: Path, recipe: Recipe) -> None:
+    """The new bundle in two lines: what it is, and what it inspects at which pitch."""
     bank = (
         f", memory bank {recipe.coreset.kept} of {recipe.coreset.of_total} patches"
         if recipe.coreset.kept
@@ -188,10 +216,6 @@ def show(
     """Print what a bundle is and where it came from: its model id (tensors, thresholds and
     recipe), thresholds, drift reference and lineage: every command that made or changed it,
     with its parameters, the software version and the content hashes of the images it used."""
-    import json
-
-    from models.recipe import load_recipe, model_id, tensors_id
-
     with user_errors():
         recipe = load_recipe(bundle)
         ids = {"model_id": model_id(bundle, recipe), "tensors_id": tensors_id(bundle, recipe)}

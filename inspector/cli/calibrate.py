@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import fail, user_errors
 from inspector.runtime.backends import backend_names_text
-from models.recipe import CALIBRATION_MARGIN
+from inspector.runtime.predictor import Predictor
+from models.bundle_files import CALIBRATION_FILE
+from models.data.datasets import GOOD, Sample, defect_samples, normal_folders, normal_images
+from models.recipe import CALIBRATION_MARGIN, record_step
+
+if TYPE_CHECKING:  # it imports sklearn and scipy: the command imports it when it runs
+    from inspector.offline.calibration import CalibrationResult
 
 
 @app.command()
@@ -52,30 +59,14 @@ def calibrate(
     the dataset has labelled defects, the escape rate at that point. Calibrate with the
     backend the line will use, on normal images the bundle has not seen.
     """
-    from inspector.offline.calibration import calibrate as run_calibration
-    from inspector.runtime.predictor import Predictor
-    from models.bundle_files import CALIBRATION_FILE
-    from models.data.datasets import GOOD, defect_samples, normal_folders, normal_images
-    from models.recipe import record_step
+    from inspector.offline.calibration import calibrate as run_calibration  # sklearn, scipy
 
     with user_errors():
         if not 0.0 < false_reject_rate < 1.0:
             raise fail(f"--false-reject-rate must be between 0 and 1, got {false_reject_rate}")
-        normal = normal_images(data, include_train)
-        folders = normal_folders(data, include_train)
-        defects = defect_samples(data)
-        typer.echo(
-            f"normal images: {len(normal)} from {', '.join(map(str, folders))}; "
-            f"labelled defective images: {len(defects)}"
-        )
+        normal, folders, defects = _calibration_images(data, include_train)
         predictor = Predictor(bundle, backend)
-        if predictor.recipe.n_reference_images and any(
-            f.name == GOOD and f.parent.name == "train" for f in folders
-        ):
-            typer.secho(
-                "note: train/good may hold the bundle's reference images, which score near 0",
-                err=True,
-            )
+        _note_reference_images(predictor, folders)
         try:
             result = run_calibration(
                 predictor,
@@ -96,6 +87,36 @@ def calibrate(
             }
             images = {"calibration": normal, "defects": [s.path for s in defects]}
             record_step(bundle, "calibrate", params, images)
+    _print_outcome(bundle, result, dry_run)
+
+
+def _calibration_images(
+    data: Path, include_train: bool
+) -> tuple[list[Path], list[Path], list[Sample]]:
+    """The normal images, the folders they come from and the labelled defects, as counted."""
+    normal = normal_images(data, include_train)
+    folders = normal_folders(data, include_train)
+    defects = defect_samples(data)
+    typer.echo(
+        f"normal images: {len(normal)} from {', '.join(map(str, folders))}; "
+        f"labelled defective images: {len(defects)}"
+    )
+    return normal, folders, defects
+
+
+def _note_reference_images(predictor: Predictor, folders: list[Path]) -> None:
+    """Say when the normal images may include the bundle's own references (they score near 0)."""
+    if predictor.recipe.n_reference_images and any(
+        f.name == GOOD and f.parent.name == "train" for f in folders
+    ):
+        typer.secho(
+            "note: train/good may hold the bundle's reference images, which score near 0",
+            err=True,
+        )
+
+
+def _print_outcome(bundle: Path, result: CalibrationResult, dry_run: bool) -> None:
+    """What was chosen and why, and where it was written (if it was)."""
     for line in result.summary():
         typer.echo(line)
     if dry_run:

@@ -109,6 +109,77 @@ def _save_overlay(payload: dict, frame, overlays: Path, map_path: Path | None) -
     )
 
 
+class _CellLines:
+    """Prints one line per inspected cell as the daemon reports it, keeps the tally, saves the
+    overlays of rejects, and signals each result."""
+
+    def __init__(self, work: Path, expected: dict[str, str | None]) -> None:
+        self.work, self.expected = work, expected
+        self.overlays = work / "overlays"
+        self.counts = {"pass": 0, "fail": 0, "error": 0}
+        self.caught: set[str] = set()
+        self.false_rejects: list[str] = []
+        self.done = threading.Semaphore(0)
+        self.store = None  # the daemon's store, once it exists
+
+    def __call__(self, row_id: int, payload: dict, frame) -> None:
+        verdict = payload["verdict"]
+        self.counts[verdict] += 1
+        truth = self.expected.get(payload["cell_id"])
+        line = f"{payload['cell_id']}  {verdict.upper():5}"
+        if verdict == "error":
+            line += f"  {payload['error']}"
+        else:
+            line += f"  score {payload['image_score']:.3f}"
+            where = ", ".join(r["position"] for r in payload["regions"][:3])
+            line += f"  regions: {where}" if where else ""
+        line += f"  (planted defect: {truth or 'none'})"
+        if verdict == "fail" and truth:
+            self.caught.add(truth)
+        elif verdict == "fail":
+            self.false_rejects.append(payload["cell_id"])
+        if verdict == "fail":
+            self.store.flush_files()  # the reject's map is written in the background
+            reject = self.store.reject(payload["frame_id"])
+            picture = _save_overlay(payload, frame, self.overlays, reject and reject["map_path"])
+            line += f"  -> {picture.relative_to(self.work)}" if picture else ""
+        colour = {"pass": typer.colors.GREEN, "fail": typer.colors.RED}.get(verdict)
+        typer.secho(line, fg=colour or typer.colors.YELLOW)
+        self.done.release()
+
+    def summary(self, planted: list[str | None], seconds: float) -> list[str]:
+        """The closing lines: the verdicts, and which planted defect types were caught."""
+        n, c = len(planted), self.counts
+        types = sorted({t for t in planted if t})
+        missed = [t for t in types if t not in self.caught]
+        return [
+            f"{n} cells in {seconds:.1f} s: {c['pass']} pass, {c['fail']} fail, {c['error']} "
+            f"error; results in {self.work / 'data'}"
+            + (f", reject overlays in {self.overlays}" if c["fail"] else ""),
+            f"planted defect types caught: {len(self.caught)} of {len(types)}"
+            + (f" (missed: {', '.join(missed)})" if missed else "")
+            + f"; good cells failed: {len(self.false_rejects)}"
+            + (f" ({', '.join(self.false_rejects)})" if self.false_rejects else ""),
+        ]
+
+
+def _demo_config(work: Path, mqtt_section: dict) -> dict:
+    """The station config of the demo: an emulated pylon camera, the bundle, MQTT if asked."""
+    return {
+        "station": {"line": "demo", "station": "station-1"},
+        "data_dir": str(work / "data"),
+        "bundle": str(work / "bundle"),
+        "source": {
+            "kind": "pylon",
+            "pixel_format": "Mono8",
+            "trigger": "software",
+            "emulation_images": str(work / "camera"),
+        },
+        "mqtt": mqtt_section | {"heartbeat_s": 2.0},
+        "health": {"metrics_port": None, "log_format": "text", "log_level": "ERROR"},
+    }
+
+
 @app.command()
 def demo(
     broker: str | None = typer.Option(
@@ -131,10 +202,10 @@ def demo(
     """
     os.environ.setdefault("PYLON_CAMEMU", "1")  # before pypylon is first imported
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from inspector.config.station import parse_config
+    from inspector.config.station import parse_config  # after PYLON_CAMEMU is set
     from inspector.station.daemon import Daemon
     from inspector.station.health import setup_logging
-    from models.backbones.registry import DEFAULT_ARCH
+    from models.backbones.registry import DEFAULT_ARCH  # torch
 
     with user_errors():
         mqtt_section = parse_broker_url(broker) if broker else {"enabled": False}
@@ -149,58 +220,21 @@ def demo(
         f"cells; thresholds {threshold}: {MARGIN} above the highest of {N_CALIBRATION} other "
         "normal cells)"
     )
-    cfg = parse_config(
-        {
-            "station": {"line": "demo", "station": "station-1"},
-            "data_dir": str(work / "data"),
-            "bundle": str(work / "bundle"),
-            "source": {
-                "kind": "pylon",
-                "pixel_format": "Mono8",
-                "trigger": "software",
-                "emulation_images": str(work / "camera"),
-            },
-            "mqtt": mqtt_section | {"heartbeat_s": 2.0},
-            "health": {"metrics_port": None, "log_format": "text", "log_level": "ERROR"},
-        },
-        work,
-    )
+    cfg = parse_config(_demo_config(work, mqtt_section), work)
     setup_logging("text", "ERROR")  # the lines below say it all; faults still show
     cells = [f"DEMO-{i:04d}" for i in range(frames)]
-    expected = dict(zip(cells, planted, strict=True))
-    done = threading.Semaphore(0)
-    overlays = work / "overlays"
-    counts = {"pass": 0, "fail": 0, "error": 0}
-    caught: set[str] = set()
-    false_rejects: list[str] = []
-
-    def show(row_id: int, payload: dict, frame) -> None:
-        verdict = payload["verdict"]
-        counts[verdict] += 1
-        truth = expected.get(payload["cell_id"])
-        line = f"{payload['cell_id']}  {verdict.upper():5}"
-        if verdict == "error":
-            line += f"  {payload['error']}"
-        else:
-            line += f"  score {payload['image_score']:.3f}"
-            where = ", ".join(r["position"] for r in payload["regions"][:3])
-            line += f"  regions: {where}" if where else ""
-        line += f"  (planted defect: {truth or 'none'})"
-        if verdict == "fail" and truth:
-            caught.add(truth)
-        elif verdict == "fail":
-            false_rejects.append(payload["cell_id"])
-        if verdict == "fail":
-            daemon.store.flush_files()  # the reject's map is written in the background
-            reject = daemon.store.reject(payload["frame_id"])
-            picture = _save_overlay(payload, frame, overlays, reject and reject["map_path"])
-            line += f"  -> {picture.relative_to(work)}" if picture else ""
-        colour = {"pass": typer.colors.GREEN, "fail": typer.colors.RED}.get(verdict)
-        typer.secho(line, fg=colour or typer.colors.YELLOW)
-        done.release()
-
+    lines = _CellLines(work, dict(zip(cells, planted, strict=True)))
     with user_errors():
-        daemon = Daemon(cfg, on_result=show)
+        daemon = Daemon(cfg, on_result=lines)
+    lines.store = daemon.store
+    _run_daemon(daemon, broker, cells, lines.done)
+    for line in lines.summary(planted, time.monotonic() - started):
+        typer.echo(line)
+
+
+def _run_daemon(daemon, broker: str | None, cells: list[str], done: threading.Semaphore) -> None:
+    """Start the daemon, trigger each cell (over MQTT with a broker), wait for every result and
+    the outbox, stop."""
     daemon.start()
     try:
         if daemon.link is not None:
@@ -220,19 +254,6 @@ def demo(
     finally:
         daemon.stop()
         daemon.wait_stopped()
-    typer.echo(
-        f"{frames} cells in {time.monotonic() - started:.1f} s: {counts['pass']} pass, "
-        f"{counts['fail']} fail, {counts['error']} error; results in {work / 'data'}"
-        + (f", reject overlays in {overlays}" if counts["fail"] else "")
-    )
-    types = sorted({t for t in planted if t})
-    missed = [t for t in types if t not in caught]
-    typer.echo(
-        f"planted defect types caught: {len(caught)} of {len(types)}"
-        + (f" (missed: {', '.join(missed)})" if missed else "")
-        + f"; good cells failed: {len(false_rejects)}"
-        + (f" ({', '.join(false_rejects)})" if false_rejects else "")
-    )
 
 
 def _trigger_over_mqtt(link, topic: str, cells: list[str]) -> None:

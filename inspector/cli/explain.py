@@ -6,11 +6,19 @@ import logging
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import user_errors
+from models.recipe import Recipe, load_recipe
+
+if TYPE_CHECKING:  # the explainer's stack is imported when the command runs
+    from inspector.comms.mqtt import MqttLink
+    from inspector.config.station import Config
+    from inspector.explain.outbox import ExplanationOutbox
+    from inspector.store.db import Store
 
 log = logging.getLogger("inspector.explain")
 
@@ -36,6 +44,28 @@ def _load_backend(cfg):
         return TemplateBackend()
 
 
+def _recipe_or_none(bundle: Path) -> Recipe | None:
+    """The bundle's recipe (for sizes in mm); without one, sizes come from the results."""
+    try:
+        return load_recipe(bundle)
+    except (OSError, ValueError) as exc:
+        log.warning("no recipe (%s): sizes come from the stored results", exc)
+        return None
+
+
+def _start_outbox(cfg: Config, store: Store) -> tuple[MqttLink, ExplanationOutbox]:
+    """The explainer's MQTT link and the outbox that publishes stored explanations, started."""
+    from inspector.comms.mqtt import MqttLink
+    from inspector.explain.outbox import ExplanationOutbox
+
+    link = MqttLink(cfg.mqtt, cfg.station.line, cfg.station.station, role="explainer", will=False)
+    outbox = ExplanationOutbox(store, link)
+    link.on_ack_signal = outbox.wake  # (re)connected: publish what waits
+    link.start()
+    outbox.start()
+    return link, outbox
+
+
 def _ignore_sighup(signum, frame) -> None:
     log.warning("SIGHUP ignored: restart the service to read the configuration again")
 
@@ -58,31 +88,16 @@ def explain(
     from inspector.explain.worker import ExplainWorker
     from inspector.station.health import sd_notify, setup_logging
     from inspector.store.db import Store
-    from models.recipe import load_recipe
 
     with user_errors():
         cfg = load_config(config)
         cfg.explainer.resolve_paths(config.resolve().parent)
     setup_logging(cfg.health.log_format, cfg.health.log_level)
-    try:
-        recipe = load_recipe(cfg.bundle)
-    except (OSError, ValueError) as exc:
-        log.warning("no recipe (%s): sizes come from the stored results", exc)
-        recipe = None
+    recipe = _recipe_or_none(cfg.bundle)
     with user_errors():
         backend = _load_backend(cfg)
     store = Store(cfg.data_dir)
-    link = outbox = None
-    if cfg.mqtt.enabled:
-        from inspector.comms.mqtt import MqttLink
-        from inspector.comms.outbox import OutboxPublisher
-
-        link = MqttLink(
-            cfg.mqtt, cfg.station.line, cfg.station.station, role="explainer", will=False
-        )
-        outbox = OutboxPublisher(store, link, topic="explanation")
-        link.start()
-        outbox.start()
+    link, outbox = _start_outbox(cfg, store) if cfg.mqtt.enabled else (None, None)
 
     def publish(cell_id: str, frame_id: str, text: str, backend_name: str) -> None:
         if outbox is not None:  # stored already: the outbox publishes it, now or later

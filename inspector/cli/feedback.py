@@ -31,7 +31,7 @@ def export(
     user, model id and score. Runs beside the line daemon (it only reads the store).
     """
     from inspector.config.station import load_config
-    from inspector.offline.feedback import export_dataset
+    from inspector.offline.feedback_dataset import export_dataset
     from inspector.store.db import DB_FILE, Store
 
     with user_errors():

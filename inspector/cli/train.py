@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import fail, user_errors
+from inspector.vision.tiling import cut_as_inspected
+from models.data.datasets import train_images
+from models.image_io import read_image
+from models.recipe import Recipe, load_recipe, record_step
+
+if TYPE_CHECKING:  # it imports torch: the command imports it when it runs
+    from models.training.train import TrainConfig, TrainResult
 
 
 @app.command()
@@ -50,26 +59,13 @@ def train(
     same command again to resume. Training changes the score scale, so the recipe's thresholds
     are marked uncalibrated: run 'inspector calibrate' afterwards.
     """
-    from inspector.runtime.predictor import canvas_scale
-    from inspector.vision.tiling import cut_frame
-    from models.bundle_files import CHECKPOINT_FILE
-    from models.data.datasets import train_images
-    from models.image_io import read_image
-    from models.recipe import load_recipe, record_step
-    from models.training.train import TrainConfig, train_bundle
+    from models.training.train import TrainConfig  # torch
 
     with user_errors():
         paths = train_images(data)
         images = [read_image(p) for p in paths]
         recipe = load_recipe(bundle)
-        if recipe.roi is not None or recipe.tiled:  # train on what inspection scores
-            scale = canvas_scale(recipe)
-            images = [
-                t
-                for im in images
-                for t in cut_frame(im, recipe.roi, scale, recipe.input_size, recipe.tile_overlap)[0]
-            ]
-            typer.echo(f"{len(paths)} image(s) cut as inspection cuts frames: {len(images)} tiles")
+        images = _as_inspected(images, recipe)
         config = TrainConfig.for_arch(
             recipe.arch,
             epochs=epochs,
@@ -81,20 +77,44 @@ def train(
             patience=patience,
         )
         typer.echo(f"training {bundle} on {len(images)} normal image(s) from {paths[0].parent}")
-        try:
-            result = train_bundle(bundle, images, config, progress=True, device=device)
-        except KeyboardInterrupt:
-            raise fail(
-                f"interrupted; progress saved in {bundle / CHECKPOINT_FILE}: "
-                "run the same command to resume",
-                code=130,
-            ) from None
+        result = _train_or_say_how_to_resume(bundle, images, config, device)
         if result.steps_run:
             params = {
                 "epochs": epochs, "batch_size": batch_size, "accumulate": accumulate,
                 "samples_per_epoch": samples_per_epoch, "lr": lr, "seed": seed,
             }
             record_step(bundle, "train", params, {"training": paths})
+    _print_outcome(bundle, result, config)
+
+
+def _as_inspected(images: list[np.ndarray], recipe: Recipe) -> list[np.ndarray]:
+    """What training sees of the normal images: the images, or their tiles when the bundle
+    inspects a ROI or tiles (train on what inspection scores)."""
+    if recipe.roi is None and not recipe.tiled:
+        return images
+    tiles = cut_as_inspected(images, recipe)
+    typer.echo(f"{len(images)} image(s) cut as inspection cuts frames: {len(tiles)} tiles")
+    return tiles
+
+
+def _train_or_say_how_to_resume(
+    bundle: Path, images: list[np.ndarray], config: TrainConfig, device: str | None
+) -> TrainResult:
+    """``train_bundle``'s result; Ctrl-C ends the command with where the progress is kept."""
+    from models.training.train import CHECKPOINT_FILE, train_bundle  # torch
+
+    try:
+        return train_bundle(bundle, images, config, progress=True, device=device)
+    except KeyboardInterrupt:
+        raise fail(
+            f"interrupted; progress saved in {bundle / CHECKPOINT_FILE}: "
+            "run the same command to resume",
+            code=130,
+        ) from None
+
+
+def _print_outcome(bundle: Path, result: TrainResult, config: TrainConfig) -> None:
+    """What training did: resumed from where, the losses, early stop, head check, next step."""
     if result.resumed_from is not None:
         e, s = result.resumed_from
         typer.echo(f"resumed from epoch {e + 1}, step {s}")

@@ -15,7 +15,7 @@ Topics under ``{prefix}/{line}/{station}/`` (prefix ``inspector/v1``), JSON payl
 - ``trigger`` subscribed QoS 1: ``{"cell_id": "...", "product": "..."}`` from the PLC.
 - ``explanation`` QoS 1: published by the explainer through the same class and outbox.
 - ``feedback`` subscribed QoS 1: ``{"cell_id", "label", "note", "user"}`` from an HMI: a
-  technician's label of a reject (``inspector.offline.feedback``).
+  technician's label of a reject (``inspector.comms.inbound``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from inspector.config.alarms import AlarmsConfig
 from inspector.config.drift import DriftConfig
+from inspector.config.feedback import FeedbackConfig
 from inspector.config.health import HealthConfig
 from inspector.config.line import StationConfig
 from inspector.config.mqtt import MqttConfig
@@ -32,7 +33,6 @@ from inspector.config.source import SourceConfig
 from inspector.config.web import WebConfig
 from inspector.core.config_base import ConfigSection
 from inspector.explain.config import ExplainerConfig
-from inspector.offline.feedback import FeedbackConfig
 from inspector.runtime.backends import AUTO, BACKENDS
 
 #: The values of the top-level ``backend`` key: a runtime of the registry, or ``auto``.

@@ -30,6 +30,8 @@ from inspector.offline.calibration import (
     wilson,
 )
 from inspector.offline.evaluation import run_predictor
+from inspector.runtime.predictor import Predictor
+from inspector.vision.tiling import cut_as_inspected
 from models.bundle_files import CALIBRATION_FILE
 from models.data.datasets import GOOD, Sample, defect_samples, is_mvtec, train_images
 from models.image_io import ImageError, list_images, read_image
@@ -127,82 +129,95 @@ def update_with_normals(
     Raises:
         ValueError / ImageError: no images to add, or no normal images to calibrate on.
     """
-    from inspector.runtime.predictor import Predictor
-    from models.bundle import add_normals
+    from models.bundle import add_normals  # torch
 
     bundle, normals = Path(bundle), Path(normals)
     added = train_images(normals)  # MVTec train/good, or the folder itself
-    others, defects = _normals_and_defects(normals) if is_mvtec(normals) else ([], [])
-    if calibration is not None:
-        more, more_defects = _normals_and_defects(Path(calibration))
-        others, defects = others + more, defects + more_defects
-    last = {}
-    if (bundle / CALIBRATION_FILE).is_file():
-        last = json.loads((bundle / CALIBRATION_FILE).read_text(encoding="utf-8"))
-    target_rate = target_rate or last.get("target_rate") or DEFAULT_RATE
-    margin = last.get("margin", DEFAULT_MARGIN) if margin is None else margin
+    others, defects = _measured_on(normals, calibration)
+    target_rate, margin = _calibration_target(bundle, target_rate, margin)
     calibrate_on = others + added
     if not calibrate_on:
         raise ImageError("no normal images to calibrate on")
     recipe = load_recipe(bundle)
-    images = [read_image(p) for p in added]
-    if recipe.roi is not None or recipe.tiled:  # the bank holds tiles: add them as cut
-        from inspector.runtime.predictor import canvas_scale
-        from inspector.vision.tiling import cut_frame
-
-        scale, side, overlap = canvas_scale(recipe), recipe.input_size, recipe.tile_overlap
-        images = [t for im in images for t in cut_frame(im, recipe.roi, scale, side, overlap)[0]]
-    before_predictor = Predictor(bundle, "torch")
-    try:
-        before = measure(before_predictor, added, others, defects)
-        id_before, t_before = before_predictor.model_id, before_predictor.recipe.thresholds
-    finally:
-        before_predictor.close()
-    patches_before = recipe.coreset.kept
+    images = cut_as_inspected([read_image(p) for p in added], recipe)  # the bank holds tiles
+    before, id_before, t_before = _measure_as_is(bundle, added, others, defects)
     updated = add_normals(bundle, images, progress=progress)
-
     predictor = Predictor(bundle, "torch")
     try:
         result = calibrate(
-            predictor,
-            calibrate_on,
-            defects,
-            target_rate,
-            holdout=False,
-            progress=progress,
+            predictor, calibrate_on, defects, target_rate, holdout=False, progress=progress,
             margin=margin,
         )
         after = measure(predictor, added, others, defects)
     finally:
         predictor.close()
-    # the station keeps its backend; the recipe's thresholds were set on torch
-    final = load_recipe(bundle)
-    if final.backend != recipe.backend:
-        final.backend = recipe.backend
-        save_recipe(bundle, final)
+    _keep_backend(bundle, recipe.backend)  # the recipe's thresholds were set on torch
     record_step(
         bundle,
         "bundle update",
         {"target_rate": target_rate, "margin": margin, "scored_with": "torch"},
-        {
-            "added_normals": added,
-            "calibration": calibrate_on,
-            "defects": [s.path for s in defects],
-        },
+        {"added_normals": added, "calibration": calibrate_on, "defects": [s.path for s in defects]},
     )
-    notes = list(result.notes)
-    if recipe.backend != "torch":
-        notes.append(
-            f"the bank changed: export the bundle again for {recipe.backend} "
-            f"('inspector export onnx --bundle {bundle}')"
-        )
     return UpdateReport(
         bundle=bundle,
         added=len(added),
-        patches=(patches_before, updated.coreset.kept),
+        patches=(recipe.coreset.kept, updated.coreset.kept),
         model_ids=(id_before, model_id(bundle)),
         thresholds=(t_before, result.thresholds),
         before=before,
         after=after,
-        notes=notes,
+        notes=list(result.notes) + _stale_export_notes(bundle, recipe.backend),
     )
+
+
+def _measured_on(normals: Path, calibration: Path | None) -> tuple[list[Path], list[Sample]]:
+    """The other normal images and the labelled defects to measure (and calibrate) on: the
+    export's ``test/good`` and ``test/<defect>``, and those of ``calibration``."""
+    others, defects = _normals_and_defects(normals) if is_mvtec(normals) else ([], [])
+    if calibration is not None:
+        more, more_defects = _normals_and_defects(Path(calibration))
+        others, defects = others + more, defects + more_defects
+    return others, defects
+
+
+def _calibration_target(
+    bundle: Path, target_rate: float | None, margin: float | None
+) -> tuple[float, float]:
+    """The rate and margin to calibrate for: as given, else the last calibration's, else the
+    defaults."""
+    last = {}
+    if (bundle / CALIBRATION_FILE).is_file():
+        last = json.loads((bundle / CALIBRATION_FILE).read_text(encoding="utf-8"))
+    target_rate = target_rate or last.get("target_rate") or DEFAULT_RATE
+    margin = last.get("margin", DEFAULT_MARGIN) if margin is None else margin
+    return target_rate, margin
+
+
+def _measure_as_is(
+    bundle: Path, added: list[Path], others: list[Path], defects: list[Sample]
+) -> tuple[Rates, str, Thresholds]:
+    """The rates with the bundle as it is, and its model id and thresholds."""
+    predictor = Predictor(bundle, "torch")
+    try:
+        rates = measure(predictor, added, others, defects)
+        return rates, predictor.model_id, predictor.recipe.thresholds
+    finally:
+        predictor.close()
+
+
+def _keep_backend(bundle: Path, backend: str) -> None:
+    """Put the station's backend back into the recipe (calibration recorded torch's)."""
+    final = load_recipe(bundle)
+    if final.backend != backend:
+        final.backend = backend
+        save_recipe(bundle, final)
+
+
+def _stale_export_notes(bundle: Path, backend: str) -> list[str]:
+    """Say that an export of the old bank is stale (the station's backend is not torch)."""
+    if backend == "torch":
+        return []
+    return [
+        f"the bank changed: export the bundle again for {backend} "
+        f"('inspector export onnx --bundle {bundle}')"
+    ]

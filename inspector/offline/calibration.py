@@ -43,13 +43,13 @@ import numpy as np
 
 from inspector.offline.evaluation import ImageResult, run_predictor
 from inspector.runtime.predictor import Predictor
-from inspector.station.drift import reference_from_scores
 from inspector.vision.decision import find_regions
 from models.bundle_files import CALIBRATION_FILE
 from models.data.datasets import Sample
 from models.recipe import (
     CALIBRATION_MARGIN,
     THRESHOLD_DECIMALS,
+    ScoreReference,
     Thresholds,
     model_id,
     save_recipe,
@@ -60,6 +60,7 @@ DEFAULT_MARGIN = CALIBRATION_MARGIN
 DECIMALS = THRESHOLD_DECIMALS
 MIN_HOLDOUT = 10  # held-out images needed for a held-out check (and as many again to fit)
 HOLDOUT_FRACTION = 0.3
+SCORE_BINS = 10  # of the drift reference: the deciles of the normal images' scores
 
 
 @dataclass
@@ -144,6 +145,18 @@ class CalibrationResult:
                 lines.append(f"    {defect}: {est}")
         lines += [f"note: {n}" for n in self.notes]
         return lines
+
+
+def reference_from_scores(scores: Sequence[float], bins: int = SCORE_BINS) -> ScoreReference:
+    """Fixed bins at the quantiles of ``scores`` (ties merge bins) and the scores' counts: what
+    the line's drift check (``inspector.station.drift``) compares its recent scores with."""
+    values = np.asarray(scores, np.float64)
+    if values.size == 0:
+        raise ValueError("a score reference needs at least one score")
+    inner = np.quantile(values, np.arange(1, bins) / bins)
+    edges = sorted({round(float(e), 6) for e in inner})
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    return ScoreReference(edges=edges, counts=[int(c) for c in counts], n=int(values.size))
 
 
 def region_peaks(results: Sequence[ImageResult], pixel: float, min_area_px: float) -> np.ndarray:
@@ -235,54 +248,20 @@ def calibrate(
     Raises:
         ValueError: no normal images, a rate outside (0, 1) or a margin outside [0, 0.5].
     """
-    if not 0.0 < target_rate < 1.0:
-        raise ValueError(f"the false-reject rate must be between 0 and 1, got {target_rate}")
-    if not 0.0 <= margin <= 0.5:
-        raise ValueError(f"the margin must be between 0 and 0.5 score units, got {margin}")
-    if not normal_paths:
-        raise ValueError("calibration needs normal images")
+    _check_request(target_rate, margin, normal_paths)
     samples = [Sample(Path(p), 0, "good") for p in normal_paths]
     normal, skipped = run_predictor(predictor, samples, progress=progress, desc="normal images")
     if not normal:
         raise ValueError("none of the normal images could be inspected")
     notes = [f"skipped {s}" for s in skipped]
-    fit, held = normal, []
-    if holdout and len(normal) >= 2 * MIN_HOLDOUT:
-        order = np.random.default_rng(seed).permutation(len(normal))
-        n_held = max(MIN_HOLDOUT, round(HOLDOUT_FRACTION * len(normal)))
-        held = [normal[i] for i in order[:n_held]]
-        fit = [normal[i] for i in order[n_held:]]
-    elif holdout:
-        notes.append(
-            f"no held-out check: it needs {2 * MIN_HOLDOUT} normal images, got {len(normal)}"
-        )
+    fit, held, split_notes = _split_holdout(normal, holdout, seed)
     thresholds, peaks, passing = choose_thresholds(
         fit, target_rate, predictor.recipe.patch_grid, margin=margin
     )
     fit_fails = int((peaks >= thresholds.image).sum())
-    holdout_rate, held_fails = None, 0
-    if held:
-        held_peaks = region_peaks(held, thresholds.pixel, thresholds.min_defect_area_px)
-        held_fails = int((held_peaks >= thresholds.image).sum())
-        holdout_rate = wilson(held_fails, len(held))
-    if target_rate * len(fit) < 1.0:
-        notes.append(
-            f"{len(fit)} fitted images cannot resolve a {target_rate:.2%} rate: the image "
-            f"threshold sits above every one of them, and about 1/(n+1) = "
-            f"{1 / (len(fit) + 1):.1%} of new normal cells may still exceed it; use at least "
-            f"{math.ceil(1 / target_rate)} normal images"
-        )
-    escape, by_defect = None, {}
-    if defects:
-        bad, skipped = run_predictor(predictor, list(defects), progress=progress, desc="defects")
-        notes += [f"skipped {s}" for s in skipped]
-        if bad:
-            bad_peaks = region_peaks(bad, thresholds.pixel, thresholds.min_defect_area_px)
-            escaped = bad_peaks < thresholds.image
-            escape = wilson(int(escaped.sum()), len(bad))
-            for defect in sorted({r.sample.defect for r in bad}):
-                sel = np.array([r.sample.defect == defect for r in bad])
-                by_defect[defect] = wilson(int(escaped[sel].sum()), int(sel.sum()))
+    held_fails = int(_fails(held, thresholds).sum())
+    escape, by_defect, defect_notes = _escapes(predictor, defects, thresholds, progress)
+    notes += split_notes + _resolution_notes(target_rate, len(fit)) + defect_notes
     if thresholds.image >= 1.0:
         notes.append("the image threshold is at its maximum: normal maps saturate; retrain")
     result = CalibrationResult(
@@ -290,7 +269,7 @@ def calibrate(
         target_rate=target_rate,
         n_fit=len(fit),
         fit_rate=wilson(fit_fails, len(fit)),
-        holdout_rate=holdout_rate,
+        holdout_rate=wilson(held_fails, len(held)) if held else None,
         all_rate=wilson(fit_fails + held_fails, len(normal)),
         backend=predictor.backend.name,
         model_id=predictor.model_id,
@@ -306,18 +285,87 @@ def calibrate(
         notes=notes,
     )
     if write:
-        recipe = predictor.recipe.model_copy(
-            update={
-                "thresholds": thresholds,
-                "backend": predictor.backend.name,
-                # what the line's drift check compares its scores with (inspector.station.drift)
-                "score_reference": reference_from_scores([r.score for r in normal]),
-            }
-        )
-        save_recipe(predictor.bundle, recipe)
-        predictor.recipe = recipe
-        # the id covers the thresholds: say the one the calibrated bundle has
-        predictor.model_id = result.model_id = model_id(predictor.bundle, recipe)
-        path = predictor.bundle / CALIBRATION_FILE
-        path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+        _save(predictor, result, normal)
     return result
+
+
+def _check_request(target_rate: float, margin: float, normal_paths: Sequence[Path]) -> None:
+    """``ValueError`` for a rate outside (0, 1), a margin outside [0, 0.5] or no images."""
+    if not 0.0 < target_rate < 1.0:
+        raise ValueError(f"the false-reject rate must be between 0 and 1, got {target_rate}")
+    if not 0.0 <= margin <= 0.5:
+        raise ValueError(f"the margin must be between 0 and 0.5 score units, got {margin}")
+    if not normal_paths:
+        raise ValueError("calibration needs normal images")
+
+
+def _split_holdout(
+    normal: list[ImageResult], holdout: bool, seed: int
+) -> tuple[list[ImageResult], list[ImageResult], list[str]]:
+    """The results to fit on and those held out (a random 30 %, with enough images), and a
+    note when a held-out check was asked for but there are too few images."""
+    if holdout and len(normal) >= 2 * MIN_HOLDOUT:
+        order = np.random.default_rng(seed).permutation(len(normal))
+        n_held = max(MIN_HOLDOUT, round(HOLDOUT_FRACTION * len(normal)))
+        held = [normal[i] for i in order[:n_held]]
+        return [normal[i] for i in order[n_held:]], held, []
+    if holdout:
+        return normal, [], [
+            f"no held-out check: it needs {2 * MIN_HOLDOUT} normal images, got {len(normal)}"
+        ]
+    return normal, [], []
+
+
+def _fails(results: Sequence[ImageResult], thresholds: Thresholds) -> np.ndarray:
+    """Per result, whether it fails at ``thresholds``."""
+    peaks = region_peaks(results, thresholds.pixel, thresholds.min_defect_area_px)
+    return peaks >= thresholds.image
+
+
+def _resolution_notes(target_rate: float, n_fit: int) -> list[str]:
+    """A note when ``n_fit`` images are too few to resolve ``target_rate``."""
+    if target_rate * n_fit >= 1.0:
+        return []
+    return [
+        f"{n_fit} fitted images cannot resolve a {target_rate:.2%} rate: the image "
+        f"threshold sits above every one of them, and about 1/(n+1) = "
+        f"{1 / (n_fit + 1):.1%} of new normal cells may still exceed it; use at least "
+        f"{math.ceil(1 / target_rate)} normal images"
+    ]
+
+
+def _escapes(
+    predictor: Predictor, defects: Sequence[Sample], thresholds: Thresholds, progress: bool
+) -> tuple[RateEstimate | None, dict[str, RateEstimate], list[str]]:
+    """The escape rate on the labelled defects at ``thresholds``, overall and per defect, and
+    notes on the images that could not be inspected."""
+    if not defects:
+        return None, {}, []
+    bad, skipped = run_predictor(predictor, list(defects), progress=progress, desc="defects")
+    notes = [f"skipped {s}" for s in skipped]
+    if not bad:
+        return None, {}, notes
+    escaped = ~_fails(bad, thresholds)
+    by_defect = {}
+    for defect in sorted({r.sample.defect for r in bad}):
+        sel = np.array([r.sample.defect == defect for r in bad])
+        by_defect[defect] = wilson(int(escaped[sel].sum()), int(sel.sum()))
+    return wilson(int(escaped.sum()), len(bad)), by_defect, notes
+
+
+def _save(predictor: Predictor, result: CalibrationResult, normal: list[ImageResult]) -> None:
+    """Store the thresholds, the backend and the drift reference in the bundle's recipe and
+    the details in ``calibration.json``; the result and predictor get the new model id."""
+    recipe = predictor.recipe.model_copy(
+        update={
+            "thresholds": result.thresholds,
+            "backend": predictor.backend.name,
+            "score_reference": reference_from_scores([r.score for r in normal]),
+        }
+    )
+    save_recipe(predictor.bundle, recipe)
+    predictor.recipe = recipe
+    # the id covers the thresholds: say the one the calibrated bundle has
+    predictor.model_id = result.model_id = model_id(predictor.bundle, recipe)
+    path = predictor.bundle / CALIBRATION_FILE
+    path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")

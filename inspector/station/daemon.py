@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inspector.comms.inbound import FeedbackError, parse_feedback
 from inspector.comms.mqtt import RESULT_SCHEMA, MqttLink
 from inspector.comms.outbox import OutboxPublisher
 from inspector.config.station import Config
 from inspector.core.timestamps import utc_iso
-from inspector.offline.feedback import FeedbackError, PassedSampler, parse_feedback
 from inspector.runtime.products import ProductPool, UnknownProduct
 from inspector.sources import create_source
 from inspector.sources.base import Frame, Source, SourceError, new_cell_id, safe_text
@@ -42,6 +42,7 @@ from inspector.station.datadir import DataDirError, claim
 from inspector.station.drift import DriftCheck, describe
 from inspector.station.health import Metrics, Progress, Watchdog, sd_notify
 from inspector.station.pairing import Decision, Pairer
+from inspector.station.passed_sampler import PassedSampler
 from inspector.station.telemetry import Telemetry
 from inspector.store.db import Store
 from inspector.vision.decision import published_thresholds

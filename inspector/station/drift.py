@@ -16,6 +16,7 @@ Even an unchanged line has a PSI above 0 from sampling alone: about ``(B - 1) (1
 ``psi_alarm`` well above it: calibrate on enough images and use a window of a few hundred cells.
 
 Example:
+    >>> from inspector.offline.calibration import reference_from_scores
     >>> ref = reference_from_scores([0.30, 0.32, 0.35, 0.31, 0.33, 0.34, 0.36, 0.29], bins=4)
     >>> check = DriftCheck(ref, window=4, psi_alarm=0.5, psi_clear=0.2)
     >>> [check.observe(s) for s in (0.6, 0.62, 0.61, 0.65)]
@@ -37,19 +38,7 @@ from models.recipe import ScoreReference
 
 log = logging.getLogger("inspector.station.drift")
 
-DEFAULT_BINS = 10
 SMOOTHING = 0.5  # added to every bin's count: an empty bin does not make the PSI infinite
-
-
-def reference_from_scores(scores: Sequence[float], bins: int = DEFAULT_BINS) -> ScoreReference:
-    """Fixed bins at the quantiles of ``scores`` (ties merge bins) and the scores' counts."""
-    values = np.asarray(scores, np.float64)
-    if values.size == 0:
-        raise ValueError("a score reference needs at least one score")
-    inner = np.quantile(values, np.arange(1, bins) / bins)
-    edges = sorted({round(float(e), 6) for e in inner})
-    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-    return ScoreReference(edges=edges, counts=[int(c) for c in counts], n=int(values.size))
 
 
 def psi(expected: Sequence[float], actual: Sequence[float]) -> float:

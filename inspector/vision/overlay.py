@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from inspector.vision.decision import Decision
+from inspector.vision.decision import Decision, Region
 
 MIN_LONG_SIDE = 640
 RED = (40, 40, 230)
@@ -99,37 +99,48 @@ def render_overlay(
         base = cv2.resize(base, size, interpolation=cv2.INTER_NEAREST)
         amap = cv2.resize(amap, size, interpolation=cv2.INTER_LINEAR)
         h, w = base.shape[:2]
-    a = np.clip(amap, 0.0, 1.0).astype(np.float32)
-    heat = cv2.applyColorMap((a * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
-    alpha = (0.15 + 0.55 * a)[:, :, None]
-    out = (base.astype(np.float32) * (1 - alpha) + heat.astype(np.float32) * alpha).astype(np.uint8)
-
+    out = _heat_blend(base, amap)
     scale = max(0.6, w / 800)
     thick = max(1, int(round(2 * scale)))
     _faint_polylines(out, list(tiles or []), zoom, max(1, thick // 2), TILE_ALPHA)
     _faint_polylines(out, [roi] if roi is not None else [], zoom, thick, ROI_ALPHA)
     for i, r in enumerate(decision.regions, start=1):
-        x, y, bw, bh = (int(round(v * zoom)) for v in r.bbox)
-        cv2.rectangle(out, (x, y), (x + bw, y + bh), WHITE, thick + 2, cv2.LINE_AA)
-        cv2.rectangle(out, (x, y), (x + bw, y + bh), RED, thick, cv2.LINE_AA)
-        label = f"{i}: {r.peak:.2f}"
-        ly = y - 6 if y > 24 * scale else y + bh + int(18 * scale)
+        _box_region(out, i, r, zoom, scale, thick)
+    header = _header(decision, w, scale, thick)
+    body = np.hstack([out, _colour_bar(h, int(44 * scale), decision.thresholds.pixel, scale)])
+    header = np.hstack([header, np.full((header.shape[0], body.shape[1] - w, 3), 24, np.uint8)])
+    return np.vstack([header, body])
+
+
+def _heat_blend(base: np.ndarray, amap: np.ndarray) -> np.ndarray:
+    """The frame with the map's colours blended in, more strongly where the map is high."""
+    a = np.clip(amap, 0.0, 1.0).astype(np.float32)
+    heat = cv2.applyColorMap((a * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
+    alpha = (0.15 + 0.55 * a)[:, :, None]
+    return (base.astype(np.float32) * (1 - alpha) + heat.astype(np.float32) * alpha).astype(
+        np.uint8
+    )
+
+
+def _box_region(
+    out: np.ndarray, number: int, region: Region, zoom: float, scale: float, thick: int
+) -> None:
+    """Box a defect region on ``out`` in place, labelled with its number and peak."""
+    x, y, bw, bh = (int(round(v * zoom)) for v in region.bbox)
+    cv2.rectangle(out, (x, y), (x + bw, y + bh), WHITE, thick + 2, cv2.LINE_AA)
+    cv2.rectangle(out, (x, y), (x + bw, y + bh), RED, thick, cv2.LINE_AA)
+    label = f"{number}: {region.peak:.2f}"
+    ly = y - 6 if y > 24 * scale else y + bh + int(18 * scale)
+    for colour, width in ((WHITE, thick + 2), (RED, thick)):  # red text, outlined in white
         cv2.putText(
-            out,
-            label,
-            (x, ly),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.6 * scale,
-            WHITE,
-            thick + 2,
-            cv2.LINE_AA,
-        )
-        cv2.putText(
-            out, label, (x, ly), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, RED, thick, cv2.LINE_AA
+            out, label, (x, ly), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, colour, width, cv2.LINE_AA
         )
 
+
+def _header(decision: Decision, width: int, scale: float, thick: int) -> np.ndarray:
+    """The band above the picture: the verdict on red or green, and ``header_lines``."""
     header_h = int(52 * scale)
-    header = np.full((header_h, w, 3), 24, np.uint8)
+    header = np.full((header_h, width, 3), 24, np.uint8)
     failed = decision.verdict == "fail"
     cv2.rectangle(header, (0, 0), (int(90 * scale), header_h), RED if failed else GREEN, -1)
     cv2.putText(
@@ -142,7 +153,6 @@ def render_overlay(
         thick,
         cv2.LINE_AA,
     )
-    t = decision.thresholds
     for text, y in zip(header_lines(decision), (21, 44), strict=True):
         cv2.putText(
             header,
@@ -154,6 +164,4 @@ def render_overlay(
             1,
             cv2.LINE_AA,
         )
-    body = np.hstack([out, _colour_bar(h, int(44 * scale), t.pixel, scale)])
-    header = np.hstack([header, np.full((header_h, body.shape[1] - w, 3), 24, np.uint8)])
-    return np.vstack([header, body])
+    return header

@@ -12,13 +12,18 @@ the same code with one box.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from inspector.vision.roi import RoiView, extract, locate
-from models.recipe import Roi
+from models.recipe import Recipe, Roi
+
+if TYPE_CHECKING:  # models.bundle imports torch; only its type is wanted here
+    from models.bundle import Tiler
 
 WINDOW_FLOOR = 1e-3  # a Hann window is 0 at its edge; a canvas edge has only that tile
 
@@ -121,3 +126,44 @@ def cut_frame(
     view = locate(frame, roi, scale, side)
     grid = tile_grid(view.size, side if scale is not None else None, overlap)
     return cut(extract(frame, view), grid), view, grid
+
+
+def inspection_tiler(
+    roi: Roi | None,
+    pixel_pitch_mm: float | None,
+    inspect_mm_per_px: float | None,
+    overlap: float,
+) -> Tiler | None:
+    """Reference and training frames cut as inspection cuts frames: ``(frame, side) -> tiles``
+    for a bundle with this ROI and pitch, so the memory bank and the decoder see what
+    inspection scores; None when inspection squashes the whole frame into one model input.
+
+    Args:
+        roi: the ROI (None: the whole frame).
+        pixel_pitch_mm: the frames' own pitch (needed with ``inspect_mm_per_px``).
+        inspect_mm_per_px: the inspection pitch; None: the ROI is one squashed model input.
+        overlap: share of a tile's side its neighbours overlap.
+    """
+    if roi is None and inspect_mm_per_px is None:
+        return None
+    scale = pixel_pitch_mm / inspect_mm_per_px if inspect_mm_per_px else None
+
+    def tiler(frame: np.ndarray, side: int) -> list[np.ndarray]:
+        return cut_frame(frame, roi, scale, side, overlap)[0]
+
+    return tiler
+
+
+def cut_as_inspected(frames: Sequence[np.ndarray], recipe: Recipe) -> list[np.ndarray]:
+    """The model inputs a bundle's inspection cuts ``frames`` into (its ROI's tiles, frame after
+    frame); the frames themselves when it inspects whole frames.
+
+    Raises:
+        ImageError: ``roi: auto`` found no cell on a frame.
+    """
+    tiler = inspection_tiler(
+        recipe.roi, recipe.pixel_pitch_mm, recipe.inspect_mm_per_px, recipe.tile_overlap
+    )
+    if tiler is None:
+        return list(frames)
+    return [tile for frame in frames for tile in tiler(frame, recipe.input_size)]

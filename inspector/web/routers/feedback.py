@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from inspector.offline.feedback import FeedbackError, check_feedback
+from inspector.comms.inbound import FeedbackError, check_feedback
 from inspector.web.auth import COOKIE_NAME
 from inspector.web.deps import State, WebState
 from inspector.web.forms import read_body, read_form

@@ -1,4 +1,5 @@
-"""Feedback in the store, on the MQTT `feedback` topic, the kept passed frames and the export."""
+"""Feedback in the store, on the MQTT `feedback` topic, the kept passed frames and the export
+(parsing: tests/inspector/comms/test_inbound.py; the sampler: tests/inspector/station/)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.offline.feedback import FeedbackError, PassedSampler, export_dataset, parse_feedback
+from inspector.offline.feedback_dataset import export_dataset
 from inspector.sources.base import Frame
 from inspector.station.daemon import Daemon
 from inspector.store.db import Store
@@ -89,22 +90,6 @@ def test_export_writes_an_mvtec_dataset_per_product(store: Store, tmp_path: Path
     assert summary.written["pouch-cell"] == {"false_reject": 1, "confirmed": 1, "pass": 1}
     only = export_dataset(store, tmp_path / "only", product="prismatic")
     assert list(only.written) == ["prismatic"]
-
-
-def test_mqtt_feedback_is_checked() -> None:
-    ok = parse_feedback(b'{"cell_id": "C-1", "label": "confirmed", "note": "x", "user": "hmi"}')
-    assert ok == {"cell_id": "C-1", "label": "confirmed", "note": "x", "user": "hmi"}
-    for bad in (b"nope", b"[]", b'{"cell_id": "C-1", "label": "confirmed"}',
-                b'{"cell_id": "C-1", "label": "bad", "user": "u"}',
-                b'{"cell_id": "<x>", "label": "confirmed", "user": "u"}'):
-        with pytest.raises(FeedbackError):
-            parse_feedback(bad)
-
-
-def test_every_nth_pass_is_kept() -> None:
-    sampler = PassedSampler(3)
-    assert [sampler.take() for _ in range(7)] == [False, False, True, False, False, True, False]
-    assert not any(PassedSampler(0).take() for _ in range(5))
 
 
 def test_the_daemon_keeps_a_sample_of_passes_and_takes_feedback_over_mqtt(

@@ -12,12 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.config.drift import DriftConfig
-from inspector.offline.calibration import calibrate
+from inspector.offline.calibration import calibrate, reference_from_scores
 from inspector.runtime.predictor import Predictor
 from inspector.sources.base import Frame
 from inspector.station.daemon import Daemon
-from inspector.station.drift import DriftCheck, noise_floor, psi, reference_from_scores
+from inspector.station.drift import DriftCheck, DriftConfig, noise_floor, psi
 from models.recipe import load_recipe, model_id
 from tests.conftest import textured
 from tests.inspector.daemon_helpers import QueueSource, make_config, running

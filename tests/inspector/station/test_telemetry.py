@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from inspector import __version__
-from inspector.station.drift import DriftCheck, reference_from_scores
+from inspector.offline.calibration import reference_from_scores
+from inspector.station.drift import DriftCheck
 from inspector.station.telemetry import Telemetry
 
 

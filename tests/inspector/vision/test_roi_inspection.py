@@ -11,7 +11,7 @@ from inspector.runtime.predictor import Predictor, canvas_scale
 from inspector.sources.base import Frame
 from inspector.station.daemon import Daemon
 from inspector.store.db import Store
-from inspector.vision.tiling import cut_frame
+from inspector.vision.tiling import cut_as_inspected, cut_frame, inspection_tiler
 from models.bundle import create_bundle
 from models.data.synth import pouch_frame
 from models.recipe import Roi, Thresholds, load_recipe, save_recipe
@@ -23,14 +23,10 @@ SIZE, PITCH, INSPECT = (960, 800), 0.125, 0.25  # 4 tiles of 224 px over the cel
 
 def _tiled_bundle(path, arch: str, n_refs: int = 3):
     refs = [pouch_frame([7, i], size=SIZE, pitch_mm=PITCH)[0] for i in range(n_refs)]
-    roi, scale = Roi(), PITCH / INSPECT
-
-    def tiler(image, side):
-        return cut_frame(image, roi, scale, side, 0.25)[0]
-
+    roi = Roi()
     create_bundle(
         path, arch, "pouch cell", reference_images=refs, pixel_pitch_mm=PITCH, roi=roi,
-        inspect_mm_per_px=INSPECT, tiler=tiler,
+        inspect_mm_per_px=INSPECT, tiler=inspection_tiler(roi, PITCH, INSPECT, 0.25),
     )
     return path
 
@@ -44,6 +40,21 @@ def tiled_tiny(tmp_path_factory):
     recipe.thresholds = Thresholds(pixel=0.0, image=0.0)
     save_recipe(out, recipe)
     return out
+
+
+def test_references_are_cut_as_inspection_cuts_frames(tiled_tiny):
+    frames = [pouch_frame([7, i], size=SIZE, pitch_mm=PITCH)[0] for i in range(2)]
+    recipe = load_recipe(tiled_tiny)
+    inspected = [
+        cut_frame(f, recipe.roi, canvas_scale(recipe), recipe.input_size, recipe.tile_overlap)[0]
+        for f in frames
+    ]  # what Predictor scores
+    tiles = cut_as_inspected(frames, recipe)
+    assert len(tiles) == sum(map(len, inspected)) > len(frames)
+    assert all(np.array_equal(a, b) for a, b in zip(tiles, sum(inspected, []), strict=True))
+    whole = recipe.model_copy(update={"roi": None, "inspect_mm_per_px": None})
+    assert all(a is b for a, b in zip(cut_as_inspected(frames, whole), frames, strict=True))
+    assert inspection_tiler(None, PITCH, None, 0.25) is None
 
 
 def test_predict_and_the_daemon_give_the_same_map_for_the_same_frame(
