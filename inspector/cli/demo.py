@@ -132,8 +132,8 @@ def demo(
     os.environ.setdefault("PYLON_CAMEMU", "1")  # before pypylon is first imported
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from inspector.config.station import parse_config
+    from inspector.core.logs import setup_logging
     from inspector.station.daemon import Daemon
-    from inspector.station.health import setup_logging
     from models.backbones.registry import DEFAULT_ARCH
 
     with user_errors():

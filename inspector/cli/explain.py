@@ -55,8 +55,9 @@ def explain(
     by the template from the measured facts. Runs until SIGTERM or Ctrl-C.
     """
     from inspector.config.station import load_config
+    from inspector.core.logs import setup_logging
     from inspector.explain.worker import ExplainWorker
-    from inspector.station.health import sd_notify, setup_logging
+    from inspector.station.systemd import sd_notify
     from inspector.store.db import Store
     from models.recipe import load_recipe
 

@@ -38,9 +38,11 @@ from inspector.sources.bit_depth import bit_depth_problem, check_bit_depth
 from inspector.station.batcher import STOP, next_batch
 from inspector.station.datadir import DataDirError, claim
 from inspector.station.drift import DriftCheck, describe
-from inspector.station.health import Metrics, Progress, Watchdog, sd_notify
+from inspector.station.metrics import Metrics
 from inspector.station.pairing import Decision, Pairer
+from inspector.station.systemd import sd_notify
 from inspector.station.telemetry import Telemetry
+from inspector.station.watchdog import Progress, Watchdog
 from inspector.store.db import Store
 from inspector.vision.decision import published_thresholds
 from models.preprocess import as_bgr_order

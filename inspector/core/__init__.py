@@ -1,0 +1,1 @@
+"""The shared vocabulary every room of the station uses: names, formats and the typed result."""
