@@ -39,7 +39,7 @@ from inspector.station.batcher import STOP, next_batch
 from inspector.station.datadir import DataDirError, claim
 from inspector.station.drift import DriftCheck, describe
 from inspector.station.metrics import Metrics
-from inspector.station.pairing import Decision, Pairer
+from inspector.station.pairing import Pairer, PairOutcome
 from inspector.station.systemd import sd_notify
 from inspector.station.telemetry import Telemetry
 from inspector.station.watchdog import Progress, Watchdog
@@ -428,7 +428,7 @@ class Daemon:
                 self.frame_q.put(STOP)
                 return
 
-    def _paired(self, d: Decision[Grabbed]) -> Grabbed:
+    def _paired(self, d: PairOutcome[Grabbed]) -> Grabbed:
         """A pairing decision as the frame it becomes, alarmed when it is not a clean pair."""
         if d.frame is None:  # an id without a frame: its cell gets an error result
             why = f"no frame within pairing.window_s ({self.cfg.pairing.window_s:g} s) of the id"
