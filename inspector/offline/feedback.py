@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from inspector.comms.inbound import json_object
+from inspector.core.result import Result
 from inspector.sources.base import CELL_ID
 from inspector.store.db import LABELS
 
@@ -156,7 +157,7 @@ def export_dataset(store, out: str | Path, product: str | None = None) -> Export
         shutil.copyfile(image, target)
         counts = summary.written.setdefault(folder, {})
         counts[frame["label"]] = counts.get(frame["label"], 0) + 1
-        result = frame["result"]
+        result = Result.from_payload(frame["result"])
         rows.setdefault(folder, []).append(
             {
                 "file": str(target.relative_to(out / folder)),
@@ -166,8 +167,8 @@ def export_dataset(store, out: str | Path, product: str | None = None) -> Export
                 "ts": frame["ts"],
                 "note": frame["note"],
                 "user": frame["user"],
-                "model_id": result.get("model_id", ""),
-                "image_score": result.get("image_score", ""),
+                "model_id": result.model_id or "",
+                "image_score": "" if result.image_score is None else result.image_score,
             }
         )
     for folder, table in rows.items():
