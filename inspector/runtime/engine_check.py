@@ -44,6 +44,7 @@ from pathlib import Path
 import typer
 
 from inspector.config.station import Config, ConfigError, load_config
+from inspector.core.alarms import Alarm
 
 log = logging.getLogger("inspector.runtime.engine_check")
 
@@ -465,7 +466,7 @@ class EngineCheck:
         if decision.fallback:
             log.warning("alarm engine_fallback: %s", decision.reason)
             self.alarm(
-                "engine_fallback",
+                Alarm.ENGINE_FALLBACK,
                 "warning",
                 decision.reason,
                 backend=decision.backend,

@@ -16,7 +16,7 @@ other case is flagged (``source.pairing`` of the result) instead of matched by p
 
 A frame is decided once every id that could still touch it has arrived (``window`` after the
 frame, longer while a touching id's own window is open), so each result waits up to two
-windows. The class is pure bookkeeping on times the caller passes in; ``daemon.py`` runs it.
+windows. The class is pure bookkeeping on times the caller passes in; ``pairing_stage`` runs it.
 
 Example:
     >>> p = Pairer(0.5)
