@@ -20,6 +20,7 @@ import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import fail, user_errors
+from inspector.core.result import Result
 
 PRODUCT = "pouch cell"
 N_REFERENCES = 12
@@ -86,26 +87,22 @@ def _make_bundle(out: Path) -> float:
     return threshold
 
 
-def _save_overlay(payload: dict, frame, overlays: Path, map_path: Path | None) -> Path | None:
+def _save_overlay(result, frame, overlays: Path, map_path: Path | None) -> Path | None:
     import numpy as np
 
-    from inspector.vision.decision import Decision, Region
+    from inspector.vision.decision import Decision
     from inspector.vision.overlay import render_overlay
     from models.image_io import write_png
     from models.recipe import Thresholds
 
     if map_path is None or frame.image is None:
         return None
-    regions = [
-        Region(**(r | {"bbox": tuple(r["bbox"]), "centroid": tuple(r["centroid"])}))
-        for r in payload["regions"]
-    ]
     decision = Decision(
-        payload["verdict"], payload["image_score"], regions, Thresholds(**payload["thresholds"])
+        result.verdict, result.image_score, result.regions, Thresholds(**result.thresholds)
     )
     amap = np.load(map_path)
     return write_png(
-        overlays / f"{payload['cell_id']}.png", render_overlay(frame.image, amap, decision)
+        overlays / f"{result.cell_id}.png", render_overlay(frame.image, amap, decision)
     )
 
 
@@ -123,25 +120,26 @@ class _CellLines:
         self.store = None  # the daemon's store, once it exists
 
     def __call__(self, row_id: int, payload: dict, frame) -> None:
-        verdict = payload["verdict"]
+        result = Result.from_payload(payload)
+        verdict = result.verdict
         self.counts[verdict] += 1
-        truth = self.expected.get(payload["cell_id"])
-        line = f"{payload['cell_id']}  {verdict.upper():5}"
+        truth = self.expected.get(result.cell_id)
+        line = f"{result.cell_id}  {verdict.upper():5}"
         if verdict == "error":
-            line += f"  {payload['error']}"
+            line += f"  {result.error}"
         else:
-            line += f"  score {payload['image_score']:.3f}"
-            where = ", ".join(r["position"] for r in payload["regions"][:3])
+            line += f"  score {result.image_score:.3f}"
+            where = ", ".join(r.position for r in result.regions[:3])
             line += f"  regions: {where}" if where else ""
         line += f"  (planted defect: {truth or 'none'})"
         if verdict == "fail" and truth:
             self.caught.add(truth)
         elif verdict == "fail":
-            self.false_rejects.append(payload["cell_id"])
+            self.false_rejects.append(result.cell_id)
         if verdict == "fail":
             self.store.flush_files()  # the reject's map is written in the background
-            reject = self.store.reject(payload["frame_id"])
-            picture = _save_overlay(payload, frame, self.overlays, reject and reject["map_path"])
+            reject = self.store.reject(result.frame_id)
+            picture = _save_overlay(result, frame, self.overlays, reject and reject["map_path"])
             line += f"  -> {picture.relative_to(self.work)}" if picture else ""
         colour = {"pass": typer.colors.GREEN, "fail": typer.colors.RED}.get(verdict)
         typer.secho(line, fg=colour or typer.colors.YELLOW)
@@ -203,8 +201,8 @@ def demo(
     os.environ.setdefault("PYLON_CAMEMU", "1")  # before pypylon is first imported
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from inspector.config.station import parse_config  # after PYLON_CAMEMU is set
+    from inspector.core.logs import setup_logging
     from inspector.station.daemon import Daemon
-    from inspector.station.health import setup_logging
     from models.backbones.registry import DEFAULT_ARCH  # torch
 
     with user_errors():

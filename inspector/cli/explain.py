@@ -16,8 +16,8 @@ from models.recipe import Recipe, load_recipe
 
 if TYPE_CHECKING:  # the explainer's stack is imported when the command runs
     from inspector.comms.mqtt import MqttLink
+    from inspector.comms.outbox import OutboxPublisher
     from inspector.config.station import Config
-    from inspector.explain.outbox import ExplanationOutbox
     from inspector.store.db import Store
 
 log = logging.getLogger("inspector.explain")
@@ -53,14 +53,13 @@ def _recipe_or_none(bundle: Path) -> Recipe | None:
         return None
 
 
-def _start_outbox(cfg: Config, store: Store) -> tuple[MqttLink, ExplanationOutbox]:
+def _start_outbox(cfg: Config, store: Store) -> tuple[MqttLink, OutboxPublisher]:
     """The explainer's MQTT link and the outbox that publishes stored explanations, started."""
-    from inspector.comms.mqtt import MqttLink
-    from inspector.explain.outbox import ExplanationOutbox
+    from inspector.comms.mqtt import MqttLink  # paho: only when MQTT is configured
+    from inspector.comms.outbox import OutboxPublisher
 
     link = MqttLink(cfg.mqtt, cfg.station.line, cfg.station.station, role="explainer", will=False)
-    outbox = ExplanationOutbox(store, link)
-    link.on_ack_signal = outbox.wake  # (re)connected: publish what waits
+    outbox = OutboxPublisher(store, link, topic="explanation")
     link.start()
     outbox.start()
     return link, outbox
@@ -85,8 +84,9 @@ def explain(
     by the template from the measured facts. Runs until SIGTERM or Ctrl-C.
     """
     from inspector.config.station import load_config
+    from inspector.core.logs import setup_logging
     from inspector.explain.worker import ExplainWorker
-    from inspector.station.health import sd_notify, setup_logging
+    from inspector.station.systemd import sd_notify
     from inspector.store.db import Store
 
     with user_errors():

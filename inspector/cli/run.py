@@ -36,8 +36,8 @@ def run(
                 load_recipe(bundle)
             typer.echo(f"{config}: OK (station {cfg.station.line}/{cfg.station.station})")
             return
+    from inspector.core.logs import setup_logging
     from inspector.station.daemon import Daemon
-    from inspector.station.health import setup_logging
 
     setup_logging(cfg.health.log_format, cfg.health.log_level)
     with user_errors():

@@ -35,12 +35,12 @@ import paho.mqtt.client as mqtt
 from inspector.comms.inbound import json_object
 from inspector.config.mqtt import MqttConfig
 from inspector.config.station import ConfigError
+from inspector.core.alarms import Alarm
 from inspector.core.timestamps import utc_iso
 from inspector.sources.base import CELL_ID, PRODUCT
 
 log = logging.getLogger("inspector.comms.mqtt")
 
-RESULT_SCHEMA = "inspector.result/1"
 ALARM_SCHEMA = "inspector.alarm/1"
 STATUS_SCHEMA = "inspector.status/1"
 HEARTBEAT_SCHEMA = "inspector.heartbeat/1"
@@ -339,7 +339,7 @@ class MqttLink:
             message.payload[:200],
         )
         self.alarm(
-            "foreign_status",
+            Alarm.FOREIGN_STATUS,
             "warning",
             "another client published this station's status; the station's own was restored"
             " (check the broker's ACL, see the operator guide)",
@@ -416,13 +416,14 @@ class MqttLink:
             cell_id, product = parse_trigger(message.payload)
         except TriggerError as exc:
             log.warning("bad trigger ignored: %s", exc)
-            self.alarm("bad_trigger", "warning", f"trigger ignored: {exc}")
+            self.alarm(Alarm.BAD_TRIGGER, "warning", f"trigger ignored: {exc}")
             return
         try:
             self.on_trigger(cell_id, product)
         except Exception as exc:  # a failing handler must not kill paho's thread
             log.exception("trigger for %s failed", cell_id)
-            self.alarm("trigger_failed", "warning", f"trigger {cell_id}: {exc}", cell_id=cell_id)
+            message = f"trigger {cell_id}: {exc}"
+            self.alarm(Alarm.TRIGGER_FAILED, "warning", message, cell_id=cell_id)
 
 
 class AvailabilityLink:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from inspector.vision.decision import Decision, Region, find_regions, position_word
+from inspector.core.result import Region, Result
+from inspector.vision.decision import Decision, find_regions, position_word
 from models.recipe import Thresholds
 
 SCRATCH_ELONGATION = 3.0  # length / width at or above which a region reads as a scratch
@@ -206,19 +207,8 @@ def facts_from_map(
     return Facts(product, w, h, score, thresholds, pixel_pitch_mm, regions)
 
 
-def as_float(value: object, default: float | None = 0.0) -> float | None:
-    """``value`` as a finite float, else ``default`` (a stored record may hold anything)."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return default
-    return number if np.isfinite(number) else default
-
-
-def thresholds_of(result: dict, default: Thresholds | None = None) -> Thresholds:
-    """The thresholds of a stored verdict; ``default`` (or the defaults) when missing or bad."""
-    raw = result.get("thresholds")
-    if isinstance(raw, dict) and raw:
+def _thresholds(raw: dict | None, default: Thresholds | None) -> Thresholds:
+    if raw:
         try:
             return Thresholds(**{k: v for k, v in raw.items() if k in Thresholds.model_fields})
         except (TypeError, ValueError):  # pydantic's ValidationError is a ValueError
@@ -226,9 +216,15 @@ def thresholds_of(result: dict, default: Thresholds | None = None) -> Thresholds
     return default if default is not None else Thresholds()
 
 
-def _region_from_result(
+def thresholds_of(result: Result | dict, default: Thresholds | None = None) -> Thresholds:
+    """The thresholds of a stored verdict; ``default`` (or the defaults) when missing or bad."""
+    typed = result if isinstance(result, Result) else Result.from_payload(result)
+    return _thresholds(typed.thresholds, default)
+
+
+def _region_facts(
     index: int,
-    r: dict,
+    r: Region,
     width: int,
     height: int,
     amap: np.ndarray | None = None,
@@ -240,32 +236,30 @@ def _region_from_result(
     stored without ``area_mm2`` gets one from ``pixel_pitch_mm``.
 
     Raises:
-        KeyError, TypeError, ValueError, AttributeError: the region is malformed.
+        ValueError and others from OpenCV: the region does not fit the map.
     """
-    x, y, bw, bh = (int(v) for v in r["bbox"])
-    cx, cy = (float(v) for v in r.get("centroid") or (x + bw / 2, y + bh / 2))
-    area_px = float(r.get("area_px", bw * bh))
-    area_mm2 = as_float(r.get("area_mm2"), None)
+    x, y, bw, bh = r.bbox
+    (cx, cy), area_px, area_mm2 = r.centroid, r.area_px, r.area_mm2
     pitch = (area_mm2 / area_px) ** 0.5 if area_mm2 and area_px > 0 else None
     if area_mm2 is None and pixel_pitch_mm:
         pitch, area_mm2 = pixel_pitch_mm, area_px * pixel_pitch_mm**2
-    position = r.get("position") or (
+    position = r.position or (
         position_word(cx, cy, width, height) if width and height else "unknown position"
     )
     length, width_px, angle = float(max(bw, bh)), float(min(bw, bh)), 0.0 if bw >= bh else 90.0
     if amap is not None and bw > 0 and bh > 0:
-        stored = Region((x, y, bw, bh), area_px, 0.0, 0.0, (cx, cy), str(position))
+        stored = Region((x, y, bw, bh), area_px, 0.0, 0.0, (cx, cy), position)
         points = _component_points(amap, stored, pixel_threshold)
         if len(points) > 1:
             length, width_px, angle = _shape(points)
     return RegionFacts(
         index=index,
-        position=str(position),
+        position=position,
         bbox=(x, y, bw, bh),
         centroid=(cx, cy),
         area_px=area_px,
-        peak=float(r.get("peak", 0.0)),
-        mean=float(r.get("mean", 0.0)),
+        peak=r.peak,
+        mean=r.mean,
         length_px=length,
         width_px=width_px,
         angle_deg=angle,
@@ -276,16 +270,16 @@ def _region_from_result(
 
 
 def facts_from_result(
-    result: dict,
+    result: Result | dict,
     product: str = "battery cell",
     amap: np.ndarray | None = None,
     default_thresholds: Thresholds | None = None,
     pixel_pitch_mm: float | None = None,
 ) -> Facts:
-    """Facts from a result payload: its ``regions`` exactly as published and shown.
+    """Facts from a result: its ``regions`` exactly as published and shown.
 
     Args:
-        result: the stored result (``regions``, ``width``, ``height``, ``image_score``, ...).
+        result: the result, or a stored record of one (read with ``Result.from_payload``).
         product: the product noun when the result names none.
         amap: the reject's map at the frame's size, if stored: only the regions' shape
             (length, width, direction) is measured on it; without it the box gives them.
@@ -295,17 +289,16 @@ def facts_from_result(
     A malformed region is left out (as on the overlay) and bad numbers fall back to defaults,
     so any stored record still gets facts.
     """
-    width = int(as_float(result.get("width")) or 0)
-    height = int(as_float(result.get("height")) or 0)
-    thresholds = thresholds_of(result, default_thresholds)
+    typed = result if isinstance(result, Result) else Result.from_payload(result)
+    width, height = typed.width or 0, typed.height or 0
+    thresholds = _thresholds(typed.thresholds, default_thresholds)
     if amap is not None and amap.shape != (height, width):
         amap = None  # not this frame's map: shapes from the boxes
     regions: list[RegionFacts] = []
-    stored = result.get("regions")
-    for r in stored if isinstance(stored, list) else []:
+    for r in typed.regions or []:
         try:
             regions.append(
-                _region_from_result(
+                _region_facts(
                     len(regions) + 1, r, width, height, amap, thresholds.pixel, pixel_pitch_mm
                 )
             )
@@ -315,10 +308,10 @@ def facts_from_result(
         regions[0].length_mm / regions[0].length_px if regions and regions[0].length_mm else None
     )
     return Facts(
-        str(result.get("product") or product),
+        typed.product or product,
         width,
         height,
-        as_float(result.get("image_score")) or 0.0,
+        typed.image_score or 0.0,
         thresholds,
         pitch,
         regions,

@@ -22,14 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from inspector.core.result import Result
 from inspector.explain.config import ExplainerConfig
-from inspector.explain.facts import (
-    Facts,
-    as_float,
-    facts_from_map,
-    facts_from_result,
-    thresholds_of,
-)
+from inspector.explain.facts import Facts, facts_from_map, facts_from_result, thresholds_of
 from inspector.explain.files import read_map
 from inspector.explain.grounding import contradictions
 from inspector.explain.writers.base import Backend, BackendError, RejectContext
@@ -87,14 +82,14 @@ def reject_facts(result: dict, amap: np.ndarray | None, recipe: Recipe | None = 
 
     Only a record without regions (from an older station) has its map measured instead.
     """
-    product = result.get("product") or (recipe.product if recipe else "battery cell")
+    typed = Result.from_payload(result)
+    product = typed.product or (recipe.product if recipe else "battery cell")
     default = recipe.thresholds if recipe else None
     pitch = recipe.pixel_pitch_mm if recipe else None
-    if amap is None or isinstance(result.get("regions"), list):
-        return facts_from_result(result, product, amap, default, pitch)
-    thresholds = thresholds_of(result, default)
-    score = as_float(result.get("image_score"), None)
-    return facts_from_map(amap, thresholds, pitch, product, score)
+    if amap is None or typed.regions is not None:
+        return facts_from_result(typed, product, amap, default, pitch)
+    thresholds = thresholds_of(typed, default)
+    return facts_from_map(amap, thresholds, pitch, product, typed.image_score)
 
 
 def reject_context(
@@ -107,7 +102,7 @@ def reject_context(
 
     The map is brought to the frame's size (as the page draws it), so both line up.
     """
-    frame_id = result.get("frame_id")
+    frame_id = Result.from_payload(result).frame_id
     image = _read_optional(read_image, image_path, "image", frame_id)
     shape = None if image is None else image.shape[:2]
     amap = _read_optional(lambda p: read_map(p, shape), map_path, "map", frame_id)

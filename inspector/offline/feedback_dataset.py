@@ -22,6 +22,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inspector.core.result import Result
+
 CONFIRMED_DIR = "confirmed"
 CSV_FIELDS = (
     "file", "label", "frame_id", "cell_id", "ts", "note", "user", "model_id", "image_score",
@@ -83,7 +85,7 @@ def export_dataset(store, out: str | Path, product: str | None = None) -> Export
         shutil.copyfile(image, target)
         counts = summary.written.setdefault(folder, {})
         counts[frame["label"]] = counts.get(frame["label"], 0) + 1
-        result = frame["result"]
+        result = Result.from_payload(frame["result"])
         rows.setdefault(folder, []).append(
             {
                 "file": str(target.relative_to(out / folder)),
@@ -93,8 +95,8 @@ def export_dataset(store, out: str | Path, product: str | None = None) -> Export
                 "ts": frame["ts"],
                 "note": frame["note"],
                 "user": frame["user"],
-                "model_id": result.get("model_id", ""),
-                "image_score": result.get("image_score", ""),
+                "model_id": result.model_id or "",
+                "image_score": "" if result.image_score is None else result.image_score,
             }
         )
     for folder, table in rows.items():

@@ -44,6 +44,7 @@ from pathlib import Path
 import typer
 
 from inspector.config.station import Config, ConfigError, load_config
+from inspector.core.alarms import Alarm
 from inspector.core.timestamps import utc_iso
 from inspector.runtime.backends import AUTO, BACKENDS, backend_spec
 from models.bundle_files import (
@@ -469,7 +470,7 @@ class EngineCheck:
         if choice.fallback:
             log.warning("alarm engine_fallback: %s", choice.reason)
             self.alarm(
-                "engine_fallback",
+                Alarm.ENGINE_FALLBACK,
                 "warning",
                 choice.reason,
                 backend=choice.backend,

@@ -1,1 +1,1 @@
-"""The line daemon and the small pieces it wires: stages, pairing, batching, health, telemetry."""
+"""The line daemon and the rooms it wires: stages, faults, watches, housekeeping, pairing."""

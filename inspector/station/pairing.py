@@ -16,7 +16,7 @@ other case is flagged (``source.pairing`` of the result) instead of matched by p
 
 A frame is decided once every id that could still touch it has arrived (``window`` after the
 frame, longer while a touching id's own window is open), so each result waits up to two
-windows. The class is pure bookkeeping on times the caller passes in; ``daemon.py`` runs it.
+windows. The class is pure bookkeeping on times the caller passes in; ``pairing_stage`` runs it.
 
 Example:
     >>> p = Pairer(0.5)
@@ -37,7 +37,7 @@ FLAGS = ("paired", "no_cell_id", "no_frame", "ambiguous")
 
 
 @dataclass
-class Decision(Generic[F]):
+class PairOutcome(Generic[F]):
     """What became of one frame or one id: a frame with or without its id, or an id alone."""
 
     flag: str  # one of FLAGS
@@ -100,35 +100,35 @@ class Pairer(Generic[F]):
             times.append(max([t + self.window, *touching]))
         return min(times) if times else None
 
-    def due(self, now: float) -> list[Decision[F]]:
+    def due(self, now: float) -> list[PairOutcome[F]]:
         """Everything that can be decided at ``now``, frames in order, then lone ids."""
-        out: list[Decision[F]] = []
+        out: list[PairOutcome[F]] = []
         while self._frames and self._frame_ready(self._frames[0][1], now):
             out.extend(self._decide_frame(*self._frames.popleft()))
         for i in list(self._ids):
             if now >= i.t + self.window and not any(self._touch(t, i) for _, t in self._frames):
                 self._ids.remove(i)
-                out.append(Decision("no_frame", None, i.cell_id, i.product, t=i.t))
+                out.append(PairOutcome("no_frame", None, i.cell_id, i.product, t=i.t))
         return out
 
-    def drain(self) -> list[Decision[F]]:
+    def drain(self) -> list[PairOutcome[F]]:
         """Decide everything now, as if every window had closed (the daemon is stopping)."""
         out = self.due(float("inf"))
         assert not self._frames and not self._ids
         return out
 
-    def _decide_frame(self, frame: F, t: float) -> list[Decision[F]]:
+    def _decide_frame(self, frame: F, t: float) -> list[PairOutcome[F]]:
         touching = [i for i in self._ids if self._touch(t, i)]
         if not touching:
-            return [Decision("no_cell_id", frame, None, t=t)]
+            return [PairOutcome("no_cell_id", frame, None, t=t)]
         (first, *more) = touching
         others = [tf for _, tf in self._frames if self._touch(tf, first)]
         if not more and not others:
             self._ids.remove(first)
             offset = round((t - first.t) * 1e3, 1)
-            return [Decision("paired", frame, first.cell_id, first.product, offset, t)]
+            return [PairOutcome("paired", frame, first.cell_id, first.product, offset, t)]
         for i in touching:  # never a guess: the frame and every id it touches are flagged
             self._ids.remove(i)
-        out = [Decision("ambiguous", frame, None, t=t)]
-        out.extend(Decision("ambiguous", None, i.cell_id, i.product, t=i.t) for i in touching)
+        out = [PairOutcome("ambiguous", frame, None, t=t)]
+        out.extend(PairOutcome("ambiguous", None, i.cell_id, i.product, t=i.t) for i in touching)
         return out

@@ -7,11 +7,12 @@ the full-resolution map is only needed for pictures of rejects.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from inspector.core.result import Region, verdict_payload
 from models.recipe import THRESHOLD_DECIMALS, Thresholds
 
 ROWS = ("upper", "centre", "lower")
@@ -23,28 +24,6 @@ def position_word(x: float, y: float, width: int, height: int) -> str:
     row = ROWS[min(2, max(0, int(3 * y / height)))]
     col = COLUMNS[min(2, max(0, int(3 * x / width)))]
     return "centre" if row == col == "centre" else f"{row} {col}"
-
-
-@dataclass
-class Region:
-    """One connected defect region, in frame pixels."""
-
-    bbox: tuple[int, int, int, int]  # x, y, width, height
-    area_px: float
-    peak: float
-    mean: float
-    centroid: tuple[float, float]  # x, y
-    position: str
-    area_mm2: float | None = None
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["bbox"] = list(self.bbox)
-        d["centroid"] = [round(c, 1) for c in self.centroid]
-        for key in ("area_px", "peak", "mean", "area_mm2"):
-            if d[key] is not None:
-                d[key] = round(float(d[key]), 4)
-        return d
 
 
 @dataclass
@@ -61,13 +40,15 @@ class Decision:
         return float(sum(r.area_px for r in self.regions))
 
     def to_dict(self) -> dict:
-        return {
-            "verdict": self.verdict,
-            "image_score": round(float(self.image_score), 4),
-            "defect_area_px": round(self.defect_area_px, 1),
-            "regions": [r.to_dict() for r in self.regions],
-            "thresholds": published_thresholds(self.thresholds),
-        }
+        """The verdict's part of a result (``inspector.core.result``), as ``inspector predict``
+        writes it beside each image."""
+        return verdict_payload(
+            self.verdict,
+            self.image_score,
+            self.defect_area_px,
+            self.regions,
+            published_thresholds(self.thresholds),
+        )
 
 
 def published_thresholds(thresholds: Thresholds) -> dict:

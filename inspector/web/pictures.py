@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspector.core.result import Result
 from inspector.explain.facts import facts_from_result
 from inspector.explain.files import read_map
 from inspector.vision.decision import Decision
@@ -64,8 +65,8 @@ def decision_of(result: dict, verdict: str = "fail") -> Decision:
     Malformed regions and thresholds are read as ``facts_from_result`` reads them (left out,
     or the defaults), so the boxes are numbered as the explanation numbers them.
     """
-    decision = facts_from_result(result).decision()
-    return replace(decision, verdict=str(result.get("verdict") or verdict))
+    typed = Result.from_payload(result)
+    return replace(facts_from_result(typed).decision(), verdict=typed.verdict or verdict)
 
 
 def png(image: np.ndarray) -> bytes:

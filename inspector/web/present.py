@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from inspector.core.result import Result
+
 PERIODS: dict[str, tuple[str, timedelta | None]] = {
     "1h": ("last hour", timedelta(hours=1)),
     "8h": ("last 8 hours", timedelta(hours=8)),
@@ -83,25 +85,36 @@ def result_of(reject: dict) -> dict:
     return {**nested, **reject} if isinstance(nested, dict) else reject
 
 
-def region_rows(result: dict) -> list[dict]:
-    """One row per defect region with the numbers a technician reads, already formatted."""
+@dataclass(frozen=True)
+class RegionRow:
+    """One defect region with the numbers a technician reads, already formatted."""
+
+    n: int  # the number on the overlay's box
+    position: str
+    bbox: str  # "w x h"
+    at: str  # "x, y"
+    area_px: str
+    area_mm2: str
+    peak: str
+    mean: str
+
+
+def region_rows(result: dict) -> list[RegionRow]:
+    """One row per defect region of a stored result, numbered as the overlay numbers them."""
     rows = []
-    for i, r in enumerate(result.get("regions") or [], start=1):
-        if not isinstance(r, dict):
-            continue
-        bbox = r.get("bbox") or []
-        mm2 = r.get("area_mm2")
+    for i, r in enumerate(Result.from_payload(result).regions or [], start=1):
+        x, y, w, h = r.bbox
         rows.append(
-            {
-                "n": i,
-                "position": str(r.get("position") or ""),
-                "bbox": " x ".join(str(v) for v in bbox[2:4]) if len(bbox) == 4 else "",
-                "at": f"{bbox[0]}, {bbox[1]}" if len(bbox) == 4 else "",
-                "area_px": _num(r.get("area_px"), 0),
-                "area_mm2": _num(mm2, 2) if mm2 is not None else "",
-                "peak": _num(r.get("peak"), 2),
-                "mean": _num(r.get("mean"), 2),
-            }
+            RegionRow(
+                n=i,
+                position=r.position,
+                bbox=f"{w} x {h}",
+                at=f"{x}, {y}",
+                area_px=_num(r.area_px, 0),
+                area_mm2=_num(r.area_mm2, 2) if r.area_mm2 is not None else "",
+                peak=_num(r.peak, 2),
+                mean=_num(r.mean, 2),
+            )
         )
     return rows
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from inspector.comms import mqtt
+from inspector.core import result
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "mqtt.md").read_text(encoding="utf-8")
 
@@ -17,7 +18,12 @@ def test_topics_table_matches_the_code() -> None:
 
 
 def test_every_schema_is_documented() -> None:
-    schemas = [v for k, v in vars(mqtt).items() if k.endswith("_SCHEMA")]
+    schemas = [
+        v
+        for module in (mqtt, result)
+        for k, v in vars(module).items()
+        if k.endswith("_SCHEMA") and isinstance(v, str)
+    ]
     assert len(schemas) >= 5
     for schema in schemas:
         assert f"`{schema}`" in DOC

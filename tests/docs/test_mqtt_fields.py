@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from inspector.core.result import JSON_SCHEMA
 from inspector.sources.base import Frame
 from inspector.station.daemon import Daemon
 from inspector.store.db import Store
@@ -112,3 +113,13 @@ def test_the_result_table_documents_no_field_twice() -> None:
     rows = re.findall(r"^\| (`[^|]+) \|", section("result"), re.MULTILINE)
     names = [name for row in rows for name in re.findall(r"`([a-z_]+)`", row)]
     assert len(names) == len(set(names))
+
+
+def test_the_result_table_and_example_are_the_result_schema() -> None:
+    properties = JSON_SCHEMA["properties"]
+    assert table_fields("result") == set(properties) - {"schema"}
+    doc_result = example("result")  # a reject: every field but error
+    assert set(doc_result) == set(properties) - {"error"}
+    assert set(doc_result["regions"][0]) == set(properties["regions"]["items"]["properties"])
+    assert set(doc_result["latency_ms"]) == set(properties["latency_ms"]["properties"])
+    assert doc_result["schema"] == properties["schema"]["const"]

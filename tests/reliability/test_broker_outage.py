@@ -175,7 +175,7 @@ def test_a_60_s_broker_outage_loses_nothing_and_shows_the_backlog(
             outage.wait(OUTAGE_S / 2)
             full = metric(port, "inspector_outbox_backlog")
             assert 20 < half < full, (half, full)
-            assert "backlog" in daemon._faults and daemon.link.status == "degraded"
+            assert "backlog" in daemon.faults and daemon.link.status == "degraded"
             assert any("alarm broker_backlog" in r.getMessage() for r in caplog.records)
 
             resubscribed = collector.resubscribed()

@@ -121,7 +121,7 @@ def test_a_full_disk_keeps_unpublished_results_and_publishes_verdicts_without_pi
             newest_with = max(r["cell_id"] for r in with_pictures)
             assert all(r["cell_id"] > newest_with for r in without), "pictures stop at the floor"
             print(f"{len(with_pictures)} rejects kept with pictures, {len(without)} without")
-            assert "disk" in daemon._faults
+            assert "disk" in daemon.faults
 
             # 3. the broker returns: every verdict arrives once per frame_id, in order
             broker.start()

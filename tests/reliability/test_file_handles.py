@@ -13,7 +13,7 @@ from pathlib import Path
 
 from inspector.sources.base import Frame
 from inspector.station.daemon import Daemon
-from inspector.station.health import METRICS_TIMEOUT_S
+from inspector.station.metrics import METRICS_TIMEOUT_S
 from tests.inspector.daemon_helpers import QueueSource, good_image, make_config, running
 
 IDLE_CLIENTS = 60

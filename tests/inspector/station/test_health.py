@@ -1,9 +1,7 @@
-"""systemd notify and watchdog, Prometheus metrics and JSON logs of the running daemon."""
+"""systemd notify and watchdog, and the Prometheus metrics of the running daemon."""
 
 from __future__ import annotations
 
-import json
-import logging
 import socket
 import threading
 import urllib.request
@@ -13,7 +11,8 @@ import pytest
 
 from inspector.sources.base import Frame
 from inspector.station.daemon import Daemon
-from inspector.station.health import JsonFormatter, Progress, Watchdog, sd_notify
+from inspector.station.systemd import sd_notify
+from inspector.station.watchdog import Progress, Watchdog
 from tests.inspector.daemon_helpers import QueueSource, good_image, make_config, running
 
 
@@ -88,13 +87,3 @@ def test_the_daemon_reports_ready_and_serves_its_metrics(
     assert 'inspector_verdicts_total{verdict="error"} 1.0' in text
     assert 'inspector_stage_seconds_count{stage="infer"} 1.0' in text
     assert "inspector_outbox_backlog" in text
-
-
-def test_log_lines_are_json_with_the_extra_fields() -> None:
-    record = logging.LogRecord(
-        "inspector.station.daemon", logging.WARNING, __file__, 1, "alarm %s", ("x",), None
-    )
-    record.cell_id = "C-1"
-    line = json.loads(JsonFormatter().format(record))
-    assert line["msg"] == "alarm x" and line["level"] == "warning" and line["cell_id"] == "C-1"
-    assert line["ts"].endswith("+00:00")
