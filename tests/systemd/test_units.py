@@ -151,7 +151,7 @@ def test_engine_check_runs_once_before_the_daemon() -> None:
     d = unit_directives(UNIT_DIR / "inspector-engine.service")
     assert d["Service.Type"] == ["oneshot"]
     assert "inspector.service" in d["Unit.Before"]
-    assert "-m inspector.runtime.engine_check" in d["Service.ExecStart"][0]
+    assert "-m inspector.station.engine_check" in d["Service.ExecStart"][0]
 
 
 @pytest.mark.parametrize("unit", UNITS)

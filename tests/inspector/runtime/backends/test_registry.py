@@ -13,7 +13,7 @@ import pytest
 
 from inspector.config.station import ConfigError, parse_config
 from inspector.runtime.backends import BACKENDS, backend_spec
-from inspector.runtime.engine_check import FP32_FAMILY, INT8_BACKENDS
+from inspector.station.engine_check import FP32_FAMILY, INT8_BACKENDS
 
 REPO = Path(__file__).resolve().parents[4]
 

@@ -9,7 +9,7 @@ import pytest
 
 from export.onnx_export import export_bundle
 from inspector.config.station import parse_config
-from inspector.runtime.engine_check import (
+from inspector.station.engine_check import (
     ENV_FILE,
     FP32_FAMILY,
     STATE_FILE,

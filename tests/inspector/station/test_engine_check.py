@@ -19,7 +19,7 @@ import yaml
 
 from export.graph import exported_model_id
 from inspector.config.station import parse_config
-from inspector.runtime.engine_check import (
+from inspector.station.engine_check import (
     ENV_FILE,
     STATE_FILE,
     EngineCheck,
@@ -240,7 +240,7 @@ def test_service_command_on_a_box_without_gpu(tiny_bundle, tmp_path, broker) -> 
     collector = Collector(broker, "inspector/v1/L1/S1/", client_id="engine-cli-test")
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "inspector.runtime.engine_check", "--config", str(config)],
+            [sys.executable, "-m", "inspector.station.engine_check", "--config", str(config)],
             capture_output=True,
             text=True,
             timeout=300,
@@ -260,7 +260,7 @@ def test_bad_config_stops_with_one_line(tmp_path: Path) -> None:
     config = tmp_path / "inspector.yaml"
     config.write_text("station: {line: L1}\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "inspector.runtime.engine_check", "--config", str(config)],
+        [sys.executable, "-m", "inspector.station.engine_check", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=120,

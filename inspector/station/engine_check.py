@@ -1,7 +1,7 @@
 """Before the daemon starts: make sure the bundle's inference engine fits this machine.
 
 Run by ``inspector-engine.service`` (oneshot, ordered before ``inspector.service``) as
-``python -m inspector.runtime.engine_check --config /etc/inspector/inspector.yaml``. For a station
+``python -m inspector.station.engine_check --config /etc/inspector/inspector.yaml``. For a station
 that wants TensorRT (``backend: tensorrt`` in the config, or in the bundle's recipe when the
 config leaves it out) it
 
@@ -55,7 +55,7 @@ from models.bundle_files import (
     SIDECAR_FILE,
 )
 
-log = logging.getLogger("inspector.runtime.engine_check")
+log = logging.getLogger("inspector.station.engine_check")
 
 ENV_FILE = "engine.env"
 STATE_FILE = "engine-check.json"
@@ -450,7 +450,7 @@ class EngineCheck:
                 unit_dir / ENV_FILE,
             )
         env = (
-            "# written by inspector-engine.service (inspector/runtime/engine_check.py); "
+            "# written by inspector-engine.service (inspector/station/engine_check.py); "
             "do not edit\n"
             f"# {choice.reason}\n"
             f"{ENV_VAR}={choice.backend}\n"
