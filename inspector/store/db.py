@@ -37,7 +37,7 @@ from inspector.store.feedback import Feedback
 from inspector.store.jobs import JOB_LEASE_S, Job, Jobs
 from inspector.store.pictures import REJECTS_DIR, Pictures, write_pictures
 from inspector.store.rejects import Rejects
-from inspector.store.results import Results
+from inspector.store.results import Results, stored_result
 from inspector.store.retention import Retention
 from inspector.store.salvage import salvage_unpublished
 
@@ -113,10 +113,9 @@ class Store:
         Returns:
             The row id, which ``results.mark_published`` takes once the broker has it.
         """
-        reject = result.get("verdict") == "fail"
-        paths = self._pictures.paths_for(
-            str(result["frame_id"]), result.get("verdict"), image, amap, keep_image
-        )
+        typed = stored_result(result)
+        reject = typed.verdict == "fail"
+        paths = self._pictures.paths_for(typed.frame_id, typed.verdict, image, amap, keep_image)
         write_later = defer_files and any(paths)
         file_bytes = 0 if write_later else write_pictures(paths[0], image, paths[1], amap)
         self._clock.owner = True
@@ -127,7 +126,7 @@ class Store:
             job_id = None
             if reject:
                 state = "saving" if write_later else "queued"
-                job_id = self._jobs.add(db, row_id, str(result["frame_id"]), state)
+                job_id = self._jobs.add(db, row_id, typed.frame_id, state)
         if write_later:
             self._pictures.save_later(row_id, job_id, paths[0], image, paths[1], amap)
         return row_id

@@ -18,8 +18,18 @@ import sqlite3
 import time
 from pathlib import Path
 
+from inspector.core.result import Result
 from inspector.core.timestamps import utc_iso
 from inspector.store.connection import Connection
+
+
+def stored_result(payload: dict) -> Result:
+    """The typed result of a payload about to be stored; one without a frame id or a verdict
+    cannot be stored (the outbox and every reader key on them)."""
+    result = Result.from_payload(payload)
+    if not result.frame_id or not result.verdict:
+        raise ValueError("a result needs a frame_id and a verdict to be stored")
+    return result
 
 
 class Results:
@@ -39,9 +49,10 @@ class Results:
     ) -> int:
         """Insert one result inside the caller's transaction ``db``; returns its row id.
 
-        The payload is read key by key: ``frame_id``, ``cell_id``, ``product``, ``station``,
-        ``verdict`` and ``ts`` (now when it has none) become columns of their own.
+        The payload is stored as it is published; its frame id, cell id, product, station,
+        verdict and time (now when it has none) become columns of their own.
         """
+        typed = stored_result(result)
         image_path, map_path = pictures
         payload = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
         row_id = db.execute(
@@ -49,12 +60,12 @@ class Results:
             " payload, image_path, map_path, file_bytes, station_s)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                str(result["frame_id"]),
-                str(result.get("cell_id", "")),
-                result.get("product"),
-                result.get("station"),
-                str(result["verdict"]),
-                str(result.get("ts") or utc_iso()),
+                typed.frame_id,
+                typed.cell_id or "",
+                typed.product,
+                typed.station,
+                typed.verdict,
+                typed.ts or utc_iso(),
                 time.time(),
                 payload,
                 str(image_path) if image_path else None,
