@@ -172,8 +172,11 @@ SITECUSTOMIZE = textwrap.dedent(
     """
     import atexit, os, sys
 
+    # the export step's torch side; export.graph and export.engine (what a graph and an engine
+    # promise their runtimes) are torch-free and the runtime reads them
     BLOCKED = ("torch", "torchvision", "open_clip", "models.bundle", "models.detector",
-               "models.backbones", "models.backbones.clip_loader", "export")
+               "models.backbones", "models.backbones.clip_loader", "models.training",
+               "export.onnx_export", "export.parity", "export.quantize", "export.tensorrt_build")
 
     class _Block:
         def find_spec(self, name, path=None, target=None):
