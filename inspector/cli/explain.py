@@ -23,13 +23,13 @@ if TYPE_CHECKING:  # the explainer's stack is imported when the command runs
 log = logging.getLogger("inspector.explain")
 
 
-def _load_backend(cfg):
-    """The configured backend; a model that fails to load (GPU memory, a torch error) leaves
+def _load_writer(cfg):
+    """The configured writer; a model that fails to load (GPU memory, a torch error) leaves
     the template in charge, so rejects are still explained, with an error in the log."""
-    from inspector.explain.writers import TemplateBackend, create_backend
+    from inspector.explain.writers import TemplateWriter, create_writer
 
     try:
-        return create_backend(cfg.explainer, cfg.bundle)
+        return create_writer(cfg.explainer, cfg.bundle)
     except ImportError as exc:
         raise ValueError(
             f"the {cfg.explainer.backend} backend needs the llm extra "
@@ -41,7 +41,7 @@ def _load_backend(cfg):
             cfg.explainer.backend,
             exc,
         )
-        return TemplateBackend()
+        return TemplateWriter()
 
 
 def _recipe_or_none(bundle: Path) -> Recipe | None:
@@ -95,23 +95,23 @@ def explain(
     setup_logging(cfg.health.log_format, cfg.health.log_level)
     recipe = _recipe_or_none(cfg.bundle)
     with user_errors():
-        backend = _load_backend(cfg)
+        writer = _load_writer(cfg)
     store = Store(cfg.data_dir)
     link, outbox = _start_outbox(cfg, store) if cfg.mqtt.enabled else (None, None)
 
-    def publish(cell_id: str, frame_id: str, text: str, backend_name: str) -> None:
+    def publish(cell_id: str, frame_id: str, text: str, writer_name: str) -> None:
         if outbox is not None:  # stored already: the outbox publishes it, now or later
             outbox.wake()
 
-    worker = ExplainWorker(store, backend, cfg.explainer, recipe, publish)
+    worker = ExplainWorker(store, writer, cfg.explainer, recipe, publish)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, _ignore_sighup)
     try:
-        sd_notify("READY=1", f"STATUS=explaining with {backend.name}")
+        sd_notify("READY=1", f"STATUS=explaining with {writer.name}")
         log.info(
-            "explainer ready: backend %s, %d job(s) waiting", backend.name, store.pending_jobs()
+            "explainer ready: backend %s, %d job(s) waiting", writer.name, store.pending_jobs()
         )
         if once:
             from tqdm import tqdm
@@ -128,15 +128,15 @@ def explain(
         if link is not None:
             outbox.stop()
             link.stop(final_status=None)
-        backend.close()
+        writer.close()
         c = worker.counts
         fallback = (
-            f", {c['fallback']} from the facts after the {backend.name} backend failed"
-            if backend.name != "template"
+            f", {c['fallback']} from the facts after the {writer.name} backend failed"
+            if writer.name != "template"
             else ""
         )
         typer.echo(
-            f"explained {c['done']} reject(s) with {backend.name}{fallback}; {c['retry']} "
+            f"explained {c['done']} reject(s) with {writer.name}{fallback}; {c['retry']} "
             f"attempt(s) to retry; {store.pending_jobs()} waiting"
         )
         store.close()

@@ -55,15 +55,15 @@ def serve(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
         )
         store = Store(cfg.data_dir)
-        make_backend = None
+        make_writer = None
         if getattr(cfg.explainer, "backend", "template") != "template":
-            from inspector.explain.writers import create_backend
+            from inspector.explain.writers import create_writer
 
-            def make_backend():
-                return create_backend(cfg.explainer, cfg.bundle)
+            def make_writer():
+                return create_writer(cfg.explainer, cfg.bundle)
 
         chat = ExplainerChat(
-            cfg.data_dir, make_backend, _recipe(cfg.bundle), check_facts=cfg.explainer.check_facts
+            cfg.data_dir, make_writer, _recipe(cfg.bundle), check_facts=cfg.explainer.check_facts
         )
         application = create_app(store, chat, web)
     if web.host not in LOCAL_HOSTS:

@@ -1,4 +1,4 @@
-"""The interface every explanation backend implements, and what it is given."""
+"""The interface every explanation writer implements, and what it is given."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ SYSTEM_PROMPT = (
 )
 
 
-class BackendError(RuntimeError):
-    """A backend could not produce an answer (server down, model missing, bad reply).
+class WriterError(RuntimeError):
+    """A writer could not produce an answer (server down, model missing, bad reply).
 
     ``permanent`` marks failures a retry cannot cure (e.g. the reject has no stored image):
     the worker then explains from the facts at once instead of backing off.
@@ -41,7 +41,7 @@ class ChatTurn(TypedDict):
 
 @dataclass
 class RejectContext:
-    """One reject as the backends see it: facts always; image and map when stored."""
+    """One reject as the writers see it: facts always; image and map when stored."""
 
     facts: Facts
     image: np.ndarray | None = None  # the frame as inspected
@@ -65,11 +65,11 @@ class RejectContext:
 
 
 def system_prompt(facts: Facts) -> str:
-    """The system prompt every language-model backend uses: role, rules and the facts."""
+    """The system prompt every language-model writer uses: role, rules and the facts."""
     return f"{SYSTEM_PROMPT}\n\nMeasured facts:\n{facts.to_prompt()}"
 
 
-class Backend(ABC):
+class ExplanationWriter(ABC):
     """Answers questions about a reject; the first explanation is the answer to
     ``INITIAL_QUESTION`` with no history."""
 
@@ -80,7 +80,7 @@ class Backend(ABC):
         """The answer to ``question`` given the earlier turns of this reject's chat.
 
         Raises:
-            BackendError: no answer could be produced.
+            WriterError: no answer could be produced.
         """
 
     def explain(self, ctx: RejectContext) -> str:
