@@ -12,13 +12,15 @@ import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import user_errors
+from inspector.core.logs import setup_logging
+from inspector.station.systemd import sd_notify
+from inspector.store.db import Store
 from models.recipe import Recipe, load_recipe
 
 if TYPE_CHECKING:  # the explainer's stack is imported when the command runs
     from inspector.comms.mqtt import MqttLink
     from inspector.comms.outbox import OutboxPublisher
     from inspector.config.station import Config
-    from inspector.store.db import Store
 
 log = logging.getLogger("inspector.explain")
 
@@ -26,7 +28,7 @@ log = logging.getLogger("inspector.explain")
 def _load_writer(cfg):
     """The configured writer; a model that fails to load (GPU memory, a torch error) leaves
     the template in charge, so rejects are still explained, with an error in the log."""
-    from inspector.explain.writers import TemplateWriter, create_writer
+    from inspector.explain.writers import TemplateWriter, create_writer  # not at --help
 
     try:
         return create_writer(cfg.explainer, cfg.bundle)
@@ -56,7 +58,7 @@ def _recipe_or_none(bundle: Path) -> Recipe | None:
 def _start_outbox(cfg: Config, store: Store) -> tuple[MqttLink, OutboxPublisher]:
     """The explainer's MQTT link and the outbox that publishes stored explanations, started."""
     from inspector.comms.mqtt import MqttLink  # paho: only when MQTT is configured
-    from inspector.comms.outbox import OutboxPublisher
+    from inspector.comms.outbox import OutboxPublisher  # paho
 
     link = MqttLink(cfg.mqtt, cfg.station.line, cfg.station.station, role="explainer", will=False)
     outbox = OutboxPublisher(store, link, topic="explanation")
@@ -83,11 +85,8 @@ def explain(
     backend fails is retried with back-off and, after explainer.retry.max_attempts, explained
     by the template from the measured facts. Runs until SIGTERM or Ctrl-C.
     """
-    from inspector.config.station import load_config
-    from inspector.core.logs import setup_logging
-    from inspector.explain.worker import ExplainWorker
-    from inspector.station.systemd import sd_notify
-    from inspector.store.db import Store
+    from inspector.config.station import load_config  # pydantic sections: not at --help
+    from inspector.explain.worker import ExplainWorker  # the explainer's stack: not at --help
 
     with user_errors():
         cfg = load_config(config)
@@ -114,7 +113,7 @@ def explain(
             "explainer ready: backend %s, %d job(s) waiting", writer.name, store.pending_jobs()
         )
         if once:
-            from tqdm import tqdm
+            from tqdm import tqdm  # not at --help
 
             with tqdm(total=store.pending_jobs(), desc="explaining", unit="reject") as bar:
                 while not stop.is_set() and (outcome := worker.run_once()) is not None:

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from inspector.explain.facts import Facts
+from inspector.vision.overlay import render_overlay
 
 INITIAL_QUESTION = "Is there any anomaly in this image? Describe each defect: where, how big, what."
 SYSTEM_PROMPT = (
@@ -52,8 +53,6 @@ class RejectContext:
         down to ``max_side`` pixels (vision models see about that much anyway)."""
         if self.image is None or self.amap is None:
             return None
-        from inspector.vision.overlay import render_overlay
-
         picture = render_overlay(self.image, self.amap, self.facts.decision())
         h, w = picture.shape[:2]
         if max(h, w) > max_side:

@@ -26,6 +26,7 @@ from inspector.explain.writers.base import (
 from inspector.explain.writers.settings import BatteryGPTSettings
 from models.chat import DEFAULT_TEMPLATE, BatteryChat, build_prompt
 from models.preprocess import preprocess
+from models.recipe import load_recipe
 
 
 def chat_prompt(
@@ -53,8 +54,7 @@ class BatteryGPTWriter(ExplanationWriter):
         cls, settings: BatteryGPTSettings, bundle: str | Path | None = None
     ) -> BatteryGPTWriter:
         """Load the LM from ``settings.llm_path`` and encoder 2 from the bundle's encoder."""
-        from models.bundle import load_detector
-        from models.recipe import load_recipe
+        from models.bundle import load_detector  # the backbones (open_clip, timm, transformers)
 
         bundle = settings.bundle or bundle
         if bundle is None:
