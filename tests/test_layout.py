@@ -1,10 +1,13 @@
 """The tree keeps its shape: no function over 80 lines or class over 400 lines in the packages,
-and every folder README's folder table names exists."""
+every import inside a function says why it is deferred, and every folder README's folder table
+names exists."""
 
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +39,53 @@ def oversized(root: Path = REPO) -> list[str]:
 def test_no_function_over_80_lines_and_no_class_over_400():
     offenders = oversized()
     assert not offenders, "split these:\n" + "\n".join(offenders)
+
+
+PRAGMA = re.compile(r"#\s*(noqa\b[:\s\w,]*|type:\s*ignore\S*)\s*$")  # a pragma says no why
+
+
+def comment_lines(source: str) -> dict[int, str]:
+    """Line number -> the comment on that line (pragmas alone do not count)."""
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    return {
+        t.start[0]: t.string
+        for t in tokens
+        if t.type == tokenize.COMMENT and not PRAGMA.fullmatch(t.string)
+    }
+
+
+def unexplained_deferred_imports(root: Path = REPO) -> list[str]:
+    """``path:line module`` for every import inside a function without a comment saying why
+    it is deferred: on the import's line(s), or a comment line just above it."""
+    found = set()
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            source = path.read_text(encoding="utf-8")
+            comments, lines = comment_lines(source), source.splitlines()
+            for fn in ast.walk(ast.parse(source)):
+                if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                for node in ast.walk(fn):
+                    if not isinstance(node, ast.Import | ast.ImportFrom):
+                        continue
+                    span = range(node.lineno, node.end_lineno + 1)
+                    above = node.lineno - 1
+                    if any(n in comments for n in span) or (
+                        above in comments and lines[above - 1].lstrip().startswith("#")
+                    ):
+                        continue
+                    module = node.module if isinstance(node, ast.ImportFrom) else None
+                    name = "." * getattr(node, "level", 0) + (module or node.names[0].name)
+                    found.add((str(path.relative_to(root)), node.lineno, name))
+    return [f"{path}:{line} {name}" for path, line, name in sorted(found)]
+
+
+def test_imports_inside_functions_say_why_they_are_deferred():
+    offenders = unexplained_deferred_imports()
+    assert not offenders, (
+        "import these at the module top, or say on the line why they wait (a heavy optional "
+        "dependency: torch, tensorrt, openvino, transformers...):\n" + "\n".join(offenders)
+    )
 
 
 def folder_table(readme: str) -> list[tuple[str, str]]:

@@ -196,7 +196,7 @@ def update(
     rate (on the labelled defects) before and after, and the model id before and after. The
     step is recorded in the bundle's lineage (inspector bundle show).
     """
-    from inspector.offline.bundle_update import update_with_normals
+    from inspector.offline.bundle_update import update_with_normals  # sklearn, scipy
 
     with user_errors():
         if false_reject_rate is not None and not 0.0 < false_reject_rate < 1.0:

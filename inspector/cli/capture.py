@@ -6,6 +6,7 @@ import queue
 import threading
 from pathlib import Path
 
+import cv2
 import typer
 
 from inspector.cli.app import app
@@ -28,10 +29,8 @@ def capture(
     capture-0001.png, ... exactly as the daemon would see them. Stop the line daemon first:
     a camera serves one client at a time. Hot-folder files are read, not moved.
     """
-    import cv2
-
-    from inspector.config.station import load_config
-    from inspector.sources import create_source
+    from inspector.config.station import load_config  # pydantic sections: not at --help
+    from inspector.sources import create_source  # watchdog, the sources: not at --help
 
     with user_errors():
         cfg = load_config(config)

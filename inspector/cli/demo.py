@@ -9,6 +9,7 @@ which planted defect types it caught.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import threading
@@ -16,11 +17,19 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import cv2
+import numpy as np
 import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import fail, user_errors
+from inspector.core.logs import setup_logging
 from inspector.core.result import Result
+from inspector.runtime.predictor import Predictor
+from inspector.vision.decision import Decision
+from inspector.vision.overlay import render_overlay
+from models.image_io import write_png
+from models.recipe import Thresholds, load_recipe, save_recipe
 
 PRODUCT = "pouch cell"
 N_REFERENCES = 12
@@ -51,9 +60,7 @@ def parse_broker_url(url: str) -> dict:
 
 def _make_camera_images(folder: Path, n: int) -> list[str | None]:
     """``n`` pouch-cell images in name order; returns the planted defect of each (or None)."""
-    import cv2
-
-    from models.data.synth import DEFECTS, render
+    from models.data.synth import DEFECTS, render  # tqdm, numpy.random: not at --help
 
     folder.mkdir(parents=True, exist_ok=True)
     planted: list[str | None] = []
@@ -67,11 +74,9 @@ def _make_camera_images(folder: Path, n: int) -> list[str | None]:
 
 def _make_bundle(out: Path) -> float:
     """A default-backbone bundle from normal images, thresholds just above held-out normals."""
-    from inspector.runtime.predictor import Predictor
-    from models.backbones.registry import DEFAULT_ARCH
-    from models.bundle import create_bundle
-    from models.data.synth import render
-    from models.recipe import load_recipe, save_recipe
+    from models.backbones.registry import DEFAULT_ARCH  # torch
+    from models.bundle import create_bundle  # torch
+    from models.data.synth import render  # tqdm, numpy.random: not at --help
 
     refs = [render("pouch", [1, i])[0] for i in range(N_REFERENCES)]
     create_bundle(out, DEFAULT_ARCH, PRODUCT, reference_images=refs, seed=0)
@@ -88,13 +93,6 @@ def _make_bundle(out: Path) -> float:
 
 
 def _save_overlay(result, frame, overlays: Path, map_path: Path | None) -> Path | None:
-    import numpy as np
-
-    from inspector.vision.decision import Decision
-    from inspector.vision.overlay import render_overlay
-    from models.image_io import write_png
-    from models.recipe import Thresholds
-
     if map_path is None or frame.image is None:
         return None
     decision = Decision(
@@ -201,8 +199,7 @@ def demo(
     os.environ.setdefault("PYLON_CAMEMU", "1")  # before pypylon is first imported
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from inspector.config.station import parse_config  # after PYLON_CAMEMU is set
-    from inspector.core.logs import setup_logging
-    from inspector.station.daemon import Daemon
+    from inspector.station.daemon import Daemon  # paho, prometheus_client: not at --help
     from models.backbones.registry import DEFAULT_ARCH  # torch
 
     with user_errors():
@@ -256,8 +253,6 @@ def _run_daemon(daemon, broker: str | None, cells: list[str], done: threading.Se
 
 def _trigger_over_mqtt(link, topic: str, cells: list[str]) -> None:
     """Send the triggers a PLC would send, through the daemon's own connection."""
-    import json
-
     for cell in cells:
         payload = json.dumps({"cell_id": cell, "product": "pouch"})
         link.client.publish(topic, payload, qos=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from inspector.cli.app import app
 from inspector.cli.errors import user_errors
 from inspector.runtime.backends import backend_names_text
+from models.bundle_files import CALIBRATION_FILE
 
 
 def _fmt(value: float | None) -> str:
@@ -17,10 +19,6 @@ def _fmt(value: float | None) -> str:
 
 def _calibrated_backend(bundle: Path) -> str | None:
     """The backend ``calibration.json`` says the thresholds were fitted with, if it says."""
-    import json
-
-    from models.bundle_files import CALIBRATION_FILE
-
     try:
         return json.loads((bundle / CALIBRATION_FILE).read_text(encoding="utf-8")).get("backend")
     except (OSError, ValueError, AttributeError):
@@ -49,14 +47,14 @@ def evaluate(
     Pixel metrics are null in the JSON when the dataset has no masks (image labels come from
     the folder names alone).
     """
-    from inspector.offline.evaluation import evaluate as run_evaluation
-    from inspector.offline.evaluation import write_json
+    from inspector.offline.evaluation import evaluate as run_evaluation  # sklearn, scipy
+    from inspector.offline.evaluation import write_json  # sklearn, scipy
 
     with user_errors():
         ev = run_evaluation(bundle, data, backend, batch_size, progress=True)
         write_json(ev, json_out)
         if report is not None:
-            from inspector.offline.report import write_report
+            from inspector.offline.report import write_report  # sklearn, scipy
 
             write_report(ev, report)
     m = ev.metrics

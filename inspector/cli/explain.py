@@ -12,24 +12,26 @@ import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import user_errors
+from inspector.core.logs import setup_logging
+from inspector.station.systemd import sd_notify
+from inspector.store.db import Store
 from models.recipe import Recipe, load_recipe
 
 if TYPE_CHECKING:  # the explainer's stack is imported when the command runs
     from inspector.comms.mqtt import MqttLink
     from inspector.comms.outbox import OutboxPublisher
     from inspector.config.station import Config
-    from inspector.store.db import Store
 
 log = logging.getLogger("inspector.explain")
 
 
-def _load_backend(cfg):
-    """The configured backend; a model that fails to load (GPU memory, a torch error) leaves
+def _load_writer(cfg):
+    """The configured writer; a model that fails to load (GPU memory, a torch error) leaves
     the template in charge, so rejects are still explained, with an error in the log."""
-    from inspector.explain.writers import TemplateBackend, create_backend
+    from inspector.explain.writers import TemplateWriter, create_writer  # not at --help
 
     try:
-        return create_backend(cfg.explainer, cfg.bundle)
+        return create_writer(cfg.explainer, cfg.bundle)
     except ImportError as exc:
         raise ValueError(
             f"the {cfg.explainer.backend} backend needs the llm extra "
@@ -41,7 +43,7 @@ def _load_backend(cfg):
             cfg.explainer.backend,
             exc,
         )
-        return TemplateBackend()
+        return TemplateWriter()
 
 
 def _recipe_or_none(bundle: Path) -> Recipe | None:
@@ -56,7 +58,7 @@ def _recipe_or_none(bundle: Path) -> Recipe | None:
 def _start_outbox(cfg: Config, store: Store) -> tuple[MqttLink, OutboxPublisher]:
     """The explainer's MQTT link and the outbox that publishes stored explanations, started."""
     from inspector.comms.mqtt import MqttLink  # paho: only when MQTT is configured
-    from inspector.comms.outbox import OutboxPublisher
+    from inspector.comms.outbox import OutboxPublisher  # paho
 
     link = MqttLink(cfg.mqtt, cfg.station.line, cfg.station.station, role="explainer", will=False)
     outbox = OutboxPublisher(store, link, topic="explanation")
@@ -83,11 +85,8 @@ def explain(
     backend fails is retried with back-off and, after explainer.retry.max_attempts, explained
     by the template from the measured facts. Runs until SIGTERM or Ctrl-C.
     """
-    from inspector.config.station import load_config
-    from inspector.core.logs import setup_logging
-    from inspector.explain.worker import ExplainWorker
-    from inspector.station.systemd import sd_notify
-    from inspector.store.db import Store
+    from inspector.config.station import load_config  # pydantic sections: not at --help
+    from inspector.explain.worker import ExplainWorker  # the explainer's stack: not at --help
 
     with user_errors():
         cfg = load_config(config)
@@ -95,26 +94,26 @@ def explain(
     setup_logging(cfg.health.log_format, cfg.health.log_level)
     recipe = _recipe_or_none(cfg.bundle)
     with user_errors():
-        backend = _load_backend(cfg)
+        writer = _load_writer(cfg)
     store = Store(cfg.data_dir)
     link, outbox = _start_outbox(cfg, store) if cfg.mqtt.enabled else (None, None)
 
-    def publish(cell_id: str, frame_id: str, text: str, backend_name: str) -> None:
+    def publish(cell_id: str, frame_id: str, text: str, writer_name: str) -> None:
         if outbox is not None:  # stored already: the outbox publishes it, now or later
             outbox.wake()
 
-    worker = ExplainWorker(store, backend, cfg.explainer, recipe, publish)
+    worker = ExplainWorker(store, writer, cfg.explainer, recipe, publish)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, _ignore_sighup)
     try:
-        sd_notify("READY=1", f"STATUS=explaining with {backend.name}")
+        sd_notify("READY=1", f"STATUS=explaining with {writer.name}")
         log.info(
-            "explainer ready: backend %s, %d job(s) waiting", backend.name, store.pending_jobs()
+            "explainer ready: backend %s, %d job(s) waiting", writer.name, store.pending_jobs()
         )
         if once:
-            from tqdm import tqdm
+            from tqdm import tqdm  # not at --help
 
             with tqdm(total=store.pending_jobs(), desc="explaining", unit="reject") as bar:
                 while not stop.is_set() and (outcome := worker.run_once()) is not None:
@@ -128,15 +127,15 @@ def explain(
         if link is not None:
             outbox.stop()
             link.stop(final_status=None)
-        backend.close()
+        writer.close()
         c = worker.counts
         fallback = (
-            f", {c['fallback']} from the facts after the {backend.name} backend failed"
-            if backend.name != "template"
+            f", {c['fallback']} from the facts after the {writer.name} backend failed"
+            if writer.name != "template"
             else ""
         )
         typer.echo(
-            f"explained {c['done']} reject(s) with {backend.name}{fallback}; {c['retry']} "
+            f"explained {c['done']} reject(s) with {writer.name}{fallback}; {c['retry']} "
             f"attempt(s) to retry; {store.pending_jobs()} waiting"
         )
         store.close()

@@ -13,6 +13,11 @@ import typer
 from inspector.cli.app import app
 from inspector.cli.errors import fail, user_errors
 from inspector.runtime.backends import BACKENDS, backend_names_text
+from inspector.runtime.predictor import prepare_frame
+from models.bundle_files import REPORT_FILE
+from models.data.datasets import normal_images, pick_evenly
+from models.image_io import ImageError, read_image
+from models.recipe import load_recipe
 
 export_app = typer.Typer(
     help="Export a bundle's detector for fast inference (ONNX Runtime, OpenVINO, TensorRT).",
@@ -24,7 +29,7 @@ app.add_typer(export_app, name="export")
 @contextmanager
 def steps(total: int) -> Iterator[Callable[[str], None]]:
     """A progress bar over the named steps of one long job; yields ``step(description)``."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # not at --help
 
     bar = tqdm(total=total, unit="step", bar_format="{n_fmt}/{total_fmt} {desc} [{elapsed}]")
     started = False
@@ -78,8 +83,7 @@ def onnx(
     int8 files keep norms, cosines, softmax and the memory bank in fp32; calibrate the
     thresholds again with the int8 backend before using it at the line.
     """
-    from export.onnx_export import export_bundle
-    from models.bundle_files import REPORT_FILE
+    from export.onnx_export import export_bundle  # torch
 
     with user_errors():
         if int8_static and calibration_dir is None:
@@ -126,7 +130,7 @@ def tensorrt(
     Needs 'inspector export onnx' first, an NVIDIA GPU and the tensorrt package. The engine
     runs only on this GPU model and TensorRT version; the backend refuses it elsewhere.
     """
-    from export.tensorrt_build import build_engine
+    from export.tensorrt_build import build_engine  # the export step: not on the runtime path
 
     with user_errors(), steps(2) as step:
         path = build_engine(
@@ -138,11 +142,6 @@ def tensorrt(
 def _calibration_inputs(bundle: Path, data: Path, limit: int) -> np.ndarray:
     """Model inputs of up to ``limit`` normal images, prepared as the station prepares frames
     (a ROI's tiles for a tiled bundle), for static int8 calibration."""
-    from inspector.runtime.predictor import prepare_frame
-    from models.data.datasets import normal_images, pick_evenly
-    from models.image_io import ImageError, read_image
-    from models.recipe import load_recipe
-
     recipe = load_recipe(bundle)
     paths = pick_evenly(normal_images(data, include_train=True), limit)
     if not paths:

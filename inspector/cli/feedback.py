@@ -8,6 +8,8 @@ import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import user_errors
+from inspector.offline.feedback_dataset import export_dataset
+from inspector.store.db import DB_FILE, Store
 
 feedback_app = typer.Typer(
     help="Technicians' feedback on rejects.", no_args_is_help=True, rich_markup_mode=None
@@ -30,9 +32,7 @@ def export(
     test/confirmed the confirmed rejects; feedback.csv lists each frame with its label, note,
     user, model id and score. Runs beside the line daemon (it only reads the store).
     """
-    from inspector.config.station import load_config
-    from inspector.offline.feedback_dataset import export_dataset
-    from inspector.store.db import DB_FILE, Store
+    from inspector.config.station import load_config  # pydantic sections: not at --help
 
     with user_errors():
         cfg = load_config(config)

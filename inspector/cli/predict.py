@@ -6,11 +6,15 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import fail, user_errors
 from inspector.runtime.backends import backend_names_text
+from inspector.runtime.predictor import Predictor
+from inspector.vision.overlay import render_overlay
+from models.image_io import IMAGE_SUFFIXES, ImageError, read_image, write_png
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
@@ -19,8 +23,6 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     Raises:
         ValueError: a folder holds no image at any depth.
     """
-    from models.image_io import IMAGE_SUFFIXES
-
     paths: list[Path] = []
     for item in inputs:
         if not item.is_dir():
@@ -72,12 +74,6 @@ def predict(
     OUT/good/0000.json for DIR/good/0000.png). Exit status 0 when every image was inspected, 1
     when any could not be read.
     """
-    import numpy as np
-
-    from inspector.runtime.predictor import Predictor
-    from inspector.vision.overlay import render_overlay
-    from models.image_io import ImageError, read_image, write_png
-
     with user_errors():
         images = expand_inputs(inputs)
         predictor = Predictor(bundle, backend)

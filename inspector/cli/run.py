@@ -8,6 +8,8 @@ import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import user_errors
+from inspector.core.logs import setup_logging
+from models.recipe import load_recipe
 
 
 @app.command()
@@ -25,19 +27,16 @@ def run(
     `inspector run`. A damaged database is moved aside (store_damaged alarm) and a fresh one
     started.
     """
-    from inspector.config.station import load_config
+    from inspector.config.station import load_config  # pydantic sections: not at --help
 
     with user_errors():
         cfg = load_config(config)
         if check:
-            from models.recipe import load_recipe
-
             for bundle in cfg.products.bundles.values() if cfg.products else [cfg.bundle]:
                 load_recipe(bundle)
             typer.echo(f"{config}: OK (station {cfg.station.line}/{cfg.station.station})")
             return
-    from inspector.core.logs import setup_logging
-    from inspector.station.daemon import Daemon
+    from inspector.station.daemon import Daemon  # paho, prometheus_client: not at --help
 
     setup_logging(cfg.health.log_format, cfg.health.log_level)
     with user_errors():

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from inspector.cli.app import app
 from inspector.cli.errors import user_errors
+from inspector.store.db import Store
+from models.recipe import load_recipe
+
+if TYPE_CHECKING:  # a type hint only: the section is read with the whole config
+    from inspector.config.web import WebConfig
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def _recipe(bundle: Path):
     """The bundle's recipe (pixel pitch and product for chat answers), or None if unreadable."""
-    from models.recipe import load_recipe
-
     try:
         return load_recipe(bundle)
     except (OSError, ValueError) as exc:
@@ -40,12 +44,10 @@ def serve(
     and the login form are open without it. Binds to 127.0.0.1 unless
     web.host or --host says otherwise.
     """
-    from inspector.config.station import load_config
-    from inspector.config.web import WebConfig
-    from inspector.store.db import Store
-    from inspector.web.app import create_app
-    from inspector.web.chat import ExplainerChat
-    from inspector.web.server import serve_app
+    from inspector.config.station import load_config  # pydantic sections: not at --help
+    from inspector.web.app import create_app  # fastapi, jinja2
+    from inspector.web.chat import ExplainerChat  # the explainer's stack: not at --help
+    from inspector.web.server import serve_app  # uvicorn
 
     with user_errors():
         cfg = load_config(config)
@@ -55,15 +57,15 @@ def serve(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
         )
         store = Store(cfg.data_dir)
-        make_backend = None
+        make_writer = None
         if getattr(cfg.explainer, "backend", "template") != "template":
-            from inspector.explain.writers import create_backend
+            from inspector.explain.writers import create_writer  # the writers: not at --help
 
-            def make_backend():
-                return create_backend(cfg.explainer, cfg.bundle)
+            def make_writer():
+                return create_writer(cfg.explainer, cfg.bundle)
 
         chat = ExplainerChat(
-            cfg.data_dir, make_backend, _recipe(cfg.bundle), check_facts=cfg.explainer.check_facts
+            cfg.data_dir, make_writer, _recipe(cfg.bundle), check_facts=cfg.explainer.check_facts
         )
         application = create_app(store, chat, web)
     if web.host not in LOCAL_HOSTS:

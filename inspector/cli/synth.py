@@ -37,7 +37,7 @@ def synth(
 
     Pouch defects: scratch, dent, particle, edge_crack. Ultrasound: bubble, bubble_cluster.
     """
-    from models.data.synth import write_dataset
+    from models.data.synth import write_dataset  # tqdm, numpy.random: not at --help
 
     with user_errors():
         counts = write_dataset(

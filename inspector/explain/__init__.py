@@ -1,5 +1,5 @@
-"""Explanations for rejects: region facts, language-model backends and the queue worker.
+"""Explanations for rejects: region facts, language-model writers and the queue worker.
 
-Torch and transformers are imported only by the ``batterygpt`` backend, so the template and
-OpenAI-compatible backends run on a box without them.
+Torch and transformers are imported only by the ``batterygpt`` writer, so the template and
+OpenAI-compatible writers run on a box without them.
 """

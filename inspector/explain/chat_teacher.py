@@ -27,7 +27,7 @@ import typer
 from inspector.explain.facts import facts_from_map
 from inspector.explain.writers import batterygpt
 from inspector.explain.writers.base import INITIAL_QUESTION, RejectContext
-from inspector.explain.writers.template import TemplateBackend
+from inspector.explain.writers.template import TemplateWriter
 from models.bundle import load_detector
 from models.chat import DEFAULT_TEMPLATE, TEMPLATES, BatteryChat, save_chat_weights
 from models.data.datasets import train_images
@@ -73,7 +73,7 @@ def detector_examples(
         log.warning("the recipe's thresholds are not calibrated: answers follow the defaults")
     frame_shape = images[0].shape[:2]
     rng = np.random.default_rng([seed, 1])
-    teacher = TemplateBackend()
+    teacher = TemplateWriter()
     examples = []
     for x, amap, score in detector_maps(detector, images, n, seed, recipe.bit_depth):
         facts = facts_from_map(

@@ -1,6 +1,6 @@
 """Region facts: what an explanation must say about a reject, measured from its anomaly map.
 
-Facts are the ground truth for every backend. For a stored reject they are the verdict's own
+Facts are the ground truth for every writer. For a stored reject they are the verdict's own
 regions (``facts_from_result``): the box, area, centroid, position, peak and mean that the
 MQTT result and the technicians' page show, never measured a second time; the stored map only
 adds shape measures (length, width, elongation from ``cv2.minAreaRect`` of the region's pixels).

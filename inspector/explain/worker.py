@@ -1,14 +1,14 @@
 """The explainer worker: takes reject jobs from the store in order, one at a time, explains them.
 
 A job's explanation is stored (``finish_job``) before the outbox publishes it on the
-``explanation`` topic (``inspector.comms.outbox``). A backend that fails gives the job back
-with exponential back-off (``fail_job``); on its last attempt the template backend explains
+``explanation`` topic (``inspector.comms.outbox``). A writer that fails gives the job back
+with exponential back-off (``fail_job``); on its last attempt the template writer explains
 it from the facts, so no reject is left without an explanation. A language model's
 explanation that contradicts the measured facts (a wrong count, a defect where none was
 found) is replaced by the template's at once.
 
 Example:
-    >>> worker = ExplainWorker(store, TemplateBackend(), ExplainerConfig())  # doctest: +SKIP
+    >>> worker = ExplainWorker(store, TemplateWriter(), ExplainerConfig())  # doctest: +SKIP
     >>> while worker.run_once(): pass                                          # doctest: +SKIP
 """
 
@@ -27,14 +27,14 @@ from inspector.explain.config import ExplainerConfig
 from inspector.explain.facts import Facts, facts_from_map, facts_from_result, thresholds_of
 from inspector.explain.files import read_map
 from inspector.explain.grounding import contradictions
-from inspector.explain.writers.base import Backend, BackendError, RejectContext
-from inspector.explain.writers.template import TemplateBackend
+from inspector.explain.writers.base import ExplanationWriter, RejectContext, WriterError
+from inspector.explain.writers.template import TemplateWriter
 from models.image_io import read_image
 from models.recipe import Recipe
 
 log = logging.getLogger("inspector.explain")
 
-Publish = Callable[[str, str, str, str], None]  # (cell_id, frame_id, text, backend)
+Publish = Callable[[str, str, str, str], None]  # (cell_id, frame_id, text, writer name)
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Outcome:
 
     frame_id: str
     state: str  # "done" | "retry"
-    backend: str | None = None
+    writer: str | None = None  # the writer's name
     text: str | None = None
     error: str | None = None
 
@@ -65,11 +65,11 @@ def check_answer(facts: Facts, text: str) -> str:
     """``text`` when it agrees with the measured facts.
 
     Raises:
-        BackendError: (permanent) the text contradicts the facts; a retry would not cure it.
+        WriterError: (permanent) the text contradicts the facts; a retry would not cure it.
     """
     problems = contradictions(facts, text)
     if problems:
-        raise BackendError(
+        raise WriterError(
             f"answer contradicts the facts ({'; '.join(problems)}): {text[:200]!r}",
             permanent=True,
         )
@@ -98,7 +98,7 @@ def reject_context(
     map_path: Path | None,
     recipe: Recipe | None = None,
 ) -> RejectContext:
-    """Everything a backend gets about one reject; missing or unreadable files are left out.
+    """Everything a writer gets about one reject; missing or unreadable files are left out.
 
     The map is brought to the frame's size (as the page draws it), so both line up.
     """
@@ -110,31 +110,31 @@ def reject_context(
 
 
 class ExplainWorker:
-    """Works the store's explanation queue with one backend and the template as fallback.
+    """Works the store's explanation queue with one writer and the template as fallback.
 
     Args:
         store: an ``inspector.store.db.Store`` (``claim_job``, ``finish_job``, ``fail_job``).
-        backend: the configured backend.
+        writer: the configured writer.
         cfg: retry and polling settings.
         recipe: the station bundle's recipe (pixel pitch, product); optional.
-        publish: called as ``publish(cell_id, frame_id, text, backend)`` after an explanation
+        publish: called as ``publish(cell_id, frame_id, text, writer_name)`` after an explanation
             is stored, e.g. to wake the outbox that publishes it.
     """
 
     def __init__(
         self,
         store,
-        backend: Backend,
+        writer: ExplanationWriter,
         cfg: ExplainerConfig,
         recipe: Recipe | None = None,
         publish: Publish | None = None,
     ) -> None:
         self.store = store
-        self.backend = backend
+        self.writer = writer
         self.cfg = cfg
         self.recipe = recipe
         self.publish = publish
-        self.fallback = TemplateBackend()
+        self.fallback = TemplateWriter()
         self.counts = {"done": 0, "fallback": 0, "retry": 0}
 
     def process(self, job) -> Outcome:
@@ -144,10 +144,10 @@ class ExplainWorker:
         except Exception:  # a malformed record still gets the verdict's own facts
             log.exception("%s: could not measure the reject, using its result", job.frame_id)
             ctx = RejectContext(facts_from_result(job.result))
-        backend, text = self.backend, None
-        if not isinstance(backend, TemplateBackend):
+        writer, text = self.writer, None
+        if not isinstance(writer, TemplateWriter):
             try:
-                text = backend.explain(ctx)
+                text = writer.explain(ctx)
                 if self.cfg.check_facts:
                     check_answer(ctx.facts, text)
             except Exception as exc:  # any failure: retry later, finally the template
@@ -159,7 +159,7 @@ class ExplainWorker:
                     log.warning(
                         "%s: %s failed (attempt %d of %d), retry in %.0f s: %s",
                         job.frame_id,
-                        backend.name,
+                        writer.name,
                         job.attempts,
                         retry.max_attempts,
                         delay,
@@ -171,23 +171,23 @@ class ExplainWorker:
                 log.warning(
                     "%s: %s failed %d times, explaining from the facts: %s",
                     job.frame_id,
-                    backend.name,
+                    writer.name,
                     job.attempts,
                     error,
                 )
                 self.counts["fallback"] += 1
-                backend, text = self.fallback, None
+                writer, text = self.fallback, None
         if text is None:
-            text = backend.explain(ctx)
-        self.store.finish_job(job.id, text, backend.name)
+            text = writer.explain(ctx)
+        self.store.finish_job(job.id, text, writer.name)
         self.counts["done"] += 1
-        log.info("%s explained by %s", job.frame_id, backend.name)
+        log.info("%s explained by %s", job.frame_id, writer.name)
         if self.publish is not None:
             try:
-                self.publish(job.cell_id, job.frame_id, text, backend.name)
+                self.publish(job.cell_id, job.frame_id, text, writer.name)
             except Exception:  # stored already; the page shows it even if MQTT is down
                 log.exception("publishing the explanation of %s failed", job.frame_id)
-        return Outcome(job.frame_id, "done", backend.name, text)
+        return Outcome(job.frame_id, "done", writer.name, text)
 
     def run_once(self) -> Outcome | None:
         """Claim and process the oldest due job; None when the queue has nothing due."""

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from inspector.runtime.predictor import Predictor
+
 log = logging.getLogger("inspector.runtime.products")
 
 
@@ -127,6 +129,4 @@ class ProductPool:
 
 
 def _predictor(bundle: Path, backend: str | None):
-    from inspector.runtime.predictor import Predictor
-
     return Predictor(bundle, backend)

@@ -42,6 +42,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
 
 from inspector.sources.base import (
     CELL_ID,
@@ -224,9 +226,6 @@ class HotFolderSource(Source):
 
     def open(self) -> None:
         """Start watching; queue the files already in the folder. Raises SourceError if absent."""
-        from watchdog.observers import Observer
-        from watchdog.observers.polling import PollingObserver
-
         if not self._folder.is_dir():
             raise SourceError(f"hot folder {self._folder} does not exist")
         st = self._folder.stat()

@@ -43,6 +43,7 @@ from inspector.sources.base import (
     new_cell_id,
 )
 from inspector.sources.bit_depth import pixel_format_bits
+from models.image_io import list_images, read_image
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class PylonSourceConfig(SourceSection):
 
 def _pylon() -> tuple[Any, Any]:
     """The pypylon modules (pylon, genicam), imported on first use."""
-    from pypylon import genicam, pylon
+    from pypylon import genicam, pylon  # optional: the camera SDK, and PYLON_CAMEMU first
 
     return pylon, genicam
 
@@ -490,8 +491,6 @@ class PylonSource(Source):
 
     def _serve_folder(self, camera: Any, writable: Any) -> None:
         """Make an emulated camera serve the images in ``emulation_images``, sized to them."""
-        from models.image_io import list_images, read_image
-
         folder = self.cfg.emulation_images
         if not writable("ImageFilename"):
             raise SourceError("emulation_images is set but the camera is not an emulated one")

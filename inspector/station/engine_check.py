@@ -31,22 +31,35 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import shutil
+import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import typer
 
+from export.engine import (
+    EngineMismatchError,
+    NoGpuError,
+    TensorRTMissingError,
+    check_engine_compatible,
+    describe_gpu,
+    import_tensorrt,
+)
+from export.graph import check_export_current, exported_model_id
 from inspector.config.station import Config, ConfigError, load_config
 from inspector.core.alarms import Alarm
 from inspector.core.timestamps import utc_iso
-from inspector.runtime.backends import AUTO, BACKENDS, backend_spec
+from inspector.runtime.backends import AUTO, BACKENDS, backend_spec, create_backend
 from models.bundle_files import (
     ENGINE_FILE,
     ONNX_FILE,
@@ -54,6 +67,7 @@ from models.bundle_files import (
     REPORT_FILE,
     SIDECAR_FILE,
 )
+from models.recipe import load_recipe, tensors_id
 
 log = logging.getLogger("inspector.station.engine_check")
 
@@ -121,14 +135,6 @@ def time_backend(name: str, bundle: Path, batch: int, reps: int = TIMING_REPS) -
     The input is noise of the model's shape: the time of these graphs does not depend on
     pixel values, and the check must not need images or PyTorch.
     """
-    import statistics
-    import time
-
-    import numpy as np
-
-    from inspector.runtime.backends import create_backend
-    from models.recipe import load_recipe
-
     size = load_recipe(bundle).input_size
     x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
     with create_backend(name, bundle) as backend:
@@ -143,8 +149,6 @@ def time_backend(name: str, bundle: Path, batch: int, reps: int = TIMING_REPS) -
 
 def probe_runtime() -> Runtime:
     """This machine's GPU and TensorRT version, or the reason TensorRT cannot run here."""
-    from export.engine import NoGpuError, TensorRTMissingError, describe_gpu, import_tensorrt
-
     try:
         gpu = describe_gpu()
     except NoGpuError as exc:
@@ -191,7 +195,7 @@ def publish_alarm(cfg: Config, kind: str, severity: str, message: str, **extra: 
     """Publish one alarm on the station's ``alarm`` topic; True once the broker has it."""
     if not cfg.mqtt.enabled:
         return False
-    from inspector.comms.mqtt import ALARM_SCHEMA, MqttLink
+    from inspector.comms.mqtt import ALARM_SCHEMA, MqttLink  # paho: only with MQTT enabled
 
     link = MqttLink(cfg.mqtt, cfg.station.line, cfg.station.station, role="engine", will=False)
     link.start()
@@ -248,8 +252,6 @@ class EngineCheck:
     # --- what is there -------------------------------------------------------------------
 
     def model_id(self) -> str:
-        from models.recipe import load_recipe, tensors_id
-
         return tensors_id(self.bundle, load_recipe(self.bundle))
 
     def wanted(self) -> str:
@@ -260,8 +262,6 @@ class EngineCheck:
         """
         if self.cfg.backend:
             return self.cfg.backend
-        from models.recipe import load_recipe
-
         name = load_recipe(self.bundle).backend
         try:
             backend_spec(name)
@@ -275,8 +275,6 @@ class EngineCheck:
         The graph's own metadata says which model it is; the export report, written last,
         says the export (with its parity check) finished for that same model.
         """
-        from export.graph import exported_model_id
-
         if not (self.bundle / ONNX_FILE).is_file():
             return f"{ONNX_FILE} is missing"
         try:
@@ -295,8 +293,6 @@ class EngineCheck:
 
     def engine_problem(self, runtime: Runtime, current_id: str) -> str | None:
         """Why the TensorRT engine cannot run here, or None when it fits this machine."""
-        from export.engine import EngineMismatchError, check_engine_compatible
-
         if not (self.bundle / ENGINE_FILE).is_file():
             return f"{ENGINE_FILE} is missing"
         try:
@@ -335,8 +331,6 @@ class EngineCheck:
 
     def unavailable(self, name: str, choice: EngineChoice) -> str | None:
         """Why candidate ``name`` cannot run here (building its engine if it can), or None."""
-        import importlib.util
-
         if name == "tensorrt":
             runtime = self.probe()
             choice.gpu, choice.tensorrt = runtime.gpu, runtime.tensorrt
@@ -350,8 +344,6 @@ class EngineCheck:
         if name.startswith("openvino") and importlib.util.find_spec("openvino") is None:
             return "not installed (pip install 'battery-inspector[openvino]')"
         if backend_spec(name).int8 == "static":
-            from export.graph import check_export_current
-
             path = self.bundle / ONNX_INT8_STATIC_FILE
             if not path.is_file():
                 return f"{ONNX_INT8_STATIC_FILE} is missing"
@@ -367,8 +359,6 @@ class EngineCheck:
         Raises:
             ExportFailed: no candidate runs here.
         """
-        from models.recipe import load_recipe
-
         self.ensure_onnx(choice)
         calibrated_with = load_recipe(self.bundle).backend
         batch = self.cfg.pipeline.max_batch

@@ -1,9 +1,9 @@
-"""Answering technicians' questions about a reject with the explainer's backends.
+"""Answering technicians' questions about a reject with the explainer's writers.
 
-``ExplainerChat`` is what ``inspector serve`` uses: it gives the backend the station's
+``ExplainerChat`` is what ``inspector serve`` uses: it gives the writer the station's
 ``explainer`` section names (loaded on the first question) the same facts, frame and map the
 explanation worker gave it (``inspector.explain.worker.reject_context``), checks its answer
-against the facts as the worker does, and lets the template backend answer when there is no
+against the facts as the worker does, and lets the template writer answer when there is no
 language model, it fails or it contradicts the facts, so a question always gets an answer that
 agrees with the explanation. ``template_chat`` is the minimal form: facts from the stored
 result alone, no files, no model.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from inspector.explain import worker
 from inspector.explain.facts import facts_from_result
-from inspector.explain.writers import BackendError, RejectContext, TemplateBackend
+from inspector.explain.writers import RejectContext, TemplateWriter, WriterError
 from inspector.web.pictures import stored_file
 from inspector.web.present import result_of
 
@@ -41,37 +41,37 @@ def template_chat(reject: dict, history: list[dict], question: str) -> str:
         question: the technician's question.
     """
     ctx = RejectContext(facts_from_result(result_of(reject)))
-    return TemplateBackend().reply(ctx, _turns(history), question)
+    return TemplateWriter().reply(ctx, _turns(history), question)
 
 
 class ExplainerChat:
-    """A ``chat_fn`` over the explainer's backend, with the template backend as the fallback.
+    """A ``chat_fn`` over the explainer's writer, with the template writer as the fallback.
 
     Args:
         data_dir: the store's data directory; frames and maps outside it are not read.
-        make_backend: builds the language-model backend on first use; None: template only.
+        make_writer: builds the language-model writer on first use; None: template only.
         recipe: the station bundle's recipe (pixel pitch for mm, product noun); optional.
         check_facts: replace an answer that contradicts the facts with the template's
             (``explainer.check_facts``).
 
     Example:
-        >>> from inspector.explain.writers import create_backend
-        >>> chat = ExplainerChat(data_dir, lambda: create_backend(cfg.explainer, cfg.bundle))
+        >>> from inspector.explain.writers import create_writer
+        >>> chat = ExplainerChat(data_dir, lambda: create_writer(cfg.explainer, cfg.bundle))
         >>> chat(store.reject("f-1"), [], "How big is it?")  # doctest: +SKIP
     """
 
     def __init__(
         self,
         data_dir: Path,
-        make_backend: Callable[[], object] | None = None,
+        make_writer: Callable[[], object] | None = None,
         recipe: object | None = None,
         check_facts: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.recipe = recipe
         self.check_facts = check_facts
-        self._make = make_backend
-        self._backend = None
+        self._make = make_writer
+        self._writer = None
         self._load_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._contexts: OrderedDict[str, RejectContext] = OrderedDict()
@@ -109,30 +109,30 @@ class ExplainerChat:
             return RejectContext(facts_from_result(result))
 
     def _language_model(self):
-        """The backend, built on the first question; None if there is none or it failed."""
+        """The writer, built on the first question; None if there is none or it failed."""
         with self._load_lock:
-            if self._backend is None and self._make is not None:
+            if self._writer is None and self._make is not None:
                 make, self._make = self._make, None  # a failed load is not tried again
                 try:
-                    self._backend = make()
+                    self._writer = make()
                 except Exception:
                     log.exception("could not load the chat backend; the template answers")
-            return self._backend
+            return self._writer
 
     def __call__(self, reject: dict, history: list[dict], question: str) -> str:
         ctx, turns = self.context(reject), _turns(history)
-        backend = self._language_model()
-        if backend is not None:
+        writer = self._language_model()
+        if writer is not None:
             try:
-                answer = backend.reply(ctx, turns, question)
+                answer = writer.reply(ctx, turns, question)
                 return worker.check_answer(ctx.facts, answer) if self.check_facts else answer
-            except BackendError as exc:
+            except WriterError as exc:
                 log.warning("chat backend: %s; answering from the facts", exc)
-            except Exception:  # any backend failure: the template still answers
+            except Exception:  # any writer failure: the template still answers
                 log.exception("chat backend failed; answering from the facts")
-        return TemplateBackend().reply(ctx, turns, question)
+        return TemplateWriter().reply(ctx, turns, question)
 
     def close(self) -> None:
-        """Release the backend's model or connection."""
-        if self._backend is not None:
-            self._backend.close()
+        """Release the writer's model or connection."""
+        if self._writer is not None:
+            self._writer.close()

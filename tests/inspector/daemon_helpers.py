@@ -174,18 +174,18 @@ def running(daemon) -> Iterator:
 
 @contextlib.contextmanager
 def explained_once(cfg: Config, store, recipe=None) -> Iterator[None]:
-    """One explanation job done by the template backend, as ``inspector explain --once`` would,
+    """One explanation job done by the template writer, as ``inspector explain --once`` would,
     with its MQTT link kept open inside the block (to wait for the published explanation)."""
     from inspector.comms.mqtt import MqttLink
     from inspector.explain.worker import ExplainWorker
-    from inspector.explain.writers import TemplateBackend
+    from inspector.explain.writers import TemplateWriter
 
     link = MqttLink(cfg.mqtt, "L1", "S1", role="explainer", will=False)
     link.start()
     try:
         assert link.wait_connected(10)
         worker = ExplainWorker(
-            store, TemplateBackend(), cfg.explainer, recipe, link.publish_explanation
+            store, TemplateWriter(), cfg.explainer, recipe, link.publish_explanation
         )
         assert worker.run_once().state == "done"
         yield

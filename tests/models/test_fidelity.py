@@ -74,10 +74,10 @@ def test_training_and_station_prompts_come_from_one_function(
     amap = np.zeros((301, 457), np.float32)
     amap[100:160, 200:260] = 0.9
     ctx = RejectContext(facts_from_map(amap, Thresholds()), frames[0], amap)
-    backend = batterygpt.BatteryGPTBackend(chat)
-    with contextlib.suppress(batterygpt.BackendError):  # a random LM may say nothing
-        backend.explain(ctx)
-    assert backend.last_reply.prompt == made[-1], "the station asked with chat_prompt's prompt"
+    writer = batterygpt.BatteryGPTWriter(chat)
+    with contextlib.suppress(batterygpt.WriterError):  # a random LM may say nothing
+        writer.explain(ctx)
+    assert writer.last_reply.prompt == made[-1], "the station asked with chat_prompt's prompt"
 
 
 def test_the_recipe_thresholds_decide_what_the_training_answers_say(

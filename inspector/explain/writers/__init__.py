@@ -1,4 +1,4 @@
-"""Explanation writers behind one interface; ``create_backend`` picks one from the config.
+"""Explanation writers behind one interface; ``create_writer`` picks one from the config.
 
 ``WRITERS`` is the one list of writer names: the ``explainer.backend`` values derive from it.
 A new writer is one module here and one row. Torch and transformers are imported only by the
@@ -14,42 +14,42 @@ from typing import TYPE_CHECKING
 from inspector.explain.grounding import contradictions
 from inspector.explain.writers.base import (
     INITIAL_QUESTION,
-    Backend,
-    BackendError,
     ChatTurn,
+    ExplanationWriter,
     RejectContext,
+    WriterError,
 )
-from inspector.explain.writers.template import TemplateBackend
+from inspector.explain.writers.template import TemplateWriter
 
 if TYPE_CHECKING:  # the explainer section derives its names from WRITERS: no import back
     from inspector.explain.config import ExplainerConfig
 
 
-def _template(cfg: ExplainerConfig, bundle: str | Path | None) -> Backend:
-    return TemplateBackend()
+def _template(cfg: ExplainerConfig, bundle: str | Path | None) -> ExplanationWriter:
+    return TemplateWriter()
 
 
-def _openai(cfg: ExplainerConfig, bundle: str | Path | None) -> Backend:
-    from inspector.explain.writers.openai_backend import OpenAIBackend  # httpx: only when used
+def _openai(cfg: ExplainerConfig, bundle: str | Path | None) -> ExplanationWriter:
+    from inspector.explain.writers.openai import OpenAIWriter  # httpx: only when used
 
-    return OpenAIBackend(cfg.openai)
+    return OpenAIWriter(cfg.openai)
 
 
-def _batterygpt(cfg: ExplainerConfig, bundle: str | Path | None) -> Backend:
-    from inspector.explain.writers.batterygpt import BatteryGPTBackend  # torch, transformers
+def _batterygpt(cfg: ExplainerConfig, bundle: str | Path | None) -> ExplanationWriter:
+    from inspector.explain.writers.batterygpt import BatteryGPTWriter  # torch, transformers
 
-    return BatteryGPTBackend.from_settings(cfg.batterygpt, bundle)
+    return BatteryGPTWriter.from_settings(cfg.batterygpt, bundle)
 
 
 #: Writer name -> what builds it from the ``explainer`` section (and the station's bundle).
-WRITERS: dict[str, Callable[[ExplainerConfig, str | Path | None], Backend]] = {
+WRITERS: dict[str, Callable[[ExplainerConfig, str | Path | None], ExplanationWriter]] = {
     "template": _template,
     "openai": _openai,
     "batterygpt": _batterygpt,
 }
 
 
-def create_backend(cfg: ExplainerConfig, bundle: str | Path | None = None) -> Backend:
+def create_writer(cfg: ExplainerConfig, bundle: str | Path | None = None) -> ExplanationWriter:
     """The writer named by ``cfg.backend`` (``bundle``: the station's, for batterygpt)."""
     return WRITERS[cfg.backend](cfg, bundle)
 
@@ -57,11 +57,11 @@ def create_backend(cfg: ExplainerConfig, bundle: str | Path | None = None) -> Ba
 __all__ = [
     "INITIAL_QUESTION",
     "WRITERS",
-    "Backend",
-    "BackendError",
+    "ExplanationWriter",
+    "WriterError",
     "ChatTurn",
     "RejectContext",
-    "TemplateBackend",
+    "TemplateWriter",
     "contradictions",
-    "create_backend",
+    "create_writer",
 ]

@@ -1,4 +1,4 @@
-"""The interface every explanation backend implements, and what it is given."""
+"""The interface every explanation writer implements, and what it is given."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from inspector.explain.facts import Facts
+from inspector.vision.overlay import render_overlay
 
 INITIAL_QUESTION = "Is there any anomaly in this image? Describe each defect: where, how big, what."
 SYSTEM_PROMPT = (
@@ -20,8 +21,8 @@ SYSTEM_PROMPT = (
 )
 
 
-class BackendError(RuntimeError):
-    """A backend could not produce an answer (server down, model missing, bad reply).
+class WriterError(RuntimeError):
+    """A writer could not produce an answer (server down, model missing, bad reply).
 
     ``permanent`` marks failures a retry cannot cure (e.g. the reject has no stored image):
     the worker then explains from the facts at once instead of backing off.
@@ -41,7 +42,7 @@ class ChatTurn(TypedDict):
 
 @dataclass
 class RejectContext:
-    """One reject as the backends see it: facts always; image and map when stored."""
+    """One reject as the writers see it: facts always; image and map when stored."""
 
     facts: Facts
     image: np.ndarray | None = None  # the frame as inspected
@@ -52,8 +53,6 @@ class RejectContext:
         down to ``max_side`` pixels (vision models see about that much anyway)."""
         if self.image is None or self.amap is None:
             return None
-        from inspector.vision.overlay import render_overlay
-
         picture = render_overlay(self.image, self.amap, self.facts.decision())
         h, w = picture.shape[:2]
         if max(h, w) > max_side:
@@ -65,11 +64,11 @@ class RejectContext:
 
 
 def system_prompt(facts: Facts) -> str:
-    """The system prompt every language-model backend uses: role, rules and the facts."""
+    """The system prompt every language-model writer uses: role, rules and the facts."""
     return f"{SYSTEM_PROMPT}\n\nMeasured facts:\n{facts.to_prompt()}"
 
 
-class Backend(ABC):
+class ExplanationWriter(ABC):
     """Answers questions about a reject; the first explanation is the answer to
     ``INITIAL_QUESTION`` with no history."""
 
@@ -80,7 +79,7 @@ class Backend(ABC):
         """The answer to ``question`` given the earlier turns of this reject's chat.
 
         Raises:
-            BackendError: no answer could be produced.
+            WriterError: no answer could be produced.
         """
 
     def explain(self, ctx: RejectContext) -> str:

@@ -1,4 +1,4 @@
-"""The ``batterygpt`` backend: the paper's chat on a local Vicuna-style model.
+"""The ``batterygpt`` writer: the paper's chat on a local Vicuna-style model.
 
 The frame and its anomaly map become 19 input embeddings (``models.chat``); the region facts
 go into the system prompt, so the model's words are grounded in what was measured.
@@ -17,15 +17,16 @@ import torch
 
 from inspector.explain.facts import Facts
 from inspector.explain.writers.base import (
-    Backend,
-    BackendError,
     ChatTurn,
+    ExplanationWriter,
     RejectContext,
+    WriterError,
     system_prompt,
 )
 from inspector.explain.writers.settings import BatteryGPTSettings
 from models.chat import DEFAULT_TEMPLATE, BatteryChat, build_prompt
 from models.preprocess import preprocess
+from models.recipe import load_recipe
 
 
 def chat_prompt(
@@ -37,7 +38,7 @@ def chat_prompt(
     return build_prompt(system_prompt(facts), turns, question, template)
 
 
-class BatteryGPTBackend(Backend):
+class BatteryGPTWriter(ExplanationWriter):
     """Answers with ``models.chat.BatteryChat``; needs the reject's image and map."""
 
     name = "batterygpt"
@@ -51,10 +52,9 @@ class BatteryGPTBackend(Backend):
     @classmethod
     def from_settings(
         cls, settings: BatteryGPTSettings, bundle: str | Path | None = None
-    ) -> BatteryGPTBackend:
+    ) -> BatteryGPTWriter:
         """Load the LM from ``settings.llm_path`` and encoder 2 from the bundle's encoder."""
-        from models.bundle import load_detector
-        from models.recipe import load_recipe
+        from models.bundle import load_detector  # the backbones (open_clip, timm, transformers)
 
         bundle = settings.bundle or bundle
         if bundle is None:
@@ -77,9 +77,7 @@ class BatteryGPTBackend(Backend):
 
     def reply(self, ctx: RejectContext, history: list[ChatTurn], question: str) -> str:
         if ctx.image is None or ctx.amap is None:
-            raise BackendError(
-                "batterygpt needs the reject's image and anomaly map", permanent=True
-            )
+            raise WriterError("batterygpt needs the reject's image and anomaly map", permanent=True)
         size = self.chat.vision.encoder.image_size
         image = torch.from_numpy(preprocess(ctx.image, size, self.bit_depth))
         amap = cv2.resize(ctx.amap.astype("float32"), (size, size), interpolation=cv2.INTER_AREA)
@@ -93,10 +91,10 @@ class BatteryGPTBackend(Backend):
                 )
             except torch.cuda.OutOfMemoryError as exc:
                 torch.cuda.empty_cache()
-                raise BackendError(f"out of GPU memory: {exc}") from exc
+                raise WriterError(f"out of GPU memory: {exc}") from exc
             self.last_reply = reply
         if not reply.text:
-            raise BackendError(f"the model gave an empty answer (stopped at {reply.stop_reason})")
+            raise WriterError(f"the model gave an empty answer (stopped at {reply.stop_reason})")
         return reply.text
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""The template backend: explanations and answers built from the facts alone, no model.
+"""The template writer: explanations and answers built from the facts alone, no model.
 
 Always available, and the fallback when a language model fails. Follow-up questions are
 matched by keywords: which region ("upper", "second", "largest") and what about it (size,
@@ -9,7 +9,7 @@ Example:
     >>> from models.recipe import Thresholds
     >>> amap = np.zeros((300, 300), np.float32); amap[20:60, 130:170] = 0.9
     >>> ctx = RejectContext(facts_from_map(amap, Thresholds(), 0.1, "pouch cell"))
-    >>> TemplateBackend().reply(ctx, [], "How big is the upper bubble?")
+    >>> TemplateWriter().reply(ctx, [], "How big is the upper bubble?")
     'Region 1 (upper centre) covers 1,600 px (16.00 mm^2), about 4 mm long and 4 mm wide.'
 """
 
@@ -20,7 +20,12 @@ import re
 import numpy as np  # noqa: F401  (doctest)
 
 from inspector.explain.facts import Facts, RegionFacts, number_word
-from inspector.explain.writers.base import INITIAL_QUESTION, Backend, ChatTurn, RejectContext
+from inspector.explain.writers.base import (
+    INITIAL_QUESTION,
+    ChatTurn,
+    ExplanationWriter,
+    RejectContext,
+)
 
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6}
 SCRATCH_NOUNS = {"scratch", "scratches", "line", "crack", "mark"}
@@ -175,7 +180,7 @@ def _not_mine(facts: Facts) -> str:
     )
 
 
-class TemplateBackend(Backend):
+class TemplateWriter(ExplanationWriter):
     """Explanations from the facts with fixed sentences; needs nothing and cannot fail."""
 
     name = "template"

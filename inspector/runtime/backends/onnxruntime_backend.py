@@ -52,7 +52,7 @@ class OnnxRuntimeBackend(Backend):
         threads: int | None = None,
         static: bool = False,
     ) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # not for openvino_backend, which imports cpu_threads
 
         bundle = Path(bundle)
         name = ONNX_FILE

@@ -29,7 +29,7 @@ class OpenVinoMissingError(ImportError):
 def import_openvino():
     """The ``openvino`` module, or ``OpenVinoMissingError`` with the install command."""
     try:
-        import openvino
+        import openvino  # optional (the openvino extra)
     except ImportError:
         raise OpenVinoMissingError(
             "OpenVINO is not installed: pip install 'battery-inspector[openvino]'"

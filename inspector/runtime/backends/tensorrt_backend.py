@@ -27,10 +27,10 @@ from models.recipe import load_recipe, tensors_id
 
 def _cudart():
     try:
-        from cuda.bindings import runtime as cudart
+        from cuda.bindings import runtime as cudart  # optional: CUDA Python (the gpu extra)
     except ImportError:
         try:
-            from cuda import cudart
+            from cuda import cudart  # CUDA Python before 12.6
         except ImportError:
             raise TensorRTMissingError(
                 "CUDA Python is not installed: 'pip install cuda-python' for the TensorRT backend"

@@ -113,8 +113,8 @@ def test_the_worker_explains_rejects_as_they_come_and_stops_on_sigterm(
 def test_a_model_that_fails_to_load_leaves_the_template_in_charge(monkeypatch) -> None:
     import pytest
 
-    import inspector.explain.writers as backends
-    from inspector.cli.explain import _load_backend
+    import inspector.explain.writers as writers
+    from inspector.cli.explain import _load_writer
     from inspector.explain.config import ExplainerConfig
 
     class Cfg:
@@ -124,12 +124,12 @@ def test_a_model_that_fails_to_load_leaves_the_template_in_charge(monkeypatch) -
     def out_of_memory(*args):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(backends, "create_backend", out_of_memory)
-    assert _load_backend(Cfg()).name == "template"
+    monkeypatch.setattr(writers, "create_writer", out_of_memory)
+    assert _load_writer(Cfg()).name == "template"
 
     def no_transformers(*args):
         raise ImportError("No module named 'transformers'")
 
-    monkeypatch.setattr(backends, "create_backend", no_transformers)
+    monkeypatch.setattr(writers, "create_writer", no_transformers)
     with pytest.raises(ValueError, match="needs the llm extra"):
-        _load_backend(Cfg())
+        _load_writer(Cfg())

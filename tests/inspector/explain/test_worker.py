@@ -10,14 +10,14 @@ import pytest
 
 from inspector.explain.config import ExplainerConfig
 from inspector.explain.worker import ExplainWorker, reject_context
-from inspector.explain.writers import Backend, BackendError, TemplateBackend
+from inspector.explain.writers import ExplanationWriter, TemplateWriter, WriterError
 from inspector.store.db import Store
 from inspector.vision.decision import decide
 from models.recipe import Thresholds
 from tests.conftest import textured
 
 
-class FailingBackend(Backend):
+class FailingWriter(ExplanationWriter):
     name = "openai"
 
     def __init__(self) -> None:
@@ -25,10 +25,10 @@ class FailingBackend(Backend):
 
     def reply(self, ctx, history, question) -> str:
         self.calls += 1
-        raise BackendError("chat server unreachable")
+        raise WriterError("chat server unreachable")
 
 
-class EchoBackend(Backend):
+class EchoWriter(ExplanationWriter):
     name = "echo"
 
     def reply(self, ctx, history, question) -> str:
@@ -64,7 +64,7 @@ def test_jobs_are_explained_in_order_stored_and_published(store: Store) -> None:
     record_reject(store, "f2", (250, 180, 40, 40))
     published = []
     worker = ExplainWorker(
-        store, EchoBackend(), ExplainerConfig(), publish=lambda *a: published.append(a)
+        store, EchoWriter(), ExplainerConfig(), publish=lambda *a: published.append(a)
     )
     assert worker.run_once().frame_id == "f1"
     assert worker.run_once().frame_id == "f2"
@@ -78,15 +78,15 @@ def test_jobs_are_explained_in_order_stored_and_published(store: Store) -> None:
     assert store.pending_jobs() == 0
 
 
-def test_a_failing_backend_is_retried_then_the_template_explains_the_job(store: Store) -> None:
+def test_a_failing_writer_is_retried_then_the_template_explains_the_job(store: Store) -> None:
     record_reject(store, "f1", (140, 10, 40, 40))
     cfg = ExplainerConfig.model_validate({"retry": {"max_attempts": 3, "backoff_s": 0.0}})
-    backend = FailingBackend()
-    worker = ExplainWorker(store, backend, cfg)
+    writer = FailingWriter()
+    worker = ExplainWorker(store, writer, cfg)
 
     first, second, third = worker.run_once(), worker.run_once(), worker.run_once()
     assert [o.state for o in (first, second, third)] == ["retry", "retry", "done"]
-    assert backend.calls == 3 and worker.run_once() is None
+    assert writer.calls == 3 and worker.run_once() is None
     explanation = store.explanation("f1")
     assert explanation["backend"] == "template"
     assert "Region 1 (upper centre)" in explanation["text"] and "1,600 px" in explanation["text"]
@@ -96,7 +96,7 @@ def test_a_failing_backend_is_retried_then_the_template_explains_the_job(store: 
 def test_a_failed_job_waits_for_its_back_off(store: Store) -> None:
     record_reject(store, "f1", (10, 10, 30, 30))
     cfg = ExplainerConfig.model_validate({"retry": {"max_attempts": 2, "backoff_s": 60.0}})
-    worker = ExplainWorker(store, FailingBackend(), cfg)
+    worker = ExplainWorker(store, FailingWriter(), cfg)
     assert worker.run_once().state == "retry"
     assert worker.run_once() is None  # not due for a minute
     assert store.pending_jobs() == 1 and store.explanation("f1") is None
@@ -107,28 +107,28 @@ def test_a_reject_whose_files_are_gone_is_explained_from_its_result(store: Store
     for p in (store.rejects_dir).rglob("*"):
         if p.is_file():
             p.unlink()
-    worker = ExplainWorker(store, TemplateBackend(), ExplainerConfig())
-    assert worker.run_once().backend == "template"
+    worker = ExplainWorker(store, TemplateWriter(), ExplainerConfig())
+    assert worker.run_once().writer == "template"
     assert "Region 1 (upper left)" in store.explanation("f1")["text"]
 
 
 def test_a_failure_no_retry_can_cure_goes_to_the_template_at_once(store: Store) -> None:
-    class NeedsImage(Backend):
+    class NeedsImage(ExplanationWriter):
         name = "batterygpt"
 
         def reply(self, ctx, history, question) -> str:
-            raise BackendError("batterygpt needs the reject's image", permanent=True)
+            raise WriterError("batterygpt needs the reject's image", permanent=True)
 
     record_reject(store, "f1", (10, 10, 30, 30))
     cfg = ExplainerConfig.model_validate({"retry": {"max_attempts": 5, "backoff_s": 60.0}})
     outcome = ExplainWorker(store, NeedsImage(), cfg).run_once()
-    assert (outcome.state, outcome.backend) == ("done", "template")
+    assert (outcome.state, outcome.writer) == ("done", "template")
 
 
 def test_an_explanation_that_contradicts_the_facts_is_replaced_by_the_template(
     store: Store,
 ) -> None:
-    class Confabulating(Backend):
+    class Confabulating(ExplanationWriter):
         name = "openai"
 
         def reply(self, ctx, history, question) -> str:
@@ -136,7 +136,7 @@ def test_an_explanation_that_contradicts_the_facts_is_replaced_by_the_template(
 
     record_reject(store, "f1", (10, 10, 30, 30))
     outcome = ExplainWorker(store, Confabulating(), ExplainerConfig()).run_once()
-    assert (outcome.state, outcome.backend) == ("done", "template")
+    assert (outcome.state, outcome.writer) == ("done", "template")
     assert store.explanation("f1")["text"].startswith("This pouch cell was rejected: one defect")
 
 
@@ -160,7 +160,7 @@ def test_a_malformed_result_is_still_explained_and_done(store: Store, with_files
         ],
     }
     store.record(result, textured(240, 320) if with_files else None, amap if with_files else None)
-    outcome = ExplainWorker(store, EchoBackend(), ExplainerConfig()).run_once()
+    outcome = ExplainWorker(store, EchoWriter(), ExplainerConfig()).run_once()
     assert outcome.state == "done"
     assert store.pending_jobs() == 0
     assert store.explanation("f1")["text"] == "1 region(s) at upper left"

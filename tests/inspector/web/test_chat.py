@@ -1,16 +1,16 @@
-"""Chat answers from the explainer's backends, with the template as the fallback."""
+"""Chat answers from the explainer's writers, with the template as the fallback."""
 
 from __future__ import annotations
 
-from inspector.explain.writers import Backend, BackendError, RejectContext
+from inspector.explain.writers import ExplanationWriter, RejectContext, WriterError
 from inspector.store.db import Store
 from inspector.web.chat import ExplainerChat, template_chat
 from models.recipe import Prompts, Recipe, Thresholds
 from tests.inspector.web.conftest import FRAME_SHAPE
 
 
-class Recording(Backend):
-    """A backend that answers from what it was given, so the test can see it."""
+class Recording(ExplanationWriter):
+    """A writer that answers from what it was given, so the test can see it."""
 
     name = "recording"
 
@@ -22,11 +22,11 @@ class Recording(Backend):
         return f"{len(ctx.facts.regions)} regions; {len(history)} earlier turns"
 
 
-class Broken(Backend):
+class Broken(ExplanationWriter):
     name = "broken"
 
     def reply(self, ctx: RejectContext, history: list, question: str) -> str:
-        raise BackendError("server down")
+        raise WriterError("server down")
 
 
 def recipe(pitch_mm: float) -> Recipe:
@@ -42,18 +42,18 @@ def recipe(pitch_mm: float) -> Recipe:
     )
 
 
-def test_backend_gets_facts_frame_map_and_history(store: Store) -> None:
-    backend = Recording()
-    chat = ExplainerChat(store.data_dir, lambda: backend)
+def test_writer_gets_facts_frame_map_and_history(store: Store) -> None:
+    writer = Recording()
+    chat = ExplainerChat(store.data_dir, lambda: writer)
     history = [{"role": "user", "text": "hi", "ts": "t"}, {"role": "assistant", "text": "yo"}]
     assert chat(store.reject("f-2"), history, "Where?") == "2 regions; 2 earlier turns"
-    ctx, turns, question = backend.seen[0]
+    ctx, turns, question = writer.seen[0]
     assert ctx.image.shape[:2] == FRAME_SHAPE and ctx.amap.shape == FRAME_SHAPE
     assert turns == [{"role": "user", "text": "hi"}, {"role": "assistant", "text": "yo"}]
     assert question == "Where?"
 
 
-def test_a_failing_backend_is_answered_by_the_template(store: Store) -> None:
+def test_a_failing_writer_is_answered_by_the_template(store: Store) -> None:
     chat = ExplainerChat(store.data_dir, Broken)
     reject = store.reject("f-1")
     answer = chat(reject, [], "How big is region 1?")
@@ -67,17 +67,17 @@ def test_sizes_in_mm_with_the_bundles_pixel_pitch(store: Store) -> None:
     assert "900 px (9.00 mm^2)" in answer
 
 
-class Confabulating(Backend):
+class Confabulating(ExplanationWriter):
     name = "confabulating"
 
     def reply(self, ctx: RejectContext, history: list, question: str) -> str:
         return "There are three defects, the worst in the lower right."
 
 
-def test_a_backend_that_cannot_be_built_is_tried_once(store: Store) -> None:
+def test_a_writer_that_cannot_be_built_is_tried_once(store: Store) -> None:
     builds: list[int] = []
 
-    def make() -> Backend:
+    def make() -> ExplanationWriter:
         builds.append(1)
         raise RuntimeError("model folder missing")
 
@@ -110,12 +110,12 @@ def test_a_rejects_context_is_measured_once_and_kept(store: Store, monkeypatch) 
 
     monkeypatch.setattr(worker, "reject_context", counting)
     monkeypatch.setattr(chat_module, "CONTEXT_CACHE", 1)
-    backend = Recording()
-    chat = ExplainerChat(store.data_dir, lambda: backend)
+    writer = Recording()
+    chat = ExplainerChat(store.data_dir, lambda: writer)
     f1, f2 = store.reject("f-1"), store.reject("f-2")
     chat(f1, [], "Where?")
     chat(f1, [], "How big?")
-    assert measured == ["f-1"] and backend.seen[0][0] is backend.seen[1][0]
+    assert measured == ["f-1"] and writer.seen[0][0] is writer.seen[1][0]
     chat(f2, [], "Where?")  # the cache holds one reject here: f-1 makes way
     chat(f1, [], "Where?")
     assert measured == ["f-1", "f-2", "f-1"]

@@ -1,4 +1,4 @@
-"""The openai backend against a small OpenAI-compatible server on 127.0.0.1."""
+"""The openai writer against a small OpenAI-compatible server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from inspector.explain.facts import facts_from_map
-from inspector.explain.writers import BackendError, RejectContext
-from inspector.explain.writers.openai_backend import OpenAIBackend
+from inspector.explain.writers import RejectContext, WriterError
+from inspector.explain.writers.openai import OpenAIWriter
 from inspector.explain.writers.settings import OpenAISettings
 from models.recipe import Thresholds
 from tests.conftest import textured
@@ -88,16 +88,16 @@ def context() -> RejectContext:
 
 def test_facts_image_and_history_reach_the_server(server: ChatServer, monkeypatch) -> None:
     monkeypatch.setenv("TEST_CHAT_KEY", "sekret")
-    backend = OpenAIBackend(
+    writer = OpenAIWriter(
         OpenAISettings(base_url=server.base_url, model="vicuna-7b", api_key_env="TEST_CHAT_KEY")
     )
     ctx = context()
-    first = backend.explain(ctx)
+    first = writer.explain(ctx)
     history = [
         {"role": "user", "text": "Is there any anomaly?"},
         {"role": "assistant", "text": first},
     ]
-    second = backend.reply(ctx, history, "How big is it?")
+    second = writer.reply(ctx, history, "How big is it?")
 
     assert (first, second) == ("answer 1 from vicuna-7b", "answer 2 from vicuna-7b")
     assert server.headers_seen[0]["Authorization"] == "Bearer sekret"
@@ -115,27 +115,27 @@ def test_facts_image_and_history_reach_the_server(server: ChatServer, monkeypatc
 
 @pytest.mark.parametrize("server", [{"refuse_images": True}], indirect=True)
 def test_a_text_only_server_is_asked_again_without_the_image(server: ChatServer) -> None:
-    backend = OpenAIBackend(OpenAISettings(base_url=server.base_url))
-    assert backend.explain(context()) == "answer 1 from default"
+    writer = OpenAIWriter(OpenAISettings(base_url=server.base_url))
+    assert writer.explain(context()) == "answer 1 from default"
     assert [isinstance(r["messages"][1]["content"], list) for r in server.requests] == [True, False]
-    backend.explain(context())
+    writer.explain(context())
     assert len(server.requests) == 3  # no image offered again
 
 
 @pytest.mark.parametrize("server", [{"status": 503}], indirect=True)
-def test_a_failing_server_is_a_backend_error(server: ChatServer) -> None:
-    backend = OpenAIBackend(OpenAISettings(base_url=server.base_url, send_image=False))
-    with pytest.raises(BackendError, match="HTTP 503"):
-        backend.explain(context())
+def test_a_failing_server_is_a_writer_error(server: ChatServer) -> None:
+    writer = OpenAIWriter(OpenAISettings(base_url=server.base_url, send_image=False))
+    with pytest.raises(WriterError, match="HTTP 503"):
+        writer.explain(context())
 
 
-def test_an_unreachable_server_is_a_backend_error() -> None:
+def test_an_unreachable_server_is_a_writer_error() -> None:
     srv = ChatServer()
     url = srv.base_url
     srv.server_close()  # the port is free again: nothing listens
-    backend = OpenAIBackend(OpenAISettings(base_url=url, timeout_s=5))
-    with pytest.raises(BackendError, match="unreachable"):
-        backend.explain(context())
+    writer = OpenAIWriter(OpenAISettings(base_url=url, timeout_s=5))
+    with pytest.raises(WriterError, match="unreachable"):
+        writer.explain(context())
 
 
 def test_the_overlay_of_a_large_frame_is_sent_at_most_1024_px_wide() -> None:

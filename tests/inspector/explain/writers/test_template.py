@@ -1,4 +1,4 @@
-"""The template backend: a complete explanation and follow-up answers from the facts."""
+"""The template writer: a complete explanation and follow-up answers from the facts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from inspector.explain.facts import facts_from_map
-from inspector.explain.writers import TemplateBackend
+from inspector.explain.writers import TemplateWriter
 from inspector.explain.writers.base import RejectContext
 from models.recipe import Thresholds
 
@@ -20,7 +20,7 @@ def two_blob_context() -> RejectContext:
 
 def test_the_explanation_names_every_region_with_position_and_size() -> None:
     ctx = two_blob_context()
-    text = TemplateBackend().explain(ctx)
+    text = TemplateWriter().explain(ctx)
     assert "two defect regions" in text
     assert "Region 1 (upper centre)" in text and "Region 2 (lower centre)" in text
     assert "400 px (4.00 mm^2)" in text  # the 20x20 square at 0.1 mm per pixel
@@ -29,7 +29,7 @@ def test_the_explanation_names_every_region_with_position_and_size() -> None:
 
 def test_follow_up_questions_are_answered_from_the_facts() -> None:
     ctx = two_blob_context()
-    t = TemplateBackend()
+    t = TemplateWriter()
     big = t.reply(ctx, [], "How big is the upper bubble?")
     assert big.startswith("Region 1 (upper centre) covers") and "lower" not in big
     assert "mm^2" in big
@@ -45,7 +45,7 @@ def test_follow_up_questions_are_answered_from_the_facts() -> None:
 
 def test_a_clean_map_is_explained_as_having_no_defect() -> None:
     ctx = RejectContext(facts_from_map(np.zeros((64, 64), np.float32), Thresholds()))
-    assert TemplateBackend().explain(ctx).startswith("No defect region was found")
+    assert TemplateWriter().explain(ctx).startswith("No defect region was found")
 
 
 def test_bad_explainer_settings_name_the_key() -> None:
@@ -82,13 +82,13 @@ def test_it_refers_to_the_region_asked_about_before() -> None:
         {"role": "user", "text": "What is in the lower centre?"},
         {"role": "assistant", "text": "A blob."},
     ]
-    answer = TemplateBackend().reply(ctx, history, "How big is it?")
+    answer = TemplateWriter().reply(ctx, history, "How big is it?")
     assert answer.startswith("Region 2 (lower centre) covers 400 px") and "upper" not in answer
 
 
 def test_a_question_it_cannot_answer_gets_what_it_can_say_not_the_explanation_again() -> None:
     ctx = two_blob_context()
-    t = TemplateBackend()
+    t = TemplateWriter()
     explanation = t.explain(ctx)
     answer = t.reply(ctx, [], "Is this a scratch or a dent? Should I scrap the cell?")
     assert "Region 1 (upper centre) is compact" in answer  # the shape: what it can answer

@@ -1,4 +1,4 @@
-"""The ``openai`` backend: any OpenAI-compatible chat server over HTTP.
+"""The ``openai`` writer: any OpenAI-compatible chat server over HTTP.
 
 llama.cpp's server, vLLM and Ollama all speak ``POST {base_url}/chat/completions``. The facts
 go into the system message; where the server takes images, the overlay picture (heat map and
@@ -14,10 +14,10 @@ import os
 import httpx
 
 from inspector.explain.writers.base import (
-    Backend,
-    BackendError,
     ChatTurn,
+    ExplanationWriter,
     RejectContext,
+    WriterError,
     system_prompt,
 )
 from inspector.explain.writers.settings import OpenAISettings
@@ -25,7 +25,7 @@ from inspector.explain.writers.settings import OpenAISettings
 IMAGE_REFUSED = (400, 415, 422)
 
 
-class OpenAIBackend(Backend):
+class OpenAIWriter(ExplanationWriter):
     """Chat completions from an OpenAI-compatible server (one HTTP request per answer)."""
 
     name = "openai"
@@ -72,7 +72,7 @@ class OpenAIBackend(Backend):
         try:
             return self.client.post("chat/completions", json=body)
         except httpx.HTTPError as exc:
-            raise BackendError(f"chat server {self.settings.base_url} unreachable: {exc}") from exc
+            raise WriterError(f"chat server {self.settings.base_url} unreachable: {exc}") from exc
 
     def reply(self, ctx: RejectContext, history: list[ChatTurn], question: str) -> str:
         with_image = self.images_ok and ctx.image is not None and ctx.amap is not None
@@ -81,15 +81,15 @@ class OpenAIBackend(Backend):
             self.images_ok = False  # a text-only model: stop sending pictures
             resp = self._post(self.messages(ctx, history, question, False))
         if resp.status_code != 200:
-            raise BackendError(
+            raise WriterError(
                 f"chat server answered HTTP {resp.status_code}: {resp.text[:200].strip()}"
             )
         try:
             text = resp.json()["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise BackendError(f"chat server reply is not a chat completion: {exc!r}") from exc
+            raise WriterError(f"chat server reply is not a chat completion: {exc!r}") from exc
         if not isinstance(text, str) or not text.strip():
-            raise BackendError("chat server gave an empty answer")
+            raise WriterError("chat server gave an empty answer")
         return text.strip()
 
     def close(self) -> None:
