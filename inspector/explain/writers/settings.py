@@ -41,7 +41,7 @@ class BatteryGPTSettings(ConfigSection):
         None, description="local folder of a transformers causal LM (Vicuna v1.5 by default)"
     )
     chat_weights: Path | None = Field(
-        None, description="prompt learner + projection trained by models.training.chat_training"
+        None, description="prompt learner + projection trained by inspector.explain.chat_teacher"
     )
     bundle: Path | None = Field(
         None, description="bundle whose encoder initialises image encoder 2 (station's if unset)"
